@@ -6,17 +6,11 @@ DeepSpeed compiles a shared-memory communication helper at first start (~40 s on
 gloo does not need, so it is marked incompatible before DeepSpeed is used.
 """
 
-import os
 import sys
 
 import torchvision.transforms._functional_tensor as _functional_tensor
 
 sys.modules.setdefault("torchvision.transforms.functional_tensor", _functional_tensor)
-
-# Without a key wandb.init raises; offline keeps every run local unless the user logged in.
-if "WANDB_MODE" not in os.environ and not os.environ.get("WANDB_API_KEY"):
-    os.environ.setdefault("WANDB_MODE", "offline")
-os.environ.setdefault("WANDB_SILENT", "true")
 
 
 def disable_deepspeed_shm_build() -> None:
