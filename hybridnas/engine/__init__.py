@@ -7,6 +7,7 @@ from hybridnas.engine.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
+from hybridnas.engine.tracking import Tracker, read_wandb_history, read_wandb_records
 
 __all__ = [
     "CheckpointError",
@@ -14,4 +15,7 @@ __all__ = [
     "load_checkpoint",
     "restore_rng_state",
     "save_checkpoint",
+    "Tracker",
+    "read_wandb_history",
+    "read_wandb_records",
 ]
