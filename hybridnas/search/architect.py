@@ -1,0 +1,124 @@
+"""The architect: steps the architecture parameters on search-validation batches.
+
+First order (DARTS-1): grad_alpha L_val(w, alpha).
+Second order (DARTS-2): grad_alpha L_val(w', alpha) - xi * H, with the unrolled weights
+w' = w - xi * (grad_w L_train(w) + wd * w) and the Hessian-vector product H estimated by
+finite differences: (grad_alpha L_train(w+) - grad_alpha L_train(w-)) / (2 eps), where
+w+- = w +- eps * grad_w' L_val(w', alpha) and eps = 0.01 / ||grad_w' L_val||.
+
+The weights' momentum is left out of the unrolled step (the reference keeps it); with the
+default xi = lr it changes w' by a momentum-sized term only.
+
+Gradients are taken with ``torch.autograd.grad`` on the plain module (never through the DDP or
+DeepSpeed wrapper, whose hooks expect a full backward), then averaged over ranks by hand, so
+every rank steps identical alphas.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hybridnas.space.supernet import Architecture
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+AllReduce = Callable[[list[torch.Tensor]], None]
+
+
+class Architect:
+    """Adam on the architecture parameters (DARTS defaults: lr 3e-4, betas (0.5, 0.999), wd 1e-3)."""
+
+    def __init__(
+        self,
+        arch: Architecture,
+        *,
+        lr: float = 3e-4,
+        betas: tuple[float, float] = (0.5, 0.999),
+        weight_decay: float = 1e-3,
+        order: int = 1,
+        all_reduce: AllReduce | None = None,
+    ) -> None:
+        if order not in (1, 2):
+            raise ValueError(f"search.order must be 1 or 2, got {order}")
+        self.arch, self.order = arch, order
+        self.optimizer = torch.optim.Adam(
+            arch.parameters(), lr=lr, betas=tuple(betas), weight_decay=weight_decay
+        )
+        self.all_reduce = all_reduce
+
+    def _free_params(self) -> list[nn.Parameter]:
+        return [p for p in self.arch.parameters() if p.requires_grad]
+
+    def step(
+        self,
+        model: nn.Module,
+        val_batch: Batch,
+        train_batch: Batch | None = None,
+        *,
+        xi: float = 0.0,
+        weight_decay: float = 0.0,
+    ) -> float:
+        """One architecture step; returns the validation loss. ``model`` is the plain supernet."""
+        params = self._free_params()
+        if self.order == 1 or train_batch is None:
+            loss, grads = self._val_grads(model, val_batch, params)
+        else:
+            loss, grads = self._unrolled_grads(model, val_batch, train_batch, params, xi, weight_decay)
+        self._apply(params, grads)
+        return float(loss)
+
+    def _val_grads(self, model, batch, params):
+        loss = F.cross_entropy(model(batch[0], self.arch), batch[1])
+        return loss.detach(), torch.autograd.grad(loss, params, allow_unused=True)
+
+    def _apply(self, params, grads) -> None:
+        present = [g for g in grads if g is not None]
+        if self.all_reduce is not None and present:
+            self.all_reduce(present)
+        self.optimizer.zero_grad(set_to_none=True)
+        for p, g in zip(params, grads, strict=True):
+            p.grad = g  # None for decided edges: Adam skips them
+        self.optimizer.step()
+
+    @torch.no_grad()
+    def _shift(self, weights: list[torch.Tensor], direction: list[torch.Tensor], scale: float):
+        for w, d in zip(weights, direction, strict=True):
+            w.add_(d, alpha=scale)
+
+    def _unrolled_grads(self, model, val_batch, train_batch, params, xi, wd):
+        weights = [p for p in model.parameters() if p.requires_grad]
+        backup = [w.detach().clone() for w in weights]
+        train_loss = F.cross_entropy(model(train_batch[0], self.arch), train_batch[1])
+        g_train = torch.autograd.grad(train_loss, weights, allow_unused=True)
+        step = [(g if g is not None else torch.zeros_like(w)) + wd * w for g, w in zip(g_train, weights)]
+        self._shift(weights, step, -xi)  # w' = w - xi * dL_train/dw
+        val_loss = F.cross_entropy(model(val_batch[0], self.arch), val_batch[1])
+        grads = torch.autograd.grad(val_loss, list(params) + weights, allow_unused=True)
+        d_alpha, d_w = grads[: len(params)], grads[len(params) :]
+        d_w = [g if g is not None else torch.zeros_like(w) for g, w in zip(d_w, weights)]
+        with torch.no_grad():
+            for w, b in zip(weights, backup, strict=True):
+                w.copy_(b)
+        hessian = self._hessian_vector(model, train_batch, params, weights, d_w)
+        combined = [
+            None if a is None else a - xi * (h if h is not None else 0.0)
+            for a, h in zip(d_alpha, hessian, strict=True)
+        ]
+        return val_loss.detach(), combined
+
+    def _hessian_vector(self, model, batch, params, weights, vector):
+        norm = torch.cat([v.flatten() for v in vector]).norm()
+        eps = 0.01 / max(float(norm), 1e-12)
+        self._shift(weights, vector, eps)
+        loss = F.cross_entropy(model(batch[0], self.arch), batch[1])
+        g_pos = torch.autograd.grad(loss, params, allow_unused=True)
+        self._shift(weights, vector, -2 * eps)
+        loss = F.cross_entropy(model(batch[0], self.arch), batch[1])
+        g_neg = torch.autograd.grad(loss, params, allow_unused=True)
+        self._shift(weights, vector, eps)
+        return [
+            None if p is None else (p - n) / (2 * eps) for p, n in zip(g_pos, g_neg, strict=True)
+        ]

@@ -1,0 +1,291 @@
+"""The genotype: the one object every stage after the supernet speaks.
+
+A genotype is a versioned JSON document::
+
+    {
+      "format": "hybridnas.genotype", "version": 1,
+      "cells": {
+        "normal": {"edges": [[0, 2, "conv3d_3x3x3"], [1, 2, "skip"], ...], "concat": [2, 3, 4, 5]},
+        "reduce": {"edges": [...], "concat": [2, 3, 4, 5]}
+      },
+      "stem": {"channels": 24, "kernel": [3, 3, 3], "stride": [1, 1, 1]},
+      "stage_widths": [8, 16, 32],
+      "num_cells": 5,
+      "reduction_stride": [1, 2, 2],
+      "clip": {"channels": 3, "frames": 8, "size": 32},
+      "num_classes": 10
+    }
+
+Nodes 0 and 1 of a cell are its two inputs (the outputs of the two previous cells); nodes
+2, 3, ... are intermediate nodes; an edge ``[i, j, op]`` feeds node i into node j through op,
+and needs ``i < j``. The cell output concatenates the ``concat`` nodes. Stage ``s`` uses
+``stage_widths[s]`` channels per node; reduction cells sit at 1/3 and 2/3 of the depth.
+
+Loading validates everything and names the offending field in a ``GenotypeError``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from hybridnas.ops import is_op, list_ops
+
+FORMAT = "hybridnas.genotype"
+VERSION = 1
+CELL_TYPES = ("normal", "reduce")
+
+
+class GenotypeError(ValueError):
+    """A genotype document is malformed; the message names the field."""
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    """One cell type: edges ``(from_node, to_node, op)`` and the nodes concatenated at the end."""
+
+    edges: tuple[tuple[int, int, str], ...]
+    concat: tuple[int, ...]
+
+    @property
+    def num_nodes(self) -> int:
+        """Number of intermediate nodes (inputs 0 and 1 not counted)."""
+        return max(max(j for _, j, _ in self.edges), max(self.concat)) - 1
+
+    def inputs_of(self, node: int) -> list[tuple[int, str]]:
+        """The ``(from_node, op)`` pairs feeding ``node``, in document order."""
+        return [(i, op) for i, j, op in self.edges if j == node]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"edges": [[i, j, op] for i, j, op in self.edges], "concat": list(self.concat)}
+
+
+@dataclass(frozen=True)
+class Genotype:
+    """A whole network architecture: two cell types plus the macro skeleton and clip shape."""
+
+    normal: CellSpec
+    reduce: CellSpec
+    stage_widths: tuple[int, ...] = (8, 16, 32)
+    num_cells: int = 5
+    stem_channels: int = 24
+    stem_kernel: tuple[int, int, int] = (3, 3, 3)
+    stem_stride: tuple[int, int, int] = (1, 1, 1)
+    reduction_stride: tuple[int, int, int] = (1, 2, 2)
+    in_channels: int = 3
+    frames: int = 8
+    size: int = 32
+    num_classes: int = 10
+    meta: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def cell(self, cell_type: str) -> CellSpec:
+        return self.normal if cell_type == "normal" else self.reduce
+
+    def reduction_indices(self) -> tuple[int, ...]:
+        """Positions of reduction cells: 1/3 and 2/3 of the depth, as in DARTS."""
+        return reduction_indices(self.num_cells)
+
+    def replace(self, **changes: Any) -> Genotype:
+        """A copy with some fields changed, validated."""
+        new = replace(self, **changes)
+        validate(new.to_dict())
+        return new
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "cells": {"normal": self.normal.to_dict(), "reduce": self.reduce.to_dict()},
+            "stem": {
+                "channels": self.stem_channels,
+                "kernel": list(self.stem_kernel),
+                "stride": list(self.stem_stride),
+            },
+            "stage_widths": list(self.stage_widths),
+            "num_cells": self.num_cells,
+            "reduction_stride": list(self.reduction_stride),
+            "clip": {"channels": self.in_channels, "frames": self.frames, "size": self.size},
+            "num_classes": self.num_classes,
+            "meta": dict(self.meta),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def key(self) -> str:
+        """A canonical string identifying the architecture (meta excluded), for deduplication."""
+        doc = self.to_dict()
+        doc.pop("meta")
+        for cell in doc["cells"].values():
+            cell["edges"] = sorted(cell["edges"], key=lambda e: (e[1], e[0], e[2]))
+        return json.dumps(doc, sort_keys=True, separators=(",", ":"))
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the JSON atomically (a reader never sees half a genotype)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
+            f.write(self.to_json())
+            tmp = f.name
+        os.replace(tmp, path)
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> Genotype:
+        validate(doc)
+        cells = {
+            name: CellSpec(
+                edges=tuple((int(i), int(j), str(op)) for i, j, op in doc["cells"][name]["edges"]),
+                concat=tuple(int(n) for n in doc["cells"][name]["concat"]),
+            )
+            for name in CELL_TYPES
+        }
+        stem, clip = doc["stem"], doc["clip"]
+        return cls(
+            normal=cells["normal"],
+            reduce=cells["reduce"],
+            stage_widths=tuple(int(w) for w in doc["stage_widths"]),
+            num_cells=int(doc["num_cells"]),
+            stem_channels=int(stem["channels"]),
+            stem_kernel=tuple(stem["kernel"]),
+            stem_stride=tuple(stem["stride"]),
+            reduction_stride=tuple(doc["reduction_stride"]),
+            in_channels=int(clip["channels"]),
+            frames=int(clip["frames"]),
+            size=int(clip["size"]),
+            num_classes=int(doc["num_classes"]),
+            meta=dict(doc.get("meta", {})),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Genotype:
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise GenotypeError(f"genotype is not valid JSON: {err}") from err
+        return cls.from_dict(doc)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Genotype:
+        """Read a genotype JSON file (or ``genotype.json`` inside a run folder)."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / "genotype.json"
+        if not path.is_file():
+            raise GenotypeError(f"genotype file not found: {path}")
+        try:
+            return cls.from_json(path.read_text())
+        except GenotypeError as err:
+            raise GenotypeError(f"{path}: {err}") from None
+
+
+def reduction_indices(num_cells: int) -> tuple[int, ...]:
+    """Cell positions that reduce: 1/3 and 2/3 of the depth (a 1- or 2-cell net has one)."""
+    if num_cells < 3:
+        return (num_cells // 2,) if num_cells == 2 else ()
+    return (num_cells // 3, 2 * num_cells // 3)
+
+
+def num_stages(num_cells: int) -> int:
+    return len(reduction_indices(num_cells)) + 1
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _require(doc: Mapping[str, Any], key: str, where: str) -> Any:
+    if not isinstance(doc, Mapping):
+        raise GenotypeError(f"{where} must be an object, got {type(doc).__name__}")
+    if key not in doc:
+        raise GenotypeError(f"missing key '{where}.{key}'" if where else f"missing key '{key}'")
+    return doc[key]
+
+
+def _positive_int(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise GenotypeError(f"'{where}' must be an integer, got {value!r}")
+    if value <= 0:
+        raise GenotypeError(f"'{where}' must be positive, got {value}")
+    return value
+
+
+def _triple(value: Any, where: str) -> None:
+    if not isinstance(value, list | tuple) or len(value) != 3:
+        raise GenotypeError(f"'{where}' must be a list of 3 integers, got {value!r}")
+    for k, v in enumerate(value):
+        _positive_int(v, f"{where}[{k}]")
+
+
+def _validate_cell(cell: Any, name: str) -> None:
+    where = f"cells.{name}"
+    edges = _require(cell, "edges", where)
+    concat = _require(cell, "concat", where)
+    if not isinstance(edges, list | tuple) or not edges:
+        raise GenotypeError(f"'{where}.edges' must be a non-empty list")
+    fed = {0, 1}
+    for k, edge in enumerate(edges):
+        ew = f"{where}.edges[{k}]"
+        if not isinstance(edge, list | tuple) or len(edge) != 3:
+            raise GenotypeError(f"'{ew}' must be [from_node, to_node, op], got {edge!r}")
+        i, j, op = edge
+        if isinstance(i, bool) or not isinstance(i, int) or isinstance(j, bool) or not isinstance(j, int):
+            raise GenotypeError(f"'{ew}' nodes must be integers, got {edge!r}")
+        if i < 0 or j < 2:
+            raise GenotypeError(f"'{ew}' = {edge!r}: nodes 0, 1 are inputs; edges end at node >= 2")
+        if i >= j:
+            raise GenotypeError(
+                f"'{ew}' = {edge!r}: node {j} is fed by node {i}, which is not an earlier node"
+            )
+        if not isinstance(op, str) or not is_op(op):
+            raise GenotypeError(f"'{ew}': unknown op {op!r}; known ops: {', '.join(list_ops())}")
+        fed.add(j)
+    last = max(fed)
+    missing = sorted(set(range(2, last + 1)) - fed)
+    if missing:
+        raise GenotypeError(f"'{where}': node(s) {missing} have no incoming edge")
+    used_as_input = {e[0] for e in edges}
+    if not isinstance(concat, list | tuple) or not concat:
+        raise GenotypeError(f"'{where}.concat' must be a non-empty list of nodes")
+    for n in concat:
+        if isinstance(n, bool) or not isinstance(n, int) or n not in fed or n < 2:
+            raise GenotypeError(f"'{where}.concat' names {n!r}, which is not an intermediate node")
+    dangling = sorted(n for n in fed - {0, 1} if n not in concat and n not in used_as_input)
+    if dangling:
+        raise GenotypeError(f"'{where}': node(s) {dangling} feed nothing (dangling)")
+
+
+def validate(doc: Mapping[str, Any]) -> None:
+    """Check a genotype document; raise ``GenotypeError`` naming the first bad field."""
+    if not isinstance(doc, Mapping):
+        raise GenotypeError(f"genotype must be a JSON object, got {type(doc).__name__}")
+    fmt = doc.get("format", FORMAT)
+    if fmt != FORMAT:
+        raise GenotypeError(f"'format' is {fmt!r}, expected {FORMAT!r}")
+    version = _require(doc, "version", "")
+    if version != VERSION:
+        raise GenotypeError(f"'version' {version!r} is not supported (this hybridnas reads {VERSION})")
+    cells = _require(doc, "cells", "")
+    for name in CELL_TYPES:
+        _validate_cell(_require(cells, name, "cells"), name)
+    stem = _require(doc, "stem", "")
+    _positive_int(_require(stem, "channels", "stem"), "stem.channels")
+    _triple(_require(stem, "kernel", "stem"), "stem.kernel")
+    _triple(_require(stem, "stride", "stem"), "stem.stride")
+    num_cells = _positive_int(_require(doc, "num_cells", ""), "num_cells")
+    widths = _require(doc, "stage_widths", "")
+    if not isinstance(widths, list | tuple) or len(widths) != num_stages(num_cells):
+        raise GenotypeError(
+            f"'stage_widths' must list {num_stages(num_cells)} widths for {num_cells} cells, "
+            f"got {widths!r}"
+        )
+    for k, w in enumerate(widths):
+        _positive_int(w, f"stage_widths[{k}]")
+    _triple(_require(doc, "reduction_stride", ""), "reduction_stride")
+    clip = _require(doc, "clip", "")
+    for key in ("channels", "frames", "size"):
+        _positive_int(_require(clip, key, "clip"), f"clip.{key}")
+    _positive_int(_require(doc, "num_classes", ""), "num_classes")

@@ -1,0 +1,118 @@
+"""The macro skeleton shared by the supernet and by networks built from genotypes.
+
+::
+
+    clip (B, C_in, T, H, W)
+      -> stem: Conv3d(kernel, stride) -> BN                      (B, stem, T, H, W)
+      -> cell 0 .. cell N-1   (reduction cells at 1/3 and 2/3 depth halve H, W (and T))
+      -> global average pool -> dropout -> Linear                (B, num_classes)
+
+Each cell takes the outputs of the two previous cells. ``Network(genotype)`` is the fixed
+network a genotype describes; the supernet reuses ``build_stem`` and ``cell_plan``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from hybridnas.space.cells import Cell
+from hybridnas.space.genotype import Genotype, reduction_indices
+
+
+@dataclass(frozen=True)
+class CellPlan:
+    """Where one cell sits: its input widths, its node width and whether it reduces."""
+
+    index: int
+    c_pp: int
+    c_p: int
+    c: int
+    reduction: bool
+    reduction_prev: bool
+
+
+def build_stem(in_channels: int, channels: int, kernel, stride) -> nn.Sequential:
+    """Conv3d -> BN stem: (B, in_channels, T, H, W) -> (B, channels, T/st, H/sh, W/sw)."""
+    padding = tuple(k // 2 for k in kernel)
+    return nn.Sequential(
+        nn.Conv3d(in_channels, channels, tuple(kernel), tuple(stride), padding, bias=False),
+        nn.BatchNorm3d(channels),
+    )
+
+
+def cell_plan(
+    num_cells: int,
+    stage_widths: tuple[int, ...],
+    stem_channels: int,
+    multipliers: tuple[int, int],
+) -> list[CellPlan]:
+    """Per-cell widths: stage s uses ``stage_widths[s]``; a normal (reduction) cell outputs
+    ``multipliers[0] * c`` (``multipliers[1] * c``) channels, its number of concatenated nodes."""
+    reductions = reduction_indices(num_cells)
+    plans, stage = [], 0
+    c_pp = c_p = stem_channels
+    reduction_prev = False
+    for i in range(num_cells):
+        reduction = i in reductions
+        stage += int(reduction)
+        c = stage_widths[stage]
+        plans.append(CellPlan(i, c_pp, c_p, c, reduction, reduction_prev))
+        c_pp, c_p, reduction_prev = c_p, multipliers[int(reduction)] * c, reduction
+    return plans
+
+
+class ClassifierHead(nn.Sequential):
+    """(B, C, T, H, W) -> global average pool -> dropout -> (B, num_classes)."""
+
+    def __init__(self, channels: int, num_classes: int, dropout: float = 0.0) -> None:
+        super().__init__(
+            nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels, num_classes)
+        )
+
+
+class Network(nn.Module):
+    """The fixed network of a genotype: (B, C, T, H, W) clips -> (B, num_classes) logits."""
+
+    def __init__(
+        self, genotype: Genotype, *, num_classes: int | None = None, dropout: float = 0.0
+    ) -> None:
+        super().__init__()
+        self.genotype = genotype
+        self.num_classes = num_classes or genotype.num_classes
+        g = genotype
+        self.stem = build_stem(g.in_channels, g.stem_channels, g.stem_kernel, g.stem_stride)
+        self.cells = nn.ModuleList()
+        multipliers = (len(g.normal.concat), len(g.reduce.concat))
+        for p in cell_plan(g.num_cells, g.stage_widths, g.stem_channels, multipliers):
+            cell = Cell(
+                g.reduce if p.reduction else g.normal,
+                c_pp=p.c_pp,
+                c_p=p.c_p,
+                c=p.c,
+                reduction=p.reduction,
+                reduction_prev=p.reduction_prev,
+                reduction_stride=g.reduction_stride,
+            )
+            self.cells.append(cell)
+            c_out = multipliers[int(p.reduction)] * p.c
+        self.head = ClassifierHead(c_out, self.num_classes, dropout)
+
+    def set_drop_path(self, prob: float) -> None:
+        for cell in self.cells:
+            cell.drop_prob = prob
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s0 = s1 = self.stem(x)
+        for cell in self.cells:
+            s0, s1 = s1, cell(s0, s1)
+        return self.head(s1)
+
+
+def build_network(
+    genotype: Genotype, *, num_classes: int | None = None, dropout: float = 0.0
+) -> Network:
+    """Build the fixed network a genotype describes."""
+    return Network(genotype, num_classes=num_classes, dropout=dropout)
