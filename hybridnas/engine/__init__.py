@@ -7,6 +7,18 @@ from hybridnas.engine.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
+from hybridnas.engine.distributed import (
+    DistContext,
+    all_gather_object,
+    all_reduce_mean_,
+    barrier,
+    broadcast_,
+    build_deepspeed_engine,
+    cleanup,
+    init_distributed,
+    seed_everything,
+    wrap_ddp,
+)
 from hybridnas.engine.tracking import Tracker, read_wandb_history, read_wandb_records
 
 __all__ = [
@@ -15,6 +27,16 @@ __all__ = [
     "load_checkpoint",
     "restore_rng_state",
     "save_checkpoint",
+    "DistContext",
+    "all_gather_object",
+    "all_reduce_mean_",
+    "barrier",
+    "broadcast_",
+    "build_deepspeed_engine",
+    "cleanup",
+    "init_distributed",
+    "seed_everything",
+    "wrap_ddp",
     "Tracker",
     "read_wandb_history",
     "read_wandb_records",
