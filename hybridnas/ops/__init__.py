@@ -1,5 +1,49 @@
-"""Candidate spatio-temporal operations. Importing this package registers every op family."""
+"""Candidate spatio-temporal operations. Importing this package registers every op family.
 
+Every op maps (B, C_in, T, H, W) to (B, C_out, ceil(T/st), ceil(H/sh), ceil(W/sw)).
+"""
+
+from hybridnas.ops import attention, basic, conv3d, factorized, itgm, temporal  # noqa: F401
+from hybridnas.ops.attention import ContextGating3d, SqueezeExcite3d
+from hybridnas.ops.basic import FactorizedReduce3d, Zero3d
+from hybridnas.ops.conv3d import SepConv3d
+from hybridnas.ops.factorized import Conv2Plus1d, P3DBlock, conv2plus1d_mid_channels
+from hybridnas.ops.itgm import ITGMConv3d, ITGMOp
+from hybridnas.ops.layers import TemporalConv3d, conv_bn
 from hybridnas.ops.registry import create_op, is_op, list_ops, normalize_stride, register_op
+from hybridnas.ops.temporal import DilatedTemporalConv
 
-__all__ = ["create_op", "is_op", "list_ops", "normalize_stride", "register_op"]
+DEFAULT_SEARCH_OPS: list[str] = [
+    "none",
+    "skip",
+    "max_pool_1x3x3",
+    "avg_pool_1x3x3",
+    "conv3d_3x3x3",
+    "conv2plus1d_3x3x3",
+    "p3d_c",
+    "dil_temporal_d2",
+    "itgm_3x3",
+    "sep_conv3d_3x3x3",
+]
+
+__all__ = [
+    "DEFAULT_SEARCH_OPS",
+    "ContextGating3d",
+    "Conv2Plus1d",
+    "DilatedTemporalConv",
+    "FactorizedReduce3d",
+    "ITGMConv3d",
+    "ITGMOp",
+    "P3DBlock",
+    "SepConv3d",
+    "SqueezeExcite3d",
+    "TemporalConv3d",
+    "Zero3d",
+    "conv2plus1d_mid_channels",
+    "conv_bn",
+    "create_op",
+    "is_op",
+    "list_ops",
+    "normalize_stride",
+    "register_op",
+]

@@ -1,0 +1,44 @@
+"""Full and depthwise-separable 3x3x3 convolutions."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from hybridnas.ops.layers import Triple, conv_bn, same_padding
+from hybridnas.ops.registry import register_op
+
+
+class SepConv3d(nn.Sequential):
+    """Depthwise-separable 3D conv: ``repeats`` x (ReLU -> depthwise kxkxk -> 1x1x1 -> BN).
+
+    (B, C_in, T, H, W) -> (B, C_out, ceil(T/st), ceil(H/sh), ceil(W/sw)); the first repeat
+    carries the stride, the last one maps to C_out.
+    """
+
+    def __init__(
+        self, c_in: int, c_out: int, stride: Triple, kernel_size: int = 3, repeats: int = 1
+    ) -> None:
+        k = (kernel_size,) * 3
+        layers = []
+        for i in range(repeats):
+            s = stride if i == 0 else (1, 1, 1)
+            mid = c_out if i == repeats - 1 else c_in
+            layers += [
+                nn.ReLU(),
+                nn.Conv3d(c_in, c_in, k, s, same_padding(k), groups=c_in, bias=False),
+                nn.Conv3d(c_in, mid, 1, bias=False),
+                nn.BatchNorm3d(mid, affine=True),
+            ]
+        super().__init__(*layers)
+
+
+@register_op("conv3d_3x3x3")
+def conv3d_3x3x3(c_in: int, c_out: int, stride: Triple) -> nn.Module:
+    """ReLU -> Conv3d 3x3x3 -> BN."""
+    return conv_bn(c_in, c_out, (3, 3, 3), stride)
+
+
+@register_op("sep_conv3d_3x3x3")
+def sep_conv3d_3x3x3(c_in: int, c_out: int, stride: Triple) -> nn.Module:
+    """One ReLU -> depthwise 3x3x3 -> pointwise -> BN (DARTS stacks two; one keeps CPU cost low)."""
+    return SepConv3d(c_in, c_out, stride, repeats=1)

@@ -1,0 +1,145 @@
+"""Op zoo: the shape rule, gradient flow, parameter budgets and block structure."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models.video.resnet import Conv2Plus1D
+
+import hybridnas.ops as ops
+from hybridnas.ops import (
+    DEFAULT_SEARCH_OPS,
+    ITGMConv3d,
+    P3DBlock,
+    TemporalConv3d,
+    conv2plus1d_mid_channels,
+    create_op,
+    list_ops,
+)
+
+STRIDES = [(1, 1, 1), (1, 2, 2), (2, 2, 2), (2, 1, 1)]
+SIZES = [(1, 1, 1), (3, 5, 5), (4, 8, 8), (8, 7, 9)]
+EXPECTED_OPS = {
+    "none", "skip", "max_pool_1x3x3", "avg_pool_1x3x3", "max_pool_3x3x3", "avg_pool_3x3x3",
+    "conv3d_3x3x3", "conv2plus1d_3x3x3", "p3d_a", "p3d_b", "p3d_c", "dil_temporal_d2",
+    "dil_temporal_d4", "itgm_3x3", "se_conv1x3x3", "sep_conv3d_3x3x3",
+}  # fmt: skip
+
+
+def conv_param_count(module: nn.Module) -> int:
+    convs = [m for m in module.modules() if isinstance(m, nn.Conv3d)]
+    return sum(p.numel() for m in convs for p in m.parameters())
+
+
+def test_all_families_registered_and_default_list_valid():
+    assert set(list_ops()) >= EXPECTED_OPS
+    assert DEFAULT_SEARCH_OPS[:2] == ["none", "skip"]
+    assert set(DEFAULT_SEARCH_OPS) <= set(list_ops())
+
+
+def test_unknown_op_names_known_ops():
+    with pytest.raises(ValueError, match="conv3d_3x3x3"):
+        create_op("conv9d", 4, 4, 1)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_OPS))
+@pytest.mark.parametrize("stride", STRIDES)
+def test_shape_rule(name, stride):
+    for c_in, c_out in [(4, 4), (4, 6)]:
+        op = create_op(name, c_in, c_out, stride)
+        for t, h, w in SIZES:
+            y = op(torch.randn(2, c_in, t, h, w))
+            expected = tuple(-(-n // s) for n, s in zip((t, h, w), stride, strict=True))
+            assert y.shape == (2, c_out, *expected), (name, stride, (c_in, c_out), (t, h, w))
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_OPS))
+@pytest.mark.parametrize("stride", [(1, 1, 1), (2, 2, 2)])
+def test_gradients_reach_every_parameter(name, stride):
+    torch.manual_seed(0)
+    op = create_op(name, 4, 6, stride)
+    x = torch.randn(2, 4, 4, 6, 6, requires_grad=True)
+    y = op(x)
+    if name == "none":
+        assert not y.requires_grad and not any(True for _ in op.parameters())
+        return
+    # A random projection: a plain sum gives BN's weight an exactly zero gradient.
+    (y * torch.randn_like(y)).sum().backward()
+    for pname, p in op.named_parameters():
+        assert p.grad is not None, (name, pname)
+        assert p.grad.abs().sum() > 0, (name, pname)
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("length", [3, 5, 7])
+@pytest.mark.parametrize(("c_in", "c_out"), [(1, 1), (4, 8), (16, 16), (8, 3)])
+def test_itgm_parameter_count_and_profile(length, c_in, c_out):
+    k, n = 3, 4
+    conv = ITGMConv3d(c_in, c_out, kernel_size=k, temporal_length=length, num_bumps=n)
+    expected = k * k * c_in * c_out + n * c_in * c_out + 2 * n
+    assert sum(p.numel() for p in conv.parameters()) == expected
+    assert conv.weight().shape == (c_out, c_in, length, k, k)
+    torch.testing.assert_close(conv.bumps().sum(-1), torch.ones(n))
+    torch.testing.assert_close(conv.temporal_profile().sum(-1), torch.ones(c_out, c_in))
+
+
+def test_itgm_is_the_conv_with_its_inflated_kernel():
+    conv = ITGMConv3d(3, 5, temporal_length=5, stride=(2, 1, 2))
+    x = torch.randn(1, 3, 6, 5, 7)
+    ref = F.conv3d(x, conv.weight(), stride=(2, 1, 2), padding=(2, 1, 1))
+    torch.testing.assert_close(conv(x), ref)
+
+
+@pytest.mark.parametrize(("c_in", "c_out"), [(1, 1), (4, 4), (4, 8), (16, 32), (64, 64), (96, 48)])
+def test_conv2plus1d_matches_full_3d_budget_and_torchvision(c_in, c_out):
+    mid = conv2plus1d_mid_channels(c_in, c_out)
+    ours = conv_param_count(create_op("conv2plus1d_3x3x3", c_in, c_out, 1))
+    full = 27 * c_in * c_out
+    assert ours == conv_param_count(Conv2Plus1D(c_in, c_out, midplanes=mid))
+    assert full - ours < 9 * c_in + 3 * c_out  # floor(M) loses less than one middle channel
+    if min(c_in, c_out) >= 16:
+        assert abs(ours - full) / full < 0.02
+
+
+@pytest.mark.parametrize("stride", STRIDES)
+def test_p3d_variants_differ_in_structure(stride):
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, 5, 6, 6)
+    blocks = {v: P3DBlock(4, 4, stride, v).eval() for v in "abc"}
+    with torch.no_grad():
+        for v, blk in blocks.items():
+            s, t = blk.spatial, blk.temporal
+            if v == "a":
+                expected = t(s(x))
+            elif v == "b":
+                expected = s(x) + t(x)
+            else:
+                expected = s(x) + t(s(x))
+            assert torch.allclose(blk(x), expected)
+        b = blocks["b"]
+        chained = b.temporal(b.spatial(x))
+        assert chained.shape != b(x).shape or not torch.allclose(b(x), chained)
+
+
+@pytest.mark.parametrize("stride", STRIDES)
+@pytest.mark.parametrize("dilation", [1, 2, 4])
+def test_temporal_conv_equals_conv3d(stride, dilation):
+    conv = TemporalConv3d(4, 6, 3, stride, dilation)
+    x = torch.randn(2, 4, 7, 5, 6)
+    ref = F.conv3d(x, conv.weight, None, stride, (dilation, 0, 0), (dilation, 1, 1))
+    torch.testing.assert_close(conv(x), ref, atol=1e-5, rtol=1e-5)
+
+
+def test_attention_blocks_keep_shape_and_gate():
+    x = torch.randn(2, 8, 3, 4, 5)
+    for block in (ops.SqueezeExcite3d(8), ops.ContextGating3d(8)):
+        y = block(x)
+        assert y.shape == x.shape
+        assert torch.all(y.abs() <= x.abs() + 1e-6)  # a sigmoid gate only scales down
+
+
+@pytest.mark.parametrize("stride", STRIDES)
+def test_avg_pool_matches_torch_where_torch_accepts_the_size(stride):
+    x = torch.randn(2, 3, 5, 6, 7)
+    ref = F.avg_pool3d(x, 3, stride, 1, count_include_pad=False)
+    torch.testing.assert_close(create_op("avg_pool_3x3x3", 3, 3, stride)(x), ref)
