@@ -1,0 +1,196 @@
+"""The built-in dataset: moving digits, a video task that a per-frame 2D model cannot solve.
+
+Each clip shows two different handwritten digits (scikit-learn's bundled ``load_digits``, so
+nothing is downloaded) on a black canvas: one bounces around, the other stays still. The label
+is the digit that moves. A single frame shows both digits and nothing says which one moves, so
+a model that looks at frames one at a time is capped near 50%; a model that sees time can do
+far better. Train, search-validation and test clips are drawn from disjoint source images.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from hybridnas.data.bad import BadItemLog
+from hybridnas.data.classes import save_class_index
+
+SPLITS = ("train", "search_val", "test")
+# Mean and std of a pixel over the built-in clips (scaled to [0, 1]), measured once at the
+# defaults; fixed so that every split and every cache file normalises the same way.
+MEAN, STD = 0.086, 0.22
+_VERSION = 1  # bump when the generator changes, so old cache files are not reused
+
+
+def default_cache_dir() -> Path:
+    """``$HYBRIDNAS_CACHE`` if set, else ``~/.cache/hybridnas``."""
+    return Path(os.environ.get("HYBRIDNAS_CACHE", Path.home() / ".cache" / "hybridnas"))
+
+
+def _source_images(digit_px: int) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 1797 8x8 digits upsampled to (N, digit_px, digit_px) uint8, and labels."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = torch.from_numpy(digits.images).float()[:, None] / 16.0
+    x = F.interpolate(x, size=(digit_px, digit_px), mode="bilinear", align_corners=False)
+    x = (x[:, 0].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    return x, digits.target.astype(np.int64)
+
+
+def _split_sources(labels: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Disjoint source-image indices per split (60/20/20, per class so every split has all)."""
+    parts: dict[str, list[np.ndarray]] = {s: [] for s in SPLITS}
+    for c in range(10):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        a, b = int(0.6 * len(idx)), int(0.8 * len(idx))
+        for split, chunk in zip(SPLITS, (idx[:a], idx[a:b], idx[b:]), strict=True):
+            parts[split].append(chunk)
+    return {s: np.concatenate(p) for s, p in parts.items()}
+
+
+def _bounce(rng: np.random.Generator, frames: int, span: int) -> np.ndarray:
+    """(frames, 2) integer top-left positions of a digit moving at constant speed in
+    [0, span], reflecting off the canvas edges."""
+    pos = rng.integers(0, span + 1, 2).astype(np.int64)
+    vel = rng.choice(np.array([-3, -2, 2, 3]), 2)
+    out = np.empty((frames, 2), np.int64)
+    for t in range(frames):
+        out[t] = pos
+        pos = pos + vel
+        for k in range(2):
+            if pos[k] < 0 or pos[k] > span:
+                pos[k] = -pos[k] if pos[k] < 0 else 2 * span - pos[k]
+                vel[k] = -vel[k]
+    return out
+
+
+def _place(rng: np.random.Generator, frames: int, canvas: int, digit: int):
+    """Still position (2,) and moving trajectory (frames, 2) whose boxes never overlap, so
+    both digits are fully visible in every frame (rejection sampling)."""
+    span = canvas - digit
+    while True:
+        still = rng.integers(0, span + 1, 2)
+        moving = _bounce(rng, frames, span)
+        if np.all(np.abs(moving - still).max(axis=1) >= digit):
+            return still, moving
+
+
+def make_clips(
+    images: np.ndarray,
+    labels: np.ndarray,
+    pool: np.ndarray,
+    n: int,
+    rng: np.random.Generator,
+    frames: int,
+    canvas: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Render ``n`` clips from source images ``pool``.
+
+    Returns clips uint8 (n, frames, canvas, canvas) and labels int64 (n,) = moving digit.
+    """
+    digit = images.shape[-1]
+    by_class = [pool[labels[pool] == c] for c in range(10)]
+    clips = np.zeros((n, frames, canvas, canvas), np.uint8)
+    target = rng.integers(0, 10, n)
+    for i in range(n):
+        other = (target[i] + rng.integers(1, 10)) % 10  # a different digit, uniform
+        mov_img = images[rng.choice(by_class[target[i]])]
+        still_img = images[rng.choice(by_class[other])]
+        still, moving = _place(rng, frames, canvas, digit)
+        for t in range(frames):
+            (ys, xs), (ym, xm) = still, moving[t]
+            clips[i, t, ys : ys + digit, xs : xs + digit] = still_img
+            clips[i, t, ym : ym + digit, xm : xm + digit] = mov_img
+    return torch.from_numpy(clips), torch.from_numpy(target.astype(np.int64))
+
+
+def build_moving_digits(
+    seed: int, sizes: dict[str, int], frames: int, canvas: int, digit_px: int
+) -> dict[str, dict[str, torch.Tensor]]:
+    """All splits, deterministic for ``seed``: {split: {"clips": uint8 (N,T,H,W), "labels"}}."""
+    rng = np.random.default_rng(seed)
+    images, labels = _source_images(digit_px)
+    pools = _split_sources(labels, rng)
+    out = {}
+    for split in SPLITS:
+        clips, target = make_clips(images, labels, pools[split], sizes[split], rng, frames, canvas)
+        out[split] = {"clips": clips, "labels": target, "sources": torch.from_numpy(pools[split])}
+    return out
+
+
+def load_or_build(
+    cache_dir: str | os.PathLike | None,
+    seed: int,
+    sizes: dict[str, int],
+    frames: int,
+    canvas: int,
+    digit_px: int,
+) -> dict[str, dict[str, torch.Tensor]]:
+    """Load the cached build for these arguments, or build it and write it atomically
+    (temp file + rename: concurrent first uses never see a half-written cache)."""
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    key = "-".join(f"{sizes[s]}" for s in SPLITS)
+    path = (
+        cache / f"moving_digits_v{_VERSION}_seed{seed}_n{key}_t{frames}_hw{canvas}_d{digit_px}.pt"
+    )
+    if path.exists():
+        return torch.load(path, weights_only=True)
+    data = build_moving_digits(seed, sizes, frames, canvas, digit_px)
+    cache.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=cache, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(data, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return data
+
+
+class MovingDigits(BadItemLog, Dataset):
+    """Moving-digit clips. Items: (clip float (3, T, H, W) normalised, label int)."""
+
+    class_names = [str(d) for d in range(10)]
+    num_classes = 10
+
+    def __init__(
+        self,
+        split: str = "train",
+        *,
+        seed: int = 0,
+        frames: int = 8,
+        size: int = 32,
+        digit_px: int = 12,
+        num_train: int = 1500,
+        num_search_val: int = 500,
+        num_test: int = 500,
+        cache_dir: str | os.PathLike | None = None,
+    ) -> None:
+        split = {"val": "test"}.get(split, split)
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; expected one of {SPLITS} or 'val'")
+        sizes = {"train": num_train, "search_val": num_search_val, "test": num_test}
+        data = load_or_build(cache_dir, seed, sizes, frames, size, digit_px)[split]
+        self.split = split
+        self.clips, self.labels = data["clips"], data["labels"]
+        self.source_ids = data["sources"]  # which load_digits images this split drew from
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        """Clip (3, T, H, W) float, normalised with the fixed MEAN/STD; label int."""
+        clip = (self.clips[index].float() / 255.0 - MEAN) / STD
+        return clip[None].expand(3, -1, -1, -1).contiguous(), int(self.labels[index])
+
+    def save_class_index(self, path: str | os.PathLike) -> None:
+        """Write the class names/indices (JSON) for the run folder."""
+        save_class_index(self.class_names, path)
