@@ -110,10 +110,8 @@ def _video_dataset(c: dict, split: str) -> VideoDataset:
     tsn = c["sampling"] == "tsn"
     if c["sampling"] not in ("clip", "tsn"):
         raise ValueError(f"sampling must be 'clip' or 'tsn', got {c['sampling']!r}")
-    if tsn:
-        mode = "tsn"
-    else:
-        mode = "random" if train else ("center" if split == "val" else "multiview")
+    eval_mode = "center" if split == "val" else "multiview"
+    mode = "tsn" if tsn else ("random" if train else eval_mode)
     tf = (
         train_transform(size, scale, c["mean"], c["std"], c["flip"])
         if train

@@ -238,10 +238,11 @@ def kinetics_index(
             continue
         label, yid = row[col["label"]], row[col["youtube_id"]]
         try:
-            stem = f"{yid}_{int(float(row[col['time_start']])):06d}_{int(float(row[col['time_end']])):06d}"
+            start, end = (int(float(row[col[k]])) for k in ("time_start", "time_end"))
         except ValueError:
             bad.append((where, "time_start/time_end are not numbers"))
             continue
+        stem = f"{yid}_{start:06d}_{end:06d}"
         if label not in known:
             bad.append((where, f"unknown label {label!r}"))
         elif stem not in files:
