@@ -1,0 +1,477 @@
+"""The evolutionary stage: aging evolution of connectivity, ops and widths under a latency budget.
+
+Read top to bottom: ``EvolutionState`` is the population (FIFO, oldest first), every evaluated
+candidate (``history``, which doubles as a cache: a genotype seen before is never retrained),
+the CONet scaler and the cycle counter; ``evaluate`` scores a batch of genotypes on the staged
+proxy (``proxy.py``), sharded over ranks and gathered so every rank holds the same results;
+``seed_population`` and ``cycle`` are the evolution proper; ``write_outputs`` saves the Pareto
+front, the history and the best genotype. ``run_evolution`` strings them together.
+
+Each cycle draws from ``np.random.default_rng([seed, cycle])`` and each candidate trains from a
+seed fixed by its genotype, so a run resumed from the per-cycle checkpoint ends exactly where an
+uninterrupted one does (latency aside, which is measured; with a budget it can move fitness).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.stats import kendalltau
+
+from hybridnas.data import build_dataset
+from hybridnas.engine.checkpoint import (
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from hybridnas.engine.distributed import DistContext, all_gather_object, barrier
+from hybridnas.engine.tracking import METRICS_FILE, Tracker
+from hybridnas.search.channels import ChannelScaler
+from hybridnas.search.latency import LatencyBudget, count_flops, count_params, measure_latency
+from hybridnas.search.mutations import Guidance, load_guidance, mutate, sample_genotype
+from hybridnas.search.pareto import pareto_front, plot_pareto
+from hybridnas.search.proxy import (
+    ProxyConfig,
+    ProxyData,
+    Trained,
+    build_proxy,
+    conet_step,
+    load_proxy_data,
+    train_stage,
+)
+from hybridnas.space.genotype import Genotype
+from hybridnas.space.network import build_network
+
+CHECKPOINT = "checkpoints/evolution_last.pt"
+LOADER_KEYS = ("batch_size", "workers")  # data config keys for loaders, not for datasets
+REJECTED = -1.0  # fitness of an over-budget candidate in "reject" mode: never wins a tournament
+
+
+@dataclass
+class EvolutionState:
+    """Everything a cycle changes. Individuals are plain dicts (checkpoint-friendly)."""
+
+    population: list[dict] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)
+    cycle: int = 0
+    scaler: dict = field(default_factory=dict)
+    cycle_times: list[float] = field(default_factory=list)
+    base_step: int = 0
+
+    def seen(self) -> dict[str, dict]:
+        return {h["key"]: h for h in self.history}
+
+    def best(self) -> dict:
+        """Best of everything evaluated (first one wins a tie)."""
+        return max(self.history, key=lambda h: h["fitness"])
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass
+class Context:
+    """What every step needs and nothing changes: config, data, guidance, supernet weights."""
+
+    cfg: Any
+    ctx: DistContext
+    run_dir: Path
+    proxy: ProxyConfig
+    data: ProxyData
+    guidance: Guidance
+    supernet: tuple | None
+    budget: LatencyBudget | None
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def _shard(n: int, ctx: DistContext) -> list[int]:
+    return [k for k in range(n) if k % ctx.world_size == ctx.rank]
+
+
+def _gather(local: dict[int, Any], ctx: DistContext) -> dict[int, Any]:
+    merged: dict[int, Any] = {}
+    for part in all_gather_object(local, ctx):
+        merged.update(part)
+    return merged
+
+
+def _cost(genotype: Genotype, c: Context) -> dict[str, float]:
+    """Time per clip (ms), FLOPs and parameters of the full-width network on the run's device."""
+    e = c.cfg.evolution
+    torch.manual_seed(0)
+    net = build_network(genotype)
+    shape = (genotype.in_channels, genotype.frames, genotype.size, genotype.size)
+    lat = measure_latency(
+        net, shape, device=c.ctx.device, min_run_time=e.latency_min_run_s, warmup=1
+    )
+    return {
+        "latency_ms": lat.median_ms,
+        "flops": count_flops(net, shape),
+        "params": count_params(net),
+    }
+
+
+def _fitness(accuracy: float, latency_ms: float, budget: LatencyBudget | None) -> float:
+    if budget is None:
+        return accuracy
+    fit = budget.apply_budget(accuracy, latency_ms)
+    return REJECTED if fit is None else fit
+
+
+def evaluate(genotypes: list[Genotype], c: Context) -> list[dict]:
+    """Score genotypes on the staged proxy: every one trains stage 1, then the best
+    ``promote_fraction`` of those still in go on to each next stage. Ranks split the work and
+    exchange accuracies after each stage. Returns one result dict per genotype, same order."""
+    mine = _shard(len(genotypes), c.ctx)
+    models: dict[int, Trained] = {}
+    acc: dict[int, float] = {}
+    stages: dict[int, int] = {}
+    alive = list(range(len(genotypes)))
+    for stage in range(len(c.proxy.stage_clips)):
+        if stage > 0:
+            keep = max(1, math.ceil(len(alive) * c.proxy.promote_fraction))
+            alive = sorted(alive, key=lambda k: (-acc[k], k))[:keep]
+        local = {}
+        for k in (k for k in alive if k in mine):
+            if k not in models:
+                models[k] = build_proxy(genotypes[k], c.proxy, c.cfg.seed, c.supernet, c.ctx.device)
+            local[k] = train_stage(models[k], c.data, c.proxy)
+        for k, a in _gather(local, c.ctx).items():
+            acc[k], stages[k] = a, stage + 1
+    costs = _gather({k: _cost(genotypes[k], c) for k in mine}, c.ctx)
+    return [
+        {
+            "key": g.key(),
+            "genotype": g.to_json(),
+            "accuracy": acc[k],
+            "stages": stages[k],
+            **costs[k],
+            "fitness": _fitness(acc[k], costs[k]["latency_ms"], c.budget),
+        }
+        for k, g in enumerate(genotypes)
+    ]
+
+
+def evaluate_new(
+    candidates: list[tuple[Genotype, dict]], st: EvolutionState, c: Context
+) -> list[dict]:
+    """Results for (genotype, info) pairs: genotypes seen before reuse their result; the rest are
+    evaluated together (duplicates once). Each result gets the info and the cycle."""
+    seen = st.seen()
+    fresh: dict[str, Genotype] = {}
+    for g, _ in candidates:
+        if g.key() not in seen:
+            fresh.setdefault(g.key(), g)
+    results = {r["key"]: r for r in evaluate(list(fresh.values()), c)}
+    out, used = [], set()
+    for g, info in candidates:
+        key = g.key()
+        new = key in results and key not in used  # a duplicate within the batch is a reuse
+        used.add(key)
+        out.append(
+            {**(results.get(key) or seen[key]), **info, "cycle": st.cycle, "reused": not new}
+        )
+    return out
+
+
+# ---------------------------------------------------------------- evolution
+
+
+def _parse(ind: dict) -> Genotype:
+    return Genotype.from_json(ind["genotype"])
+
+
+def seed_population(seed_genotype: Genotype, st: EvolutionState, c: Context) -> None:
+    """Population = the derived genotype plus distinct genotypes sampled from the alphas."""
+    e = c.cfg.evolution
+    rng = np.random.default_rng([c.cfg.seed, 0])
+    members = {seed_genotype.key(): (seed_genotype, {"origin": "derived"})}
+    tries = 0
+    while len(members) < e.population and tries < 50 * e.population:
+        tries += 1
+        g = sample_genotype(seed_genotype, rng, c.guidance, e.seed_temperature)
+        if tries > 10 * e.population:  # alphas too peaked to give new samples: mutate instead
+            g, _ = _mutate(seed_genotype, rng, c)
+        members.setdefault(g.key(), (g, {"origin": "sampled"}))
+    results = evaluate_new(list(members.values()), st, c)
+    st.population = results
+    st.history = list(results)
+
+
+def _mutate(parent: Genotype, rng: np.random.Generator, c: Context) -> tuple[Genotype, dict]:
+    e = c.cfg.evolution
+    return mutate(
+        parent,
+        rng,
+        c.guidance,
+        probs=tuple(e.mutation_probs),
+        explore=e.explore,
+        width_step=e.width_step,
+        min_width=e.min_width,
+        max_width=e.max_width,
+    )
+
+
+def select_parent(population: list[dict], rng: np.random.Generator, sample_size: int) -> dict:
+    """Tournament: the fittest of ``sample_size`` members drawn without replacement."""
+    idx = rng.choice(len(population), size=min(sample_size, len(population)), replace=False)
+    return max((population[int(i)] for i in idx), key=lambda p: p["fitness"])
+
+
+def _conet_child(st: EvolutionState, c: Context) -> tuple[Genotype, dict]:
+    """CONet width trial on the population's best, computed on rank 0 and shared."""
+    e = c.cfg.evolution
+    best = max(st.population, key=lambda p: p["fitness"])
+    out = None
+    if c.ctx.is_main:
+        scaler = ChannelScaler.from_dict(st.scaler)
+        child, report = conet_step(
+            _parse(best), c.data, c.proxy, scaler, c.cfg.seed, e.conet_trial_stages, c.ctx.device
+        )
+        out = (child.to_json(), report, scaler.to_dict())
+    child_json, report, st.scaler = all_gather_object(out, c.ctx)[0]
+    return Genotype.from_json(child_json), {
+        "mutation": {"kind": "conet", **report},
+        "parent": best["key"],
+    }
+
+
+def cycle(st: EvolutionState, c: Context) -> list[dict]:
+    """One cycle: ``children_per_cycle`` tournaments, each mutating its winner (plus a CONet
+    child every ``conet_every`` cycles); children are evaluated together, each pushed onto the
+    population while the oldest member is dropped. Returns the children's results."""
+    e = c.cfg.evolution
+    rng = np.random.default_rng([c.cfg.seed, st.cycle])
+    children = []
+    for _ in range(e.children_per_cycle):
+        parent = select_parent(st.population, rng, e.sample_size)
+        child, info = _mutate(_parse(parent), rng, c)
+        children.append((child, {"mutation": info, "parent": parent["key"]}))
+    if e.conet_every and st.cycle % e.conet_every == 0:
+        children.append(_conet_child(st, c))
+    results = evaluate_new(children, st, c)
+    for r in results:
+        st.population.append(r)
+        st.population.pop(0)
+        if not r["reused"]:
+            st.history.append(r)
+    return results
+
+
+# ---------------------------------------------------------------- checkpoints and outputs
+
+
+def save_state(st: EvolutionState, c: Context) -> None:
+    if c.ctx.is_main:
+        save_checkpoint(c.run_dir / CHECKPOINT, {**st.to_dict(), "rng": capture_rng_state()})
+    barrier(c.ctx)
+
+
+def load_state(path: Path) -> EvolutionState:
+    ckpt = load_checkpoint(path)
+    restore_rng_state(ckpt.pop("rng"))
+    return EvolutionState(**ckpt)
+
+
+def _last_step(run_dir: Path) -> int:
+    """Largest step logged so far by earlier stages (W&B steps must keep increasing)."""
+    path = run_dir / METRICS_FILE
+    if not path.is_file():
+        return 0
+    steps = [
+        json.loads(line).get("_step", 0) for line in path.read_text().splitlines() if line.strip()
+    ]
+    return int(max(steps, default=0))
+
+
+def log_cycle(st: EvolutionState, c: Context, tracker: Tracker, seconds: float) -> None:
+    fits = [p["fitness"] for p in st.population]
+    tracker.log(
+        {
+            "evolution/cycle": st.cycle,
+            "evolution/best_fitness": st.best()["fitness"],
+            "evolution/population_best_fitness": max(fits),
+            "evolution/population_mean_fitness": float(np.mean(fits)),
+            "evolution/evaluated": len(st.history),
+            "time/evolution_cycle_s": seconds,
+        },
+        step=st.base_step + st.cycle,
+    )
+    if c.ctx.is_main:
+        print(
+            f"[hybridnas] evolution cycle {st.cycle}: best {st.best()['fitness']:.3f}, "
+            f"population mean {np.mean(fits):.3f}, {len(st.history)} evaluated, {seconds:.1f}s"
+        )
+
+
+def faithfulness(st: EvolutionState, c: Context) -> dict[str, Any]:
+    """Kendall's tau between proxy accuracy and a longer, wider training (``faithfulness_*``)
+    on up to ``faithfulness_samples`` candidates spread over the proxy ranking."""
+    e = c.cfg.evolution
+    ranked = sorted(st.history, key=lambda h: h["accuracy"])
+    n = min(e.faithfulness_samples, len(ranked))
+    if n < 2:
+        return {}
+    picks = [ranked[int(round(i))] for i in np.linspace(0, len(ranked) - 1, n)]
+    ref = ProxyConfig(
+        **{
+            **c.proxy.__dict__,
+            "width_scale": e.faithfulness_width_scale,
+            "stage_clips": (e.faithfulness_clips,),
+            "inherit": False,
+        }
+    )
+    local = {}
+    for k in _shard(n, c.ctx):
+        t = build_proxy(_parse(picks[k]), ref, c.cfg.seed, None, c.ctx.device)
+        local[k] = train_stage(t, c.data, ref)
+    full = _gather(local, c.ctx)
+    proxy_acc = [p["accuracy"] for p in picks]
+    full_acc = [full[k] for k in range(n)]
+    tau, p_value = kendalltau(proxy_acc, full_acc)
+    tau = 0.0 if np.isnan(tau) else float(tau)
+    return {"tau": tau, "p_value": float(p_value), "proxy": proxy_acc, "reference": full_acc}
+
+
+def write_outputs(st: EvolutionState, c: Context, tracker: Tracker, faith: dict) -> Genotype:
+    """Best genotype (genotype.json), history, Pareto front (JSON, PNG, W&B table and image)."""
+    best = _parse(st.best())
+    if not c.ctx.is_main:
+        return best
+    run = c.run_dir
+    step = st.base_step + st.cycle + 1
+    best = best.replace(
+        meta={**dict(best.meta), "stage": "evolution", "proxy_fitness": st.best()["fitness"]}
+    )
+    best.save(run / "genotype.json")
+    with open(run / "evolution_history.jsonl", "w") as f:
+        for h in st.history:
+            f.write(json.dumps(h) + "\n")
+    points = [{k: h[k] for k in ("accuracy", "latency_ms", "flops")} for h in st.history]
+    front = pareto_front(points, maximize=["accuracy"], minimize=["latency_ms", "flops"])
+    doc = [
+        {
+            **points[i],
+            "fitness": st.history[i]["fitness"],
+            "genotype": json.loads(st.history[i]["genotype"]),
+        }
+        for i in front
+    ]
+    (run / "pareto.json").write_text(json.dumps(doc, indent=2))
+    png = plot_pareto(points, "latency_ms", "accuracy", front, run / "pareto.png")
+    cols = ["accuracy", "latency_ms", "flops", "fitness", "on_front"]
+    rows = [
+        [h["accuracy"], h["latency_ms"], h["flops"], h["fitness"], i in front]
+        for i, h in enumerate(st.history)
+    ]
+    tracker.log_table("evolution/candidates", cols, rows, step)
+    tracker.log_image("evolution/pareto", png, step)
+    summary = {
+        "evolution/best_fitness": st.best()["fitness"],
+        "evolution/seed_fitness": st.history[0]["fitness"],
+        "evolution/evaluated": len(st.history),
+        "evolution/total_time_s": sum(st.cycle_times),
+        "evolution/pareto_size": len(front),
+    }
+    if faith:
+        summary["evolution/kendall_tau"] = faith["tau"]
+        tracker.log({"evolution/kendall_tau": faith["tau"]}, step=step)
+        (run / "faithfulness.json").write_text(json.dumps(faith, indent=2))
+    tracker.summary(summary)
+    tracker.log_json("genotype_evolution", best.to_dict())
+    return best
+
+
+# ---------------------------------------------------------------- the stage
+
+
+def _guidance_dirs(cfg: Any, run_dir: Path) -> list[Path]:
+    dirs = [run_dir]
+    if cfg.genotype:
+        src = Path(cfg.genotype)
+        dirs.append(src if src.is_dir() else src.parent)
+    return dirs
+
+
+def _supernet_weights(cfg: Any, dirs: list[Path]) -> tuple | None:
+    """(state dict, steps, op names) of the supernet, for weight inheritance, if one is saved."""
+    for d in dirs:
+        path = d / "checkpoints" / "search_last.pt"
+        if path.is_file():
+            state = load_checkpoint(path)["weights"]["model"]
+            return state, int(cfg.model.steps), list(cfg.model.op_names)
+    return None
+
+
+def make_context(cfg: Any, ctx: DistContext, run_dir: Path) -> Context:
+    """Data at proxy resolution, guidance from the supernet's alphas, budget from the recipe."""
+    e = cfg.evolution
+    pcfg = ProxyConfig.from_cfg(dict(e.proxy))
+    data_cfg = {k: v for k, v in cfg.data.items() if k not in LOADER_KEYS}
+    splits = [build_dataset(data_cfg, split) for split in ("train", "search_val")]
+    data = load_proxy_data(*splits, pcfg, cfg.seed)
+    dirs = _guidance_dirs(cfg, run_dir)
+    guidance = next(
+        (load_guidance(d, cfg.model.op_names) for d in dirs if (d / "alphas.json").is_file()),
+        Guidance.uniform(cfg.model.op_names),
+    )
+    supernet = _supernet_weights(cfg, dirs) if pcfg.inherit else None
+    budget = (
+        LatencyBudget(e.latency_budget_ms, e.latency_mode, e.latency_weight)
+        if e.latency_budget_ms > 0
+        else None
+    )
+    return Context(cfg, ctx, run_dir, pcfg, data, guidance, supernet, budget)
+
+
+def new_state(cfg: Any, run_dir: Path) -> EvolutionState:
+    e = cfg.evolution
+    scaler = ChannelScaler(min_width=e.min_width, max_width=e.max_width)
+    return EvolutionState(scaler=scaler.to_dict(), base_step=_last_step(run_dir) + 1)
+
+
+def run_evolution(
+    cfg: Any, ctx: DistContext, run_dir: Path, tracker: Tracker, genotype: Genotype
+) -> Genotype:
+    """Evolve from ``genotype`` (the differentiable stage's); write and return the best one."""
+    run_dir = Path(run_dir)
+    c = make_context(cfg, ctx, run_dir)
+    ckpt = run_dir / CHECKPOINT
+    if cfg.resume and ckpt.is_file():
+        st = load_state(ckpt)
+        if ctx.is_main:
+            print(f"[hybridnas] resumed evolution after cycle {st.cycle}")
+    else:
+        st = new_state(cfg, run_dir)
+        if ctx.is_main:
+            genotype.save(run_dir / "genotype_differentiable.json")
+        start = time.perf_counter()
+        seed_population(genotype, st, c)
+        st.cycle_times.append(time.perf_counter() - start)
+        log_cycle(st, c, tracker, st.cycle_times[-1])
+        save_state(st, c)
+    while st.cycle < cfg.evolution.cycles:
+        st.cycle += 1
+        start = time.perf_counter()
+        cycle(st, c)
+        st.cycle_times.append(time.perf_counter() - start)
+        log_cycle(st, c, tracker, st.cycle_times[-1])
+        save_state(st, c)
+    faith = faithfulness(st, c) if cfg.evolution.faithfulness_samples else {}
+    if faith and ctx.is_main:
+        print(
+            f"[hybridnas] proxy faithfulness: Kendall tau {faith['tau']:.3f} on {len(faith['proxy'])} candidates"
+        )
+    best = write_outputs(st, c, tracker, faith)
+    barrier(ctx)
+    return best

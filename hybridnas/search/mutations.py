@@ -1,0 +1,261 @@
+"""Mutations of a genotype for the evolutionary stage, guided by the supernet's learned alphas.
+
+Three kinds, each returning a new valid ``Genotype`` and a small description of what changed:
+
+- ``rewire``: replace one input of a node (AssembleNet): the edge to drop is drawn with
+  probability rising as its learned strength falls, and its new source with probability rising
+  with the strength the supernet gave that connection (plus a uniform share, so untried
+  connections still get tried).
+- ``swap_op``: change the op on one edge (EvaNet), drawn from the edge's alphas mixed with uniform.
+- ``change_width``: grow or shrink one stage's width by a factor, rounded and clamped.
+
+``Guidance`` holds the learned weights (from the differentiable stage's ``alphas.json``); its
+``uniform`` form is used when a genotype comes without a supernet.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hybridnas.search.channels import round_width
+from hybridnas.space.genotype import CELL_TYPES, CellSpec, Genotype
+
+MUTATIONS = ("rewire", "swap_op", "change_width")
+
+
+@dataclass(frozen=True)
+class Guidance:
+    """Learned per-edge op weights: ``alphas[cell][(i, j)]`` = {op: softmaxed alpha}.
+
+    ``op_names`` is the op vocabulary mutations draw from (``none`` is never drawn).
+    An edge absent from ``alphas`` counts as uniform.
+    """
+
+    op_names: tuple[str, ...]
+    alphas: dict[str, dict[tuple[int, int], dict[str, float]]] = field(default_factory=dict)
+
+    @property
+    def ops(self) -> tuple[str, ...]:
+        """Ops a mutation may place on an edge."""
+        return tuple(o for o in self.op_names if o != "none")
+
+    def op_weights(self, cell: str, edge: tuple[int, int]) -> dict[str, float]:
+        """{op: weight} over ``ops`` for one (i, j) edge (uniform when unknown)."""
+        row = self.alphas.get(cell, {}).get(edge)
+        if row is None:
+            return {o: 1.0 for o in self.ops}
+        return {o: float(row.get(o, 0.0)) for o in self.ops}
+
+    def strength(self, cell: str, edge: tuple[int, int]) -> float:
+        """Edge strength in [0, 1]: the largest non-none alpha (as in DARTS derivation); 0.5 if
+        the supernet said nothing about the edge."""
+        row = self.alphas.get(cell, {}).get(edge)
+        if row is None:
+            return 0.5
+        return max(float(v) for o, v in row.items() if o != "none")
+
+    @classmethod
+    def uniform(cls, op_names: Sequence[str]) -> Guidance:
+        return cls(tuple(op_names))
+
+    @classmethod
+    def from_alphas(cls, doc: dict[str, Any]) -> Guidance:
+        """From the ``alphas.json`` document of the differentiable stage."""
+        names = tuple(doc["op_names"])
+        edges = [tuple(e) for e in doc["edges"]]
+        alphas = {
+            cell: {
+                e: dict(zip(names, map(float, row), strict=True))
+                for e, row in zip(edges, doc[cell], strict=True)
+            }
+            for cell in CELL_TYPES
+            if cell in doc
+        }
+        return cls(names, alphas)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "op_names": list(self.op_names),
+            "alphas": {
+                c: [[i, j, w] for (i, j), w in rows.items()] for c, rows in self.alphas.items()
+            },
+        }
+
+
+def load_guidance(run_dir: str | Path, op_names: Sequence[str]) -> Guidance:
+    """``run_dir/alphas.json`` if the differentiable stage wrote one, else uniform guidance."""
+    path = Path(run_dir) / "alphas.json"
+    if path.is_file():
+        return Guidance.from_alphas(json.loads(path.read_text()))
+    return Guidance.uniform(op_names)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _draw(rng: np.random.Generator, weights: Sequence[float]) -> int:
+    """Index drawn with probability proportional to weights (uniform if they sum to 0)."""
+    w = np.asarray(weights, dtype=np.float64).clip(min=0)
+    p = w / w.sum() if w.sum() > 0 else np.full(len(w), 1.0 / len(w))
+    return int(rng.choice(len(w), p=p))
+
+
+def _mix_uniform(weights: Sequence[float], explore: float) -> list[float]:
+    """(1 - explore) * normalised weights + explore * uniform."""
+    w = np.asarray(weights, dtype=np.float64).clip(min=0)
+    w = w / w.sum() if w.sum() > 0 else np.full(len(w), 1.0 / len(w))
+    return list((1 - explore) * w + explore / len(w))
+
+
+def _fix_concat(edges: tuple[tuple[int, int, str], ...], concat: tuple[int, ...]) -> CellSpec:
+    """Concatenate every node that would otherwise feed nothing (a rewire can orphan one)."""
+    used = {i for i, _, _ in edges}
+    nodes = {j for _, j, _ in edges}
+    dangling = [n for n in nodes if n not in used and n not in concat]
+    return CellSpec(edges=edges, concat=tuple(sorted(set(concat) | set(dangling))))
+
+
+def _with_cell(genotype: Genotype, cell: str, spec: CellSpec) -> Genotype:
+    return genotype.replace(**{cell: spec})
+
+
+# ---------------------------------------------------------------- the mutations
+
+
+def removal_weights(genotype: Genotype, cell: str, guidance: Guidance) -> list[float]:
+    """Probability of each edge of ``cell`` being the one a rewire replaces: 1 - strength,
+    normalised (weak edges more likely). Edges whose node has no other possible source get 0."""
+    spec = genotype.cell(cell)
+    w = []
+    for i, j, _ in spec.edges:
+        others = set(range(j)) - {s for s, _ in spec.inputs_of(j)}
+        w.append((1.0 - guidance.strength(cell, (i, j)) + 1e-3) if others else 0.0)
+    return w
+
+
+def rewire(
+    genotype: Genotype, rng: np.random.Generator, guidance: Guidance, explore: float = 0.2
+) -> tuple[Genotype, dict[str, Any]]:
+    """Replace one input of one node: weak edge out, a (guided) new source in, op kept."""
+    cells = [c for c in CELL_TYPES if sum(removal_weights(genotype, c, guidance)) > 0]
+    if not cells:
+        raise ValueError("no edge can be rewired: every node already takes every earlier node")
+    cell = cells[int(rng.integers(len(cells)))]
+    spec = genotype.cell(cell)
+    k = _draw(rng, removal_weights(genotype, cell, guidance))
+    i, j, op = spec.edges[k]
+    taken = {s for s, _ in spec.inputs_of(j)}
+    sources = [s for s in range(j) if s not in taken]
+    new_i = sources[
+        _draw(rng, _mix_uniform([guidance.strength(cell, (s, j)) for s in sources], explore))
+    ]
+    edges = list(spec.edges)
+    edges[k] = (new_i, j, op)
+    child = _with_cell(genotype, cell, _fix_concat(tuple(edges), spec.concat))
+    return child, {"kind": "rewire", "cell": cell, "removed": [i, j], "added": [new_i, j], "op": op}
+
+
+def swap_op(
+    genotype: Genotype, rng: np.random.Generator, guidance: Guidance, explore: float = 0.2
+) -> tuple[Genotype, dict[str, Any]]:
+    """Change the op of one uniformly drawn edge to another op, drawn by its alphas + uniform."""
+    cell = CELL_TYPES[int(rng.integers(2))]
+    spec = genotype.cell(cell)
+    k = int(rng.integers(len(spec.edges)))
+    i, j, old = spec.edges[k]
+    weights = guidance.op_weights(cell, (i, j))
+    choices = [o for o in guidance.ops if o != old]
+    new = choices[_draw(rng, _mix_uniform([weights[o] for o in choices], explore))]
+    edges = list(spec.edges)
+    edges[k] = (i, j, new)
+    child = _with_cell(genotype, cell, CellSpec(tuple(edges), spec.concat))
+    return child, {"kind": "swap_op", "cell": cell, "edge": [i, j], "old": old, "new": new}
+
+
+def change_width(
+    genotype: Genotype,
+    rng: np.random.Generator,
+    step: float = 0.25,
+    min_width: int = 4,
+    max_width: int = 256,
+    divisor: int = 4,
+) -> tuple[Genotype, dict[str, Any]]:
+    """Multiply one stage's width by (1 +- step), rounded to ``divisor``, clamped; a move that
+    lands on the same width goes the other way."""
+    widths = list(genotype.stage_widths)
+    s = int(rng.integers(len(widths)))
+    sign = 1 if rng.random() < 0.5 else -1
+    for direction in (sign, -sign):
+        new = min(
+            max_width, max(min_width, round_width(widths[s] * (1 + direction * step), divisor))
+        )
+        if new != widths[s]:
+            break
+    old, widths[s] = widths[s], new
+    child = genotype.replace(stage_widths=tuple(widths))
+    return child, {"kind": "change_width", "stage": s, "old": old, "new": new}
+
+
+def mutate(
+    genotype: Genotype,
+    rng: np.random.Generator,
+    guidance: Guidance,
+    *,
+    probs: Sequence[float] = (0.4, 0.4, 0.2),
+    explore: float = 0.2,
+    width_step: float = 0.25,
+    min_width: int = 4,
+    max_width: int = 256,
+    tries: int = 10,
+) -> tuple[Genotype, dict[str, Any]]:
+    """One mutation of kind drawn by ``probs`` over (rewire, swap_op, change_width); retried
+    until the child differs from the parent (a width at its bound, say, cannot move)."""
+    parent_key = genotype.key()
+    for _ in range(tries):
+        kind = MUTATIONS[_draw(rng, probs)]
+        try:
+            if kind == "rewire":
+                child, info = rewire(genotype, rng, guidance, explore)
+            elif kind == "swap_op":
+                child, info = swap_op(genotype, rng, guidance, explore)
+            else:
+                child, info = change_width(genotype, rng, width_step, min_width, max_width)
+        except ValueError:
+            continue
+        if child.key() != parent_key:
+            return child, info
+    raise ValueError(f"no mutation changed the genotype in {tries} tries")
+
+
+def sample_genotype(
+    template: Genotype,
+    rng: np.random.Generator,
+    guidance: Guidance,
+    temperature: float = 1.0,
+) -> Genotype:
+    """A genotype drawn from the learned alphas: per node two distinct inputs drawn by edge
+    strength, each with an op drawn by its alphas (weights ** (1 / temperature)). Macro
+    skeleton, node count and concat come from ``template``."""
+    cells = {}
+    for cell in CELL_TYPES:
+        spec = template.cell(cell)
+        nodes = sorted({j for _, j, _ in spec.edges})
+        edges = []
+        for j in nodes:
+            sources = list(range(j))
+            w = [guidance.strength(cell, (s, j)) ** (1 / temperature) for s in sources]
+            first = sources[_draw(rng, w)]
+            rest = [s for s in sources if s != first]
+            second = rest[_draw(rng, [w[s] for s in rest])]
+            for i in sorted((first, second)):
+                ow = guidance.op_weights(cell, (i, j))
+                ops = list(ow)
+                edges.append((i, j, ops[_draw(rng, [ow[o] ** (1 / temperature) for o in ops])]))
+        cells[cell] = _fix_concat(tuple(edges), spec.concat)
+    return template.replace(normal=cells["normal"], reduce=cells["reduce"])
