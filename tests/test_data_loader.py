@@ -84,3 +84,9 @@ def test_mixup_on_clips():
     x = torch.stack([torch.zeros(3, 4, 8, 8), torch.ones(3, 4, 8, 8)])
     out, target = mix(x, torch.tensor([0, 2]))
     assert torch.allclose(out[0], torch.full_like(out[0], float(target[0, 2])), atol=1e-6)
+
+
+def test_mixup_odd_batch_after_a_skip():
+    mix = VideoMixup(num_classes=3, mixup_alpha=1.0, label_smoothing=0.0)
+    out, target = mix(torch.rand(3, 3, 4, 8, 8), torch.tensor([0, 1, 2]))
+    assert out.shape == (3, 3, 4, 8, 8) and target[2].tolist() == [0.0, 0.0, 1.0]

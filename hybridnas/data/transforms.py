@@ -58,15 +58,23 @@ class VideoMixup:
     timm's CutMix indexes ``x[:, :, y0:y1, x0:x1]``, which on a 5D clip cuts the T and H axes
     instead of H and W. Folding time into channels, (B, C*T, H, W), makes its 4D code correct:
     the box is cut at the same place in every frame, and mixup is unchanged by the reshape.
-    Batch size must be even (timm's requirement). Returns (clips, soft targets (B, classes)).
+    timm needs an even batch; a batch left odd by a skipped bad item is mixed without its last
+    clip, which keeps its own (smoothed) label. Returns (clips, soft targets (B, classes)).
     """
 
     def __init__(self, num_classes: int, **timm_kwargs) -> None:
         from timm.data import Mixup
 
         self.mix = Mixup(num_classes=num_classes, **timm_kwargs)
+        self.num_classes = num_classes
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        from timm.data.mixup import mixup_target
+
         b, c, t, h, w = x.shape
+        if b % 2:
+            head, target = self(x[:-1], y[:-1])
+            last = mixup_target(y[-1:], self.num_classes, 1.0, self.mix.label_smoothing)
+            return torch.cat([head, x[-1:]]), torch.cat([target, last.to(target)])
         flat, target = self.mix(x.reshape(b, c * t, h, w).clone(), y)
         return flat.reshape(b, c, t, h, w), target
