@@ -59,7 +59,13 @@ def test_fixing_an_edge_stops_computing_its_other_ops():
     net(x, arch)
     none = OPS.index("none")
     # every non-"none" op of every edge ran once
-    assert all(calls.get((c, e, o), 0) == 1 for c in range(3) for e in range(14) for o in range(len(OPS)) if o != none)
+    assert all(
+        calls.get((c, e, o), 0) == 1
+        for c in range(3)
+        for e in range(14)
+        for o in range(len(OPS))
+        if o != none
+    )
     conv = OPS.index("conv3d_3x3x3")
     arch.fix("normal", 3, conv)
     arch.prune("normal", 4)
@@ -94,7 +100,7 @@ def _hand_arch(net: Supernet):
         (4, 5): "conv2plus1d_3x3x3",
     }
     with torch.no_grad():
-        for t, cell_type in enumerate(["normal", "reduce"]):
+        for t in range(2):
             for k, edge in enumerate(edges):
                 a = arch.alphas[t * 14 + k]
                 a.zero_()
@@ -160,7 +166,10 @@ def _doc() -> dict:
 @pytest.mark.parametrize(
     "breaker,message",
     [
-        (lambda d: d["cells"]["normal"]["edges"][0].__setitem__(2, "conv9d"), "unknown op 'conv9d'"),
+        (
+            lambda d: d["cells"]["normal"]["edges"][0].__setitem__(2, "conv9d"),
+            "unknown op 'conv9d'",
+        ),
         (lambda d: d["cells"]["reduce"]["edges"].append([4, 3, "skip"]), "not an earlier node"),
         (lambda d: d.pop("stem"), "missing key 'stem'"),
         (lambda d: d["clip"].pop("frames"), "missing key 'clip.frames'"),

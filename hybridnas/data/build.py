@@ -52,10 +52,13 @@ DEFAULTS = {
     "class_index": None,  # JSON from save_class_index: fixes class -> index
 }
 
+# Keys of a recipe's data section that configure the loader, not the dataset.
+LOADER_KEYS = ("batch_size", "workers")
+
 
 def resolve(cfg: Mapping) -> dict:
     """cfg (dict or DictConfig) over DEFAULTS; unknown keys are an error (typos)."""
-    cfg = dict(cfg.items())
+    cfg = {k: v for k, v in cfg.items() if k not in LOADER_KEYS}
     unknown = set(cfg) - set(DEFAULTS)
     if unknown:
         raise ValueError(f"unknown data config keys {sorted(unknown)}; known: {sorted(DEFAULTS)}")

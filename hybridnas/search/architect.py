@@ -29,7 +29,10 @@ AllReduce = Callable[[list[torch.Tensor]], None]
 
 
 class Architect:
-    """Adam on the architecture parameters (DARTS defaults: lr 3e-4, betas (0.5, 0.999), wd 1e-3)."""
+    """Adam on the architecture parameters.
+
+    DARTS defaults: lr 3e-4, betas (0.5, 0.999), weight decay 1e-3.
+    """
 
     def __init__(
         self,
@@ -60,19 +63,30 @@ class Architect:
         *,
         xi: float = 0.0,
         weight_decay: float = 0.0,
-    ) -> float:
-        """One architecture step; returns the validation loss. ``model`` is the plain supernet."""
+    ) -> dict[str, float]:
+        """One architecture step on ``val_batch``; ``model`` is the plain supernet.
+
+        Returns the validation loss and the number of correct predictions of that batch.
+        """
         params = self._free_params()
         if self.order == 1 or train_batch is None:
-            loss, grads = self._val_grads(model, val_batch, params)
+            loss, correct, grads = self._val_grads(model, val_batch, params)
         else:
-            loss, grads = self._unrolled_grads(model, val_batch, train_batch, params, xi, weight_decay)
+            loss, correct, grads = self._unrolled_grads(
+                model, val_batch, train_batch, params, xi, weight_decay
+            )
         self._apply(params, grads)
-        return float(loss)
+        return {"loss": float(loss), "correct": float(correct)}
+
+    def _val_loss(self, model, batch):
+        logits = model(batch[0], self.arch)
+        loss = F.cross_entropy(logits, batch[1])
+        correct = (logits.detach().argmax(1) == batch[1]).sum()
+        return loss, correct
 
     def _val_grads(self, model, batch, params):
-        loss = F.cross_entropy(model(batch[0], self.arch), batch[1])
-        return loss.detach(), torch.autograd.grad(loss, params, allow_unused=True)
+        loss, correct = self._val_loss(model, batch)
+        return loss.detach(), correct, torch.autograd.grad(loss, params, allow_unused=True)
 
     def _apply(self, params, grads) -> None:
         present = [g for g in grads if g is not None]
@@ -93,12 +107,17 @@ class Architect:
         backup = [w.detach().clone() for w in weights]
         train_loss = F.cross_entropy(model(train_batch[0], self.arch), train_batch[1])
         g_train = torch.autograd.grad(train_loss, weights, allow_unused=True)
-        step = [(g if g is not None else torch.zeros_like(w)) + wd * w for g, w in zip(g_train, weights)]
+        step = [
+            (g if g is not None else torch.zeros_like(w)) + wd * w
+            for g, w in zip(g_train, weights, strict=True)
+        ]
         self._shift(weights, step, -xi)  # w' = w - xi * dL_train/dw
-        val_loss = F.cross_entropy(model(val_batch[0], self.arch), val_batch[1])
+        val_loss, correct = self._val_loss(model, val_batch)
         grads = torch.autograd.grad(val_loss, list(params) + weights, allow_unused=True)
         d_alpha, d_w = grads[: len(params)], grads[len(params) :]
-        d_w = [g if g is not None else torch.zeros_like(w) for g, w in zip(d_w, weights)]
+        d_w = [
+            g if g is not None else torch.zeros_like(w) for g, w in zip(d_w, weights, strict=True)
+        ]
         with torch.no_grad():
             for w, b in zip(weights, backup, strict=True):
                 w.copy_(b)
@@ -107,7 +126,7 @@ class Architect:
             None if a is None else a - xi * (h if h is not None else 0.0)
             for a, h in zip(d_alpha, hessian, strict=True)
         ]
-        return val_loss.detach(), combined
+        return val_loss.detach(), correct, combined
 
     def _hessian_vector(self, model, batch, params, weights, vector):
         norm = torch.cat([v.flatten() for v in vector]).norm()

@@ -232,7 +232,12 @@ def _validate_cell(cell: Any, name: str) -> None:
         if not isinstance(edge, list | tuple) or len(edge) != 3:
             raise GenotypeError(f"'{ew}' must be [from_node, to_node, op], got {edge!r}")
         i, j, op = edge
-        if isinstance(i, bool) or not isinstance(i, int) or isinstance(j, bool) or not isinstance(j, int):
+        if (
+            isinstance(i, bool)
+            or not isinstance(i, int)
+            or isinstance(j, bool)
+            or not isinstance(j, int)
+        ):
             raise GenotypeError(f"'{ew}' nodes must be integers, got {edge!r}")
         if i < 0 or j < 2:
             raise GenotypeError(f"'{ew}' = {edge!r}: nodes 0, 1 are inputs; edges end at node >= 2")
@@ -267,7 +272,9 @@ def validate(doc: Mapping[str, Any]) -> None:
         raise GenotypeError(f"'format' is {fmt!r}, expected {FORMAT!r}")
     version = _require(doc, "version", "")
     if version != VERSION:
-        raise GenotypeError(f"'version' {version!r} is not supported (this hybridnas reads {VERSION})")
+        raise GenotypeError(
+            f"'version' {version!r} is not supported (this hybridnas reads {VERSION})"
+        )
     cells = _require(doc, "cells", "")
     for name in CELL_TYPES:
         _validate_cell(_require(cells, name, "cells"), name)

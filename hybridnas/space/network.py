@@ -69,7 +69,10 @@ class ClassifierHead(nn.Sequential):
 
     def __init__(self, channels: int, num_classes: int, dropout: float = 0.0) -> None:
         super().__init__(
-            nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels, num_classes)
+            nn.AdaptiveAvgPool3d(1),
+            nn.Flatten(),
+            nn.Dropout(dropout),
+            nn.Linear(channels, num_classes),
         )
 
 

@@ -156,8 +156,9 @@ class Architecture(nn.Module):
         """(E,) edge-normalisation weights over each node's incoming edges (ones without)."""
         if not self.edge_norm:
             return torch.ones(self.num_edges)
-        edges, raw = edge_list(steps), torch.stack(
-            [self.betas[self._index(cell_type, k)] for k in range(self.num_edges)]
+        edges, raw = (
+            edge_list(steps),
+            torch.stack([self.betas[self._index(cell_type, k)] for k in range(self.num_edges)]),
         )
         out = torch.empty(self.num_edges)
         for j in range(2, 2 + steps):
@@ -209,9 +210,7 @@ class Supernet(nn.Module):
     def forward(self, x: torch.Tensor, arch: Architecture) -> torch.Tensor:
         self.apply_edge_state(arch)
         steps = self.config.steps
-        mixing = {
-            t: (arch.op_weights(t), arch.edge_weights(t, steps)) for t in CELL_TYPES
-        }
+        mixing = {t: (arch.op_weights(t), arch.edge_weights(t, steps)) for t in CELL_TYPES}
         s0 = s1 = self.stem(x)
         for cell in self.cells:
             weights, edge_weights = mixing["reduce" if cell.reduction else "normal"]
@@ -241,7 +240,9 @@ def best_op(arch: Architecture, cell_type: str, edge: int, banned: set[str] = fr
     raise ValueError(f"edge {edge} of the {cell_type} cell has no allowed op")
 
 
-def derive_cell(arch: Architecture, cell_type: str, steps: int, max_skips: int | None = None) -> CellSpec:
+def derive_cell(
+    arch: Architecture, cell_type: str, steps: int, max_skips: int | None = None
+) -> CellSpec:
     """DARTS derivation, respecting edges already fixed or pruned by a schedule.
 
     Per node: fixed edges are kept; the remaining slots (2 per node) go to the strongest free

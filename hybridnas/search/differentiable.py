@@ -1,0 +1,372 @@
+"""The differentiable stage: bilevel supernet training with SDAS scheduled edge fixing.
+
+Read top to bottom: ``setup`` builds data, supernet, architecture and optimizers (or restores
+them from the run's checkpoint); ``train_epoch`` alternates an architecture step on a
+search-validation batch with a weight step on a training batch; ``end_epoch`` fixes edges on
+the schedule, logs, draws and checkpoints; ``run_differentiable`` strings them together and
+returns the genotype.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from hybridnas.data import build_dataset, build_loader
+from hybridnas.engine.backend import WeightTrainer
+from hybridnas.engine.checkpoint import (
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from hybridnas.engine.distributed import (
+    DistContext,
+    all_gather_object,
+    all_reduce_mean_,
+    barrier,
+    broadcast_,
+)
+from hybridnas.engine.tracking import Tracker
+from hybridnas.search.architect import Architect
+from hybridnas.search.sdas import FixSchedule, fix_edges
+from hybridnas.space.cells import edge_list
+from hybridnas.space.genotype import CELL_TYPES, Genotype
+from hybridnas.space.supernet import (
+    Architecture,
+    Supernet,
+    SupernetConfig,
+    derive_genotype,
+    edge_strengths,
+)
+from hybridnas.viz import draw_genotype, plot_alpha_history
+
+CHECKPOINT = "checkpoints/search_last.pt"
+
+
+@dataclass
+class SearchState:
+    """Everything the loop mutates; ``checkpoint_state`` / ``restore`` make it resumable."""
+
+    cfg: Any
+    ctx: DistContext
+    run_dir: Path
+    supernet: Supernet
+    arch: Architecture
+    trainer: WeightTrainer
+    architect: Architect
+    schedule: FixSchedule
+    train_loader: Any
+    val_loader: Any
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    global_step: int = 0
+    alpha_history: list[torch.Tensor] = field(default_factory=list)
+    fix_events: list[dict] = field(default_factory=list)
+    epoch_times: list[float] = field(default_factory=list)
+    running: dict = field(default_factory=dict)
+
+
+def supernet_config(cfg: Any, num_classes: int) -> SupernetConfig:
+    m, d = cfg.model, cfg.data
+    return SupernetConfig(
+        op_names=list(m.op_names),
+        steps=m.steps,
+        stage_widths=tuple(m.stage_widths),
+        num_cells=m.num_cells,
+        stem_channels=m.stem_channels,
+        stem_stride=tuple(m.stem_stride),
+        reduction_stride=tuple(m.reduction_stride),
+        partial_k=m.partial_k,
+        edge_norm=m.edge_norm,
+        frames=d.frames,
+        size=d.size,
+        num_classes=num_classes,
+    )
+
+
+def weight_lr(cfg: Any, epoch: int) -> float:
+    """Cosine from ``w_lr`` to ``w_lr_min`` over the search epochs (DARTS), stateless."""
+    s = cfg.search
+    return s.w_lr_min + 0.5 * (s.w_lr - s.w_lr_min) * (1 + math.cos(math.pi * epoch / s.epochs))
+
+
+def setup(cfg: Any, ctx: DistContext, run_dir: Path) -> SearchState:
+    """Data, supernet, architecture, optimizers; all ranks start from rank 0's values."""
+    s = cfg.search
+    train_set = build_dataset(cfg.data, "train")
+    val_set = build_dataset(cfg.data, "search_val")
+    if ctx.is_main:
+        train_set.save_class_index(run_dir / "classes.json")
+    loader_args = dict(
+        batch_size=cfg.data.batch_size,
+        train=True,
+        workers=cfg.data.workers,
+        seed=cfg.seed,
+        rank=ctx.rank,
+        world_size=ctx.world_size,
+        drop_last=True,
+    )
+    train_loader = build_loader(train_set, **loader_args)
+    val_loader = build_loader(val_set, **{**loader_args, "seed": cfg.seed + 1})
+
+    torch.manual_seed(cfg.seed)  # identical initial weights and alphas on every rank
+    supernet = Supernet(supernet_config(cfg, train_set.num_classes)).to(ctx.device)
+    arch = supernet.new_architecture().to(ctx.device)
+    broadcast_(list(arch.parameters()), ctx)
+    w_opt = torch.optim.SGD(
+        supernet.parameters(), lr=s.w_lr, momentum=s.w_momentum, weight_decay=s.w_weight_decay
+    )
+    trainer = WeightTrainer(
+        supernet,
+        w_opt,
+        ctx,
+        engine=cfg.engine,
+        zero_stage=cfg.zero_stage,
+        grad_clip=s.grad_clip,
+        micro_batch_size=cfg.data.batch_size,
+    )
+    architect = Architect(
+        arch,
+        lr=s.a_lr,
+        betas=tuple(s.a_betas),
+        weight_decay=s.a_weight_decay,
+        order=s.order,
+        all_reduce=lambda grads: all_reduce_mean_(grads, ctx),
+    )
+    schedule = FixSchedule(
+        epochs=s.epochs,
+        warmup_epochs=s.warmup_epochs,
+        kind=s.schedule if s.method == "sdas" else "none",
+    )
+    return SearchState(
+        cfg, ctx, run_dir, supernet, arch, trainer, architect, schedule, train_loader, val_loader
+    )
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def checkpoint_state(st: SearchState) -> dict:
+    rng = all_gather_object(capture_rng_state(), st.ctx)  # every rank resumes its own streams
+    return {
+        "epoch": st.epoch,
+        "batch_in_epoch": st.batch_in_epoch,
+        "global_step": st.global_step,
+        "weights": st.trainer.state_dict(),
+        "arch": st.arch.state_dict(),
+        "arch_optimizer": st.architect.optimizer.state_dict(),
+        "rng": rng,
+        "alpha_history": torch.stack(st.alpha_history) if st.alpha_history else torch.empty(0),
+        "fix_events": st.fix_events,
+        "epoch_times": st.epoch_times,
+        "running": st.running,
+    }
+
+
+def save_search_checkpoint(st: SearchState) -> None:
+    state = checkpoint_state(st)  # collective: every rank takes part
+    st.trainer.save_engine_state(str(st.run_dir / "checkpoints" / "deepspeed"), "search_last")
+    if st.ctx.is_main:
+        save_checkpoint(st.run_dir / CHECKPOINT, state)
+    barrier(st.ctx)
+
+
+def restore(st: SearchState, path: Path) -> None:
+    ckpt = load_checkpoint(path, map_location=st.ctx.device)
+    st.trainer.load_state_dict(ckpt["weights"])
+    st.trainer.load_engine_state(str(st.run_dir / "checkpoints" / "deepspeed"), "search_last")
+    st.arch.load_state_dict(ckpt["arch"])
+    st.architect.optimizer.load_state_dict(ckpt["arch_optimizer"])
+    st.epoch, st.batch_in_epoch = ckpt["epoch"], ckpt["batch_in_epoch"]
+    st.global_step = ckpt["global_step"]
+    st.alpha_history = list(ckpt["alpha_history"]) if ckpt["alpha_history"].numel() else []
+    st.fix_events, st.epoch_times = ckpt["fix_events"], ckpt["epoch_times"]
+    st.running = ckpt["running"]
+    rng = ckpt["rng"]
+    restore_rng_state(rng[st.ctx.rank] if st.ctx.rank < len(rng) else rng[0])
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def _accumulate(running: dict, **values: float) -> None:
+    for k, v in values.items():
+        running[k] = running.get(k, 0.0) + v
+
+
+def train_epoch(st: SearchState, tracker: Tracker) -> None:
+    """One pass over the training shard; resumes mid-epoch at ``st.batch_in_epoch``."""
+    cfg, s = st.cfg, st.cfg.search
+    lr = weight_lr(cfg, st.epoch)
+    st.trainer.set_lr(lr)
+    st.supernet.train()
+    for loader in (st.train_loader, st.val_loader):
+        loader.sampler.set_epoch(st.epoch)
+        loader.sampler.set_start_batch(st.batch_in_epoch)
+    total = min(len(st.train_loader), len(st.val_loader))
+    if s.steps_per_epoch:
+        total = min(total, s.steps_per_epoch)
+    search_alpha = st.epoch >= s.arch_warmup_epochs and st.arch.num_free() > 0
+    bar = tqdm(
+        total=total,
+        initial=st.batch_in_epoch,
+        disable=not st.ctx.is_main,
+        desc=f"search epoch {st.epoch}",
+        leave=False,
+    )
+    batches = zip(st.train_loader, st.val_loader, strict=False)
+    for (x, y), (xv, yv) in batches:
+        if st.batch_in_epoch >= total:
+            break
+        x, y, xv, yv = (t.to(st.ctx.device) for t in (x, y, xv, yv))
+        if search_alpha:
+            val = st.architect.step(
+                st.supernet, (xv, yv), (x, y), xi=lr, weight_decay=s.w_weight_decay
+            )
+            _accumulate(
+                st.running,
+                val_loss=val["loss"],
+                val_correct=val["correct"],
+                val_seen=len(yv),
+                val_steps=1,
+            )
+        logits = st.trainer(x, st.arch)
+        loss = F.cross_entropy(logits, y)
+        st.trainer.step(loss)
+        correct = float((logits.argmax(1) == y).sum())
+        _accumulate(
+            st.running, train_loss=float(loss) * len(y), train_correct=correct, train_seen=len(y)
+        )
+        st.batch_in_epoch += 1
+        st.global_step += 1
+        bar.update(1)
+        if s.log_every_steps and st.global_step % s.log_every_steps == 0:
+            tracker.log({"train/step_loss": float(loss), "lr/weights": lr}, step=st.global_step)
+        if s.ckpt_every_steps and st.batch_in_epoch % s.ckpt_every_steps == 0:
+            save_search_checkpoint(st)
+    bar.close()
+
+
+def epoch_metrics(st: SearchState, seconds: float) -> dict:
+    r = st.running
+    metrics = {
+        "epoch": st.epoch,
+        "train/loss": r.get("train_loss", 0.0) / max(r.get("train_seen", 1), 1),
+        "train/acc": r.get("train_correct", 0.0) / max(r.get("train_seen", 1), 1),
+        "lr/weights": weight_lr(st.cfg, st.epoch),
+        "lr/arch": st.cfg.search.a_lr,
+        "time/epoch_s": seconds,
+        "sdas/decided_edges": 2 * st.arch.num_edges - st.arch.num_free(),
+    }
+    if r.get("val_seen"):
+        metrics["val/loss"] = r["val_loss"] / max(r.get("val_steps", 1), 1)
+        metrics["val/acc"] = r["val_correct"] / r["val_seen"]
+    edges = edge_list(st.cfg.model.steps)
+    for t in CELL_TYPES:
+        weights = st.arch.alpha_matrix(t)
+        for k, (i, j) in enumerate(edges):
+            for o, name in enumerate(st.arch.op_names):
+                metrics[f"alpha/{t}/{i}-{j}/{name}"] = float(weights[k, o])
+    return metrics
+
+
+def end_epoch(st: SearchState, tracker: Tracker, seconds: float) -> list[dict]:
+    """Fix edges on the schedule, log the epoch, draw, checkpoint."""
+    s = st.cfg.search
+    metrics = epoch_metrics(st, seconds)
+    st.alpha_history.append(torch.stack([st.arch.alpha_matrix(t) for t in CELL_TYPES]).cpu())
+    target = st.schedule.decided_after(st.epoch, st.arch.num_edges)
+    events = fix_edges(
+        st.arch,
+        steps=st.cfg.model.steps,
+        target=target,
+        confidence=s.confidence,
+        max_skips=s.max_skips,
+    )
+    for e in events:
+        e["epoch"] = st.epoch
+    st.fix_events += events
+    st.epoch_times.append(seconds)
+    tracker.log(metrics, step=st.global_step)
+    if events and st.ctx.is_main:
+        cols = ["epoch", "cell", "edge", "from", "to", "op", "action"]
+        tracker.log_table(
+            "sdas/fixed_edges", cols, [[e[c] for c in cols] for e in st.fix_events], st.global_step
+        )
+    st.epoch += 1
+    st.batch_in_epoch = 0
+    st.running = {}
+    save_search_checkpoint(st)
+    return events
+
+
+def write_alphas(st: SearchState, path: Path) -> None:
+    """Final softmaxed alphas and edge strengths, for evolution's seeding and guided rewiring."""
+    steps = st.cfg.model.steps
+    doc = {
+        "op_names": st.arch.op_names,
+        "steps": steps,
+        "edges": [list(e) for e in edge_list(steps)],
+        "edge_state": st.arch.edge_state.tolist(),
+    }
+    for t in CELL_TYPES:
+        doc[t] = st.arch.alpha_matrix(t).tolist()
+        doc[f"{t}_strength"] = edge_strengths(st.arch, t, steps).tolist()
+    path.write_text(json.dumps(doc, indent=1))
+
+
+def write_outputs(st: SearchState, tracker: Tracker, genotype: Genotype) -> None:
+    """genotype.json, cell drawings, the alpha heat map, and the same in W&B (rank 0)."""
+    if not st.ctx.is_main:
+        return
+    run = st.run_dir
+    genotype.save(run / "genotype.json")
+    write_alphas(st, run / "alphas.json")
+    images = draw_genotype(genotype, run)
+    edges = [f"{i}-{j}" for i, j in edge_list(st.cfg.model.steps)]
+    heat = plot_alpha_history(
+        torch.stack(st.alpha_history), st.arch.op_names, edges, run / "alpha_heatmap.png"
+    )
+    tracker.log_json("genotype", genotype.to_dict())
+    for path in [*images, heat]:
+        tracker.log_image(f"search/{path.stem}", path, st.global_step)
+    tracker.summary(
+        {
+            "search/total_time_s": sum(st.epoch_times),
+            "search/genotype": genotype.to_json(),
+        }
+    )
+
+
+def run_differentiable(cfg: Any, ctx: DistContext, run_dir: Path, tracker: Tracker) -> Genotype:
+    """Train the supernet with scheduled fixing; return (and write) the derived genotype."""
+    st = setup(cfg, ctx, run_dir)
+    ckpt = run_dir / CHECKPOINT
+    if cfg.resume and ckpt.is_file():
+        restore(st, ckpt)
+        if ctx.is_main:
+            print(f"[hybridnas] resumed search at epoch {st.epoch}, batch {st.batch_in_epoch}")
+    while st.epoch < cfg.search.epochs:
+        start = time.perf_counter()
+        train_epoch(st, tracker)
+        end_epoch(st, tracker, time.perf_counter() - start)
+    genotype = derive_genotype(
+        st.supernet,
+        st.arch,
+        max_skips=cfg.search.max_skips,
+        method=cfg.search.method,
+        seed=cfg.seed,
+        search_time_s=round(sum(st.epoch_times), 2),
+    )
+    write_outputs(st, tracker, genotype)
+    barrier(ctx)
+    return genotype, st

@@ -1,0 +1,69 @@
+"""Search a video architecture: supernet with SDAS scheduled fixing, then evolution.
+
+    torchrun tools/search.py recipe=sdas_video
+    torchrun --nproc_per_node=2 tools/search.py recipe=sdas_video engine=deepspeed zero_stage=2
+    python tools/search.py recipe=darts_video search.epochs=4 tracking=none
+
+Writes everything to ``out_dir`` (default runs/<recipe>_<data>_s<seed>/); ``resume=true``
+continues a killed run from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+import hybridnas  # noqa: F401  (compat shims before pytorchvideo / deepspeed)
+from hybridnas.config import ConfigError, check_config, prepare_run_dir
+from hybridnas.engine.distributed import cleanup, init_distributed
+from hybridnas.engine.tracking import Tracker
+from hybridnas.space.genotype import Genotype, GenotypeError
+
+
+def run(cfg: DictConfig) -> Genotype:
+    check_config(cfg, "search")
+    ctx = init_distributed()
+    run_dir = prepare_run_dir(cfg, ctx.is_main)
+    from omegaconf import OmegaConf
+
+    tracker = Tracker.create(
+        mode=cfg.tracking,
+        project=cfg.wandb_project,
+        run_dir=run_dir,
+        config=OmegaConf.to_container(cfg, resolve=True),
+        name=cfg.run_name,
+        rank=ctx.rank,
+    )
+    try:
+        genotype = Genotype.load(cfg.genotype) if cfg.genotype else None
+        if cfg.stage in ("hybrid", "differentiable"):
+            from hybridnas.search.differentiable import run_differentiable
+
+            genotype, _ = run_differentiable(cfg, ctx, run_dir, tracker)
+        if cfg.stage in ("hybrid", "evolution"):
+            if genotype is None:
+                raise ConfigError("stage=evolution needs genotype=<genotype.json or run folder>")
+            from hybridnas.search.evolution import run_evolution
+
+            genotype = run_evolution(cfg, ctx, run_dir, tracker, genotype)
+        if ctx.is_main:
+            print(f"[hybridnas] genotype written to {run_dir / 'genotype.json'}")
+        return genotype
+    finally:
+        tracker.finish()
+        cleanup()
+
+
+@hydra.main(version_base="1.3", config_path="../recipes", config_name="search")
+def main(cfg: DictConfig) -> None:
+    try:
+        run(cfg)
+    except (ConfigError, GenotypeError) as err:
+        print(f"hybridnas: error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
