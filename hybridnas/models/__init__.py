@@ -1,0 +1,141 @@
+"""One entry point for every network the train/evaluate/export tools handle.
+
+``model.name``: ``genotype`` (a found architecture, scaled by overrides) or a baseline
+(``x3d_xs``, ``r2plus1d``, ``frame2d``). A checkpoint carries the model's *fingerprint*
+(name, genotype key, classes, clip shape) so that weights are never loaded into another net.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from hybridnas.engine.checkpoint import CheckpointError
+from hybridnas.models.baselines import Frame2D, r2plus1d, x3d_xs
+from hybridnas.space.genotype import Genotype, GenotypeError
+from hybridnas.space.network import build_network
+
+MODELS = ("genotype", "x3d_xs", "r2plus1d", "frame2d")
+BUILTIN_GENOTYPE = Path(__file__).resolve().parent / "genotypes" / "builtin_sdas.json"
+
+
+def resolve_genotype(model_cfg: Any, *, num_classes: int, frames: int, size: int) -> Genotype:
+    """Load ``model_cfg.genotype`` (file or run folder) and scale it: the overrides
+    ``num_cells`` / ``stage_widths`` / ``stem_channels`` / ``stem_stride`` (null keeps the
+    genotype's) plus the
+    data's clip shape and class count."""
+    path = model_cfg.genotype
+    if not path:
+        raise GenotypeError("model=genotype needs genotype=<genotype.json or a search run folder>")
+    g = Genotype.load(BUILTIN_GENOTYPE if path == "builtin" else path)
+    changes: dict[str, Any] = {"frames": frames, "size": size, "num_classes": num_classes}
+    if model_cfg.get("num_cells"):
+        changes["num_cells"] = int(model_cfg.num_cells)
+    if model_cfg.get("stage_widths"):
+        changes["stage_widths"] = tuple(int(w) for w in model_cfg.stage_widths)
+    if model_cfg.get("stem_stride"):
+        changes["stem_stride"] = tuple(int(s) for s in model_cfg.stem_stride)
+    if model_cfg.get("stem_channels"):
+        changes["stem_channels"] = int(model_cfg.stem_channels)
+    return g.replace(**changes)
+
+
+def build_model(
+    name: str,
+    *,
+    num_classes: int,
+    frames: int,
+    size: int,
+    genotype: Genotype | None = None,
+    dropout: float = 0.0,
+    r2plus1d_width: int = 16,
+) -> nn.Module:
+    """A network for (B, 3, frames, size, size) clips -> (B, num_classes) logits."""
+    if name == "genotype":
+        if genotype is None:
+            raise GenotypeError("model=genotype needs a genotype")
+        return build_network(genotype, num_classes=num_classes, dropout=dropout)
+    if name == "x3d_xs":
+        return x3d_xs(num_classes, frames, size, dropout or 0.5)
+    if name == "r2plus1d":
+        return r2plus1d(num_classes, frames, size, dropout or 0.5, width=r2plus1d_width)
+    if name == "frame2d":
+        return Frame2D(num_classes, dropout=dropout)
+    raise ValueError(f"unknown model {name!r}; choose one of {MODELS}")
+
+
+def fingerprint(
+    name: str, num_classes: int, frames: int, size: int, genotype: Genotype | None
+) -> dict:
+    """What a checkpoint's weights belong to; stored in every checkpoint."""
+    return {
+        "model": name,
+        "genotype": genotype.key() if genotype is not None else "",
+        "num_classes": int(num_classes),
+        "frames": int(frames),
+        "size": int(size),
+    }
+
+
+def check_fingerprint(found: dict, expected: dict, path: str | Path) -> None:
+    """Refuse weights trained for another model, genotype or class count, saying which."""
+    if found["model"] != expected["model"]:
+        raise CheckpointError(
+            f"checkpoint {path} holds a {found['model']!r} network, not {expected['model']!r}"
+        )
+    if found["num_classes"] != expected["num_classes"]:
+        raise CheckpointError(
+            f"checkpoint {path} was trained for {found['num_classes']} classes, "
+            f"this run has {expected['num_classes']}"
+        )
+    if found["genotype"] != expected["genotype"]:
+        raise CheckpointError(
+            f"checkpoint {path} was trained from another genotype (cells, widths or depth "
+            "differ): pass the genotype it was trained with, or start a new run"
+        )
+
+
+def load_matching(model: nn.Module, state: dict[str, torch.Tensor]) -> tuple[int, int]:
+    """Copy the tensors of ``state`` whose name and shape match; returns (copied, total)."""
+    own = model.state_dict()
+    keep = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(keep, strict=False)
+    return len(keep), len(own)
+
+
+def supernet_to_network(state: dict, genotype: Genotype, op_names: list[str], steps: int) -> dict:
+    """Rename a supernet's weights to the network's names: the op a genotype kept on edge
+    (i, j) lives at ``cells.c.mixed_ops.<edge index>.ops.<op index>`` in the supernet and at
+    ``cells.c.ops.<position in the cell's edge list>`` in the network."""
+    from hybridnas.space.cells import edge_list
+
+    edges = edge_list(steps)
+    out = {k: v for k, v in state.items() if ".mixed_ops." not in k}
+    reductions = genotype.reduction_indices()
+    for c in range(genotype.num_cells):
+        spec = genotype.reduce if c in reductions else genotype.normal
+        for pos, (i, j, op) in enumerate(spec.edges):
+            if (i, j) not in edges or op not in op_names:
+                continue
+            src = f"cells.{c}.mixed_ops.{edges.index((i, j))}.ops.{op_names.index(op)}."
+            for k, v in state.items():
+                if k.startswith(src):
+                    out[f"cells.{c}.ops.{pos}." + k[len(src) :]] = v
+    return out
+
+
+__all__ = [
+    "MODELS",
+    "Frame2D",
+    "build_model",
+    "check_fingerprint",
+    "fingerprint",
+    "load_matching",
+    "resolve_genotype",
+    "supernet_to_network",
+    "r2plus1d",
+    "x3d_xs",
+]

@@ -1,0 +1,1 @@
+"""Training, evaluation and ensembles of found genotypes and baselines."""

@@ -1,0 +1,425 @@
+"""Train (or fine-tune) one network: a genotype's or a baseline's.
+
+Read top to bottom: ``setup`` builds data, model, optimizer, scheduler and EMA (timm's
+factories) and restores the run's checkpoint; ``train_epoch`` is the step loop (mixup, AMP,
+channels-last on GPU, clipping through ``WeightTrainer``); ``validate`` scores the val split;
+``run_training`` strings them together. A checkpoint holds weights, EMA, optimizer, scheduler
+position, RNG state of every rank and the data position, so a killed run resumes exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+from timm.optim import create_optimizer_v2
+from timm.scheduler import create_scheduler_v2
+from timm.utils import ModelEmaV3
+from tqdm import tqdm
+
+from hybridnas.data import DEFAULTS, VideoMixup, build_dataset, build_loader
+from hybridnas.engine.backend import WeightTrainer
+from hybridnas.engine.checkpoint import (
+    CheckpointError,
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from hybridnas.engine.distributed import DistContext, all_gather_object, all_reduce_mean_, barrier
+from hybridnas.engine.tracking import Tracker
+from hybridnas.models import (
+    build_model,
+    check_fingerprint,
+    fingerprint,
+    load_matching,
+    resolve_genotype,
+    supernet_to_network,
+)
+from hybridnas.space.genotype import Genotype
+
+LAST = "checkpoints/last.pt"
+BEST = "checkpoints/best.pt"
+
+
+def data_cfg(cfg: Any) -> dict:
+    """The dataset keys of ``cfg.data`` (loader keys such as batch_size stay out)."""
+    return {k: v for k, v in cfg.data.items() if k in DEFAULTS}
+
+
+def check_data_root(cfg: Any) -> None:
+    """A clear error before any work when an on-disk dataset has no (or an empty) root."""
+    if cfg.data.name == "builtin":
+        return
+    root = cfg.data.get("root")
+    if not root:
+        raise FileNotFoundError(f"data={cfg.data.name} needs data.root=<folder with the videos>")
+    path = Path(root)
+    if not path.exists():
+        raise FileNotFoundError(f"data.root={root} does not exist")
+    if path.is_dir() and not any(path.iterdir()):
+        raise FileNotFoundError(f"data.root={root} is empty: no annotations or videos in it")
+
+
+@dataclass
+class ModelSpec:
+    """What the network is; enough to rebuild it from a checkpoint alone."""
+
+    name: str
+    num_classes: int
+    frames: int
+    size: int
+    genotype: Genotype | None = None
+    dropout: float = 0.0
+    r2plus1d_width: int = 16
+
+    def build(self) -> torch.nn.Module:
+        return build_model(
+            self.name,
+            num_classes=self.num_classes,
+            frames=self.frames,
+            size=self.size,
+            genotype=self.genotype,
+            dropout=self.dropout,
+            r2plus1d_width=self.r2plus1d_width,
+        )
+
+    def fingerprint(self) -> dict:
+        return fingerprint(self.name, self.num_classes, self.frames, self.size, self.genotype)
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "num_classes": self.num_classes,
+            "frames": self.frames,
+            "size": self.size,
+            "genotype": self.genotype.to_json() if self.genotype else "",
+            "dropout": self.dropout,
+            "r2plus1d_width": self.r2plus1d_width,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelSpec:
+        g = Genotype.from_json(d["genotype"]) if d["genotype"] else None
+        return cls(**{**d, "genotype": g})
+
+
+def model_spec(cfg: Any, num_classes: int) -> ModelSpec:
+    m, frames, size = cfg.model, int(cfg.data.frames), int(cfg.data.size or 32)
+    g = None
+    if m.name == "genotype":
+        g = resolve_genotype(m, num_classes=num_classes, frames=frames, size=size)
+    return ModelSpec(m.name, num_classes, frames, size, g, float(m.dropout), int(m.r2plus1d_width))
+
+
+def load_trained(path: str | Path, device: str | torch.device = "cpu", ema: bool = True):
+    """(model in eval mode, ModelSpec, checkpoint dict) from a train.py checkpoint; the EMA
+    weights when the run kept them and ``ema`` is true."""
+    ckpt = load_checkpoint(path, map_location=device)
+    if "model_spec" not in ckpt:
+        raise CheckpointError(f"checkpoint {path} was not written by tools/train.py")
+    spec = ModelSpec.from_dict(ckpt["model_spec"])
+    model = spec.build()
+    weights = ckpt["ema"] if ema and ckpt.get("ema") else ckpt["weights"]["model"]
+    model.load_state_dict(weights)
+    return model.to(device).eval(), spec, ckpt
+
+
+@dataclass
+class TrainState:
+    """Everything the loop mutates; ``checkpoint_state`` / ``restore`` make it resumable."""
+
+    cfg: Any
+    ctx: DistContext
+    run_dir: Path
+    spec: ModelSpec
+    model: torch.nn.Module
+    trainer: WeightTrainer
+    scheduler: Any
+    ema: ModelEmaV3 | None
+    amp: bool
+    train_loader: Any
+    val_loader: Any
+    mixup: VideoMixup | None
+    steps_per_epoch: int
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    global_step: int = 0
+    best_acc: float = 0.0
+    running: dict = field(default_factory=dict)
+    history: list = field(default_factory=list)
+
+
+def init_weights(model: torch.nn.Module, spec: ModelSpec, cfg: Any) -> None:
+    """Start from ``init_from``: a train.py checkpoint or a search run (its supernet), copying
+    every tensor whose name and shape match (fine-tuning to new classes drops the head)."""
+    src = Path(cfg.init_from)
+    if src.is_dir():
+        src = src / "checkpoints" / "search_last.pt"
+    ckpt = load_checkpoint(src)
+    if "model_spec" in ckpt:
+        state = ckpt["ema"] or ckpt["weights"]["model"]
+    else:  # a supernet from tools/search.py
+        from omegaconf import OmegaConf
+
+        scfg = OmegaConf.load(src.parent.parent / "config.yaml")
+        if spec.genotype is None:
+            raise CheckpointError("init_from a supernet needs model=genotype")
+        state = supernet_to_network(
+            ckpt["weights"]["model"], spec.genotype, list(scfg.model.op_names), scfg.model.steps
+        )
+    copied, total = load_matching(model, state)
+    print(f"[hybridnas] init_from {src}: {copied}/{total} tensors copied (name and shape match)")
+
+
+def setup(cfg: Any, ctx: DistContext, run_dir: Path) -> TrainState:
+    t, dcfg = cfg.train, data_cfg(cfg)
+    train_set = build_dataset(dcfg, "train")
+    val_set = build_dataset(dcfg, "val" if cfg.data.name != "builtin" else "test")
+    if ctx.is_main:
+        train_set.save_class_index(run_dir / "classes.json")
+    loader = dict(workers=cfg.data.workers, rank=ctx.rank, world_size=ctx.world_size)
+    train_loader = build_loader(
+        train_set,
+        batch_size=cfg.data.batch_size,
+        train=True,
+        seed=cfg.seed,
+        drop_last=True,
+        **loader,
+    )
+    val_loader = build_loader(val_set, batch_size=cfg.data.batch_size, train=False, **loader)
+    spec = model_spec(cfg, train_set.num_classes)
+
+    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+    model = spec.build()
+    if cfg.init_from:
+        init_weights(model, spec, cfg)
+    on_gpu = ctx.device.type == "cuda"
+    model = model.to(ctx.device, memory_format=torch.channels_last_3d if on_gpu else None)
+    optimizer = create_optimizer_v2(
+        model, opt=t.opt, lr=t.lr, weight_decay=t.weight_decay, momentum=t.momentum
+    )
+    trainer = WeightTrainer(
+        model,
+        optimizer,
+        ctx,
+        engine=cfg.engine,
+        zero_stage=cfg.zero_stage,
+        grad_clip=t.grad_clip or None,
+        micro_batch_size=cfg.data.batch_size,
+    )
+    steps = (
+        len(train_loader) if not t.steps_per_epoch else min(len(train_loader), t.steps_per_epoch)
+    )
+    scheduler, _ = create_scheduler_v2(
+        trainer.optimizer,
+        sched=t.sched,
+        num_epochs=t.epochs,
+        warmup_epochs=t.warmup_epochs,
+        warmup_lr=t.lr * 0.01,
+        min_lr=t.min_lr,
+        step_on_epochs=False,
+        updates_per_epoch=steps,
+    )
+    ema = ModelEmaV3(model, decay=t.ema_decay, use_warmup=True) if t.ema else None
+    amp = bool(t.amp) and on_gpu and cfg.engine != "deepspeed"  # bf16: no loss scaling
+    mixup = None
+    if t.mixup > 0 or t.cutmix > 0:
+        mixup = VideoMixup(
+            train_set.num_classes,
+            mixup_alpha=t.mixup,
+            cutmix_alpha=t.cutmix,
+            label_smoothing=t.label_smoothing,
+        )
+    return TrainState(
+        cfg,
+        ctx,
+        run_dir,
+        spec,
+        model,
+        trainer,
+        scheduler,
+        ema,
+        amp,
+        train_loader,
+        val_loader,
+        mixup,
+        steps,
+    )
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def checkpoint_state(st: TrainState) -> dict:
+    rng = all_gather_object(capture_rng_state(), st.ctx)  # every rank resumes its own streams
+    return {
+        "model_spec": st.spec.to_dict(),
+        "fingerprint": st.spec.fingerprint(),
+        "weights": st.trainer.state_dict(),
+        "ema": st.ema.module.state_dict() if st.ema else None,
+        "epoch": st.epoch,
+        "batch_in_epoch": st.batch_in_epoch,
+        "global_step": st.global_step,
+        "best_acc": st.best_acc,
+        "running": st.running,
+        "history": st.history,
+        "rng": rng,
+    }
+
+
+def save(st: TrainState, path: str = LAST) -> None:
+    state = checkpoint_state(st)  # collective: every rank takes part
+    st.trainer.save_engine_state(str(st.run_dir / "checkpoints" / "deepspeed"), "last")
+    if st.ctx.is_main:
+        save_checkpoint(st.run_dir / path, state)
+    barrier(st.ctx)
+
+
+def restore(st: TrainState, path: Path) -> None:
+    ckpt = load_checkpoint(path, map_location=st.ctx.device)
+    check_fingerprint(ckpt["fingerprint"], st.spec.fingerprint(), path)
+    st.trainer.load_state_dict(ckpt["weights"])
+    st.trainer.load_engine_state(str(st.run_dir / "checkpoints" / "deepspeed"), "last")
+    if st.ema and ckpt["ema"]:
+        st.ema.module.load_state_dict(ckpt["ema"])
+    st.epoch, st.batch_in_epoch = ckpt["epoch"], ckpt["batch_in_epoch"]
+    st.global_step, st.best_acc = ckpt["global_step"], ckpt["best_acc"]
+    st.running, st.history = ckpt["running"], ckpt["history"]
+    rng = ckpt["rng"]
+    restore_rng_state(rng[st.ctx.rank] if st.ctx.rank < len(rng) else rng[0])
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def train_epoch(st: TrainState, tracker: Tracker) -> None:
+    """One pass over this rank's shard; resumes mid-epoch at ``st.batch_in_epoch``."""
+    t, device = st.cfg.train, st.ctx.device
+    soft_loss = SoftTargetCrossEntropy()
+    hard_loss = (
+        LabelSmoothingCrossEntropy(t.label_smoothing)
+        if t.label_smoothing
+        else torch.nn.CrossEntropyLoss()
+    )
+    st.model.train()
+    if hasattr(st.model, "set_drop_path"):
+        st.model.set_drop_path(t.drop_path * st.epoch / max(t.epochs, 1))  # DARTS ramp
+    st.train_loader.sampler.set_epoch(st.epoch)
+    st.train_loader.sampler.set_start_batch(st.batch_in_epoch)
+    autocast = torch.autocast("cuda", torch.bfloat16) if st.amp else contextlib.nullcontext()
+    bar = tqdm(
+        total=st.steps_per_epoch,
+        initial=st.batch_in_epoch,
+        disable=not st.ctx.is_main,
+        desc=f"train epoch {st.epoch}",
+        leave=False,
+    )
+    for x, y in st.train_loader:
+        if st.batch_in_epoch >= st.steps_per_epoch:
+            break
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last_3d)
+        target = y
+        if st.mixup is not None:
+            x, target = st.mixup(x, y)
+        st.scheduler.step_update(st.global_step)
+        with autocast:
+            logits = st.trainer(x)
+            loss = (soft_loss if st.mixup is not None else hard_loss)(logits.float(), target)
+        st.trainer.step(loss)
+        if st.ema is not None:
+            st.ema.update(st.model, step=st.global_step)
+        st.running["loss"] = st.running.get("loss", 0.0) + float(loss.detach()) * len(y)
+        st.running["correct"] = st.running.get("correct", 0.0) + float(
+            (logits.argmax(1) == y).sum()
+        )
+        st.running["seen"] = st.running.get("seen", 0) + len(y)
+        st.batch_in_epoch += 1
+        st.global_step += 1
+        bar.update(1)
+        if t.log_every_steps and st.global_step % t.log_every_steps == 0:
+            lr = st.trainer.param_groups[0]["lr"]
+            tracker.log({"train/step_loss": float(loss), "lr": lr}, step=st.global_step)
+        if t.ckpt_every_steps and st.batch_in_epoch % t.ckpt_every_steps == 0:
+            save(st)
+    bar.close()
+
+
+@torch.no_grad()
+def validate(model: torch.nn.Module, loader: Any, ctx: DistContext) -> dict:
+    """Single-view top-1 / top-5 accuracy and loss over this rank's shard, averaged over ranks."""
+    model.eval()
+    sums = torch.zeros(4, device=ctx.device)  # loss, top1, top5, seen
+    for x, y in loader:
+        x, y = x.to(ctx.device), y.to(ctx.device)
+        logits = model(x).float()
+        top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
+        sums += torch.stack(
+            [
+                torch.nn.functional.cross_entropy(logits, y, reduction="sum"),
+                (top5[:, 0] == y).sum(),
+                (top5 == y[:, None]).any(1).sum(),
+                torch.tensor(float(len(y)), device=ctx.device),
+            ]
+        )
+    if ctx.world_size > 1:
+        all_reduce_mean_([sums], ctx)
+    n = max(float(sums[3]), 1.0)
+    return {
+        "val/loss": float(sums[0]) / n,
+        "val/top1": float(sums[1]) / n,
+        "val/top5": float(sums[2]) / n,
+    }
+
+
+def end_epoch(st: TrainState, tracker: Tracker, seconds: float) -> dict:
+    """Validate (EMA weights when kept), log, checkpoint last and best."""
+    r = st.running
+    metrics = {
+        "epoch": st.epoch,
+        "train/loss": r.get("loss", 0.0) / max(r.get("seen", 1), 1),
+        "train/acc": r.get("correct", 0.0) / max(r.get("seen", 1), 1),
+        "lr": st.trainer.param_groups[0]["lr"],
+        "time/epoch_s": seconds,
+    }
+    metrics |= validate(st.ema.module if st.ema else st.model, st.val_loader, st.ctx)
+    tracker.log(metrics, step=st.global_step)
+    if st.ctx.is_main:
+        print(
+            f"[hybridnas] epoch {st.epoch}: "
+            + " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k != "epoch")
+        )
+    st.history.append(metrics)
+    st.epoch, st.batch_in_epoch, st.running = st.epoch + 1, 0, {}
+    is_best = metrics["val/top1"] >= st.best_acc
+    st.best_acc = max(st.best_acc, metrics["val/top1"])
+    save(st)
+    if is_best:
+        save(st, BEST)
+    return metrics
+
+
+def run_training(cfg: Any, ctx: DistContext, run_dir: Path, tracker: Tracker) -> TrainState:
+    """Train for ``train.epochs``; returns the final state (weights in ``st.model``)."""
+    st = setup(cfg, ctx, run_dir)
+    ckpt = run_dir / LAST
+    if cfg.resume and ckpt.is_file():
+        restore(st, ckpt)
+        if ctx.is_main:
+            print(f"[hybridnas] resumed training at epoch {st.epoch}, batch {st.batch_in_epoch}")
+    while st.epoch < cfg.train.epochs:
+        start = time.perf_counter()
+        train_epoch(st, tracker)
+        end_epoch(st, tracker, time.perf_counter() - start)
+    if ctx.is_main:
+        tracker.summary(
+            {"val/best_top1": st.best_acc, "params": sum(p.numel() for p in st.model.parameters())}
+        )
+    return st
