@@ -47,7 +47,7 @@ from hybridnas.search.proxy import (
     load_proxy_data,
     train_stage,
 )
-from hybridnas.space.genotype import Genotype
+from hybridnas.space.genotype import CellSpec, Genotype
 from hybridnas.space.network import build_network
 
 CHECKPOINT = "checkpoints/evolution_last.pt"
@@ -440,6 +440,28 @@ def new_state(cfg: Any, run_dir: Path) -> EvolutionState:
     return EvolutionState(scaler=scaler.to_dict(), base_step=_last_step(run_dir) + 1)
 
 
+def chain_genotype(cfg: Any) -> Genotype:
+    """A plain genotype from the model config when no supernet ran (benchmarks, tests): node j
+    takes nodes 0 and j-1 through the first two non-trivial ops, alternating."""
+    ops = [o for o in cfg.model.op_names if o not in ("none", "skip")][:2]
+    edges = tuple(
+        (i, j, ops[k % len(ops)])
+        for j in range(2, 2 + cfg.model.steps)
+        for k, i in enumerate(sorted({0, j - 1}))
+    )
+    cell = CellSpec(edges=edges, concat=tuple(range(2, 2 + cfg.model.steps)))
+    return Genotype(
+        normal=cell,
+        reduce=cell,
+        stage_widths=tuple(cfg.model.stage_widths),
+        num_cells=cfg.model.num_cells,
+        stem_channels=cfg.model.stem_channels,
+        reduction_stride=tuple(cfg.model.reduction_stride),
+        frames=cfg.data.frames,
+        size=cfg.data.size,
+    )
+
+
 def run_evolution(
     cfg: Any, ctx: DistContext, run_dir: Path, tracker: Tracker, genotype: Genotype
 ) -> Genotype:
@@ -470,7 +492,8 @@ def run_evolution(
     faith = faithfulness(st, c) if cfg.evolution.faithfulness_samples else {}
     if faith and ctx.is_main:
         print(
-            f"[hybridnas] proxy faithfulness: Kendall tau {faith['tau']:.3f} on {len(faith['proxy'])} candidates"
+            f"[hybridnas] proxy faithfulness: Kendall tau {faith['tau']:.3f} "
+            f"on {len(faith['proxy'])} candidates"
         )
     best = write_outputs(st, c, tracker, faith)
     barrier(ctx)
