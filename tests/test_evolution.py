@@ -137,3 +137,21 @@ def test_killed_and_resumed_evolution_matches_uninterrupted(full_run, tmp_path):
     assert [p["fitness"] for p in resumed.population] == [p["fitness"] for p in ref.population]
     assert [h["key"] for h in resumed.history] == [h["key"] for h in ref.history]
     assert resumed.scaler == ref.scaler
+
+
+def test_proxy_inherits_supernet_weight_slices():
+    from hybridnas.search.proxy import ProxyConfig, build_proxy
+    from hybridnas.space.supernet import Supernet, SupernetConfig
+
+    ops = ["none", "skip", "conv3d_3x3x3", "conv2plus1d_3x3x3"]
+    sc = SupernetConfig(op_names=ops, stage_widths=(8, 8, 8), num_cells=3, stem_channels=8)
+    torch.manual_seed(0)
+    supernet = Supernet(sc)
+    cfg = _cfg(["model.op_names=[none,skip,conv3d_3x3x3,conv2plus1d_3x3x3]"])
+    genotype = chain_genotype(cfg)
+    state = supernet.state_dict()
+    trained = build_proxy(genotype, ProxyConfig(width_scale=0.5), 0, (state, 4, ops))
+    conv = trained.model.cells[0].ops[0]  # edge (0, 2) through conv3d_3x3x3
+    src = state["cells.0.mixed_ops.0.ops.2." + next(iter(conv.state_dict()))]
+    own = next(iter(conv.state_dict().values()))
+    assert torch.equal(own, src[tuple(slice(0, n) for n in own.shape)])
