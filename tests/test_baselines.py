@@ -1,0 +1,39 @@
+"""Baselines build, run on the built-in clip shape and take a training step; the genotype
+network built through the same entry point does too."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+
+from hybridnas.models import MODELS, build_model, resolve_genotype
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_model_forward_and_one_train_step(name):
+    torch.manual_seed(0)
+    g = None
+    if name == "genotype":
+        cfg = OmegaConf.create({"genotype": "builtin", "num_cells": 3, "stem_stride": [1, 2, 2]})
+        g = resolve_genotype(cfg, num_classes=10, frames=8, size=32)
+    model = build_model(name, num_classes=10, frames=8, size=32, genotype=g)
+    x, y = torch.randn(2, 3, 8, 32, 32), torch.tensor([1, 7])
+    logits = model(x)
+    assert logits.shape == (2, 10)
+    # logits, not probabilities: pytorchvideo's default Softmax head must be off
+    assert not torch.allclose(logits.softmax(1).sum(1), logits.sum(1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    before = [p.detach().clone() for p in model.parameters()]
+    F.cross_entropy(logits, y).backward()
+    opt.step()
+    assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters(), strict=True))
+
+
+def test_kinetics_sized_baselines_have_the_published_shape():
+    x3d = build_model("x3d_xs", num_classes=400, frames=4, size=160)
+    params = sum(p.numel() for p in x3d.parameters())
+    assert 3.5e6 < params < 4.0e6  # X3D-XS: 3.8M parameters (Feichtenhofer 2020)
+    r2p1 = build_model("r2plus1d", num_classes=400, frames=16, size=224, r2plus1d_width=64)
+    assert r2p1(torch.randn(1, 3, 16, 224, 224)).shape == (1, 400)
