@@ -24,6 +24,13 @@ from hybridnas.space.genotype import Genotype, GenotypeError
 
 def run(cfg: DictConfig) -> Genotype:
     check_config(cfg, "search")
+    if cfg.stage in ("hybrid", "differentiable"):
+        from hybridnas.search.differentiable import supernet_config
+
+        try:  # an impossible space stops here, before any data is built or run started
+            supernet_config(cfg, num_classes=1)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
     ctx = init_distributed()
     run_dir = prepare_run_dir(cfg, ctx.is_main)
     from omegaconf import OmegaConf

@@ -39,7 +39,8 @@ class WeightTrainer:
         self.optimizer = optimizer
         self.wrapped: Any = model
         if engine == "ddp" and ctx.world_size > 1:
-            self.wrapped = wrap_ddp(model, ctx)
+            # Fixed edges leave whole ops without gradients: DDP must not wait for them.
+            self.wrapped = wrap_ddp(model, ctx, find_unused_parameters=True)
         elif engine == "deepspeed":
             self.wrapped = build_deepspeed_engine(
                 model,

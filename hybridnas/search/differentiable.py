@@ -9,6 +9,7 @@ returns the genotype.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -73,6 +74,7 @@ class SearchState:
     fix_events: list[dict] = field(default_factory=list)
     epoch_times: list[float] = field(default_factory=list)
     running: dict = field(default_factory=dict)
+    rank_digests: list[str] = field(default_factory=list)
 
 
 def supernet_config(cfg: Any, num_classes: int) -> SupernetConfig:
@@ -211,10 +213,11 @@ def train_epoch(st: SearchState, tracker: Tracker) -> None:
     st.supernet.train()
     for loader in (st.train_loader, st.val_loader):
         loader.sampler.set_epoch(st.epoch)
-        loader.sampler.set_start_batch(st.batch_in_epoch)
-    total = min(len(st.train_loader), len(st.val_loader))
+    total = min(len(st.train_loader), len(st.val_loader))  # before skipping: a full epoch
     if s.steps_per_epoch:
         total = min(total, s.steps_per_epoch)
+    for loader in (st.train_loader, st.val_loader):
+        loader.sampler.set_start_batch(st.batch_in_epoch)
     search_alpha = st.epoch >= s.arch_warmup_epochs and st.arch.num_free() > 0
     bar = tqdm(
         total=total,
@@ -242,7 +245,8 @@ def train_epoch(st: SearchState, tracker: Tracker) -> None:
         logits = st.trainer(x, st.arch)
         loss = F.cross_entropy(logits, y)
         st.trainer.step(loss)
-        correct = float((logits.argmax(1) == y).sum())
+        loss = loss.detach()
+        correct = float((logits.detach().argmax(1) == y).sum())
         _accumulate(
             st.running, train_loss=float(loss) * len(y), train_correct=correct, train_seen=len(y)
         )
@@ -279,9 +283,26 @@ def epoch_metrics(st: SearchState, seconds: float) -> dict:
     return metrics
 
 
+def alpha_digest(arch: Architecture) -> str:
+    """SHA-256 of the raw bytes of every alpha, beta and edge decision."""
+    h = hashlib.sha256()
+    for t in [*arch.alphas, *arch.betas, arch.edge_state]:
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def check_ranks_agree(st: SearchState) -> list[str]:
+    """Every rank's alpha digest; raises if any rank holds different architecture values."""
+    digests = all_gather_object(alpha_digest(st.arch), st.ctx)
+    if len(set(digests)) != 1:
+        raise RuntimeError(f"architecture parameters differ across ranks: {digests}")
+    return digests
+
+
 def end_epoch(st: SearchState, tracker: Tracker, seconds: float) -> list[dict]:
     """Fix edges on the schedule, log the epoch, draw, checkpoint."""
     s = st.cfg.search
+    st.rank_digests = check_ranks_agree(st)
     metrics = epoch_metrics(st, seconds)
     st.alpha_history.append(torch.stack([st.arch.alpha_matrix(t) for t in CELL_TYPES]).cpu())
     target = st.schedule.decided_after(st.epoch, st.arch.num_edges)
@@ -317,6 +338,7 @@ def write_alphas(st: SearchState, path: Path) -> None:
         "steps": steps,
         "edges": [list(e) for e in edge_list(steps)],
         "edge_state": st.arch.edge_state.tolist(),
+        "rank_digests": st.rank_digests,  # one per rank: equal when the ranks agree bitwise
     }
     for t in CELL_TYPES:
         doc[t] = st.arch.alpha_matrix(t).tolist()

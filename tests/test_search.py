@@ -1,0 +1,235 @@
+"""The differentiable stage end to end: tools/search.py, kill-and-resume, ranks, W&B, config errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from hybridnas.config import RECIPES, ConfigError, check_config
+from hybridnas.engine.checkpoint import load_checkpoint
+from hybridnas.engine.tracking import read_wandb_history
+from hybridnas.search.sdas import FixSchedule, fix_edges
+from hybridnas.space.cells import edge_list
+from hybridnas.space.genotype import Genotype
+from hybridnas.space.supernet import Supernet, SupernetConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = [
+    "data.num_train=48",
+    "data.num_search_val=48",
+    "data.num_test=16",
+    "data.batch_size=8",
+    "data.frames=4",
+    "data.size=16",
+    "data.digit_px=6",
+    "model.op_names=[none,skip,max_pool_1x3x3,conv3d_3x3x3,dil_temporal_d2]",
+    "model.steps=2",
+    "model.stage_widths=[4,8,8]",
+    "model.num_cells=3",
+    "model.stem_channels=8",
+    "search.epochs=4",
+    "search.warmup_epochs=1",
+    "stage=differentiable",
+]
+
+
+def _env(tmp_path: Path) -> dict:
+    env = dict(os.environ, WANDB_MODE="offline", HYBRIDNAS_CACHE=str(tmp_path / "cache"))
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def _search_cmd(out: Path, *extra: str, nproc: int = 0) -> list[str]:
+    launcher = [sys.executable, str(ROOT / "tools" / "search.py")]
+    if nproc:
+        launcher = [
+            sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
+            "--master_port", str(29500 + os.getpid() % 1000), str(ROOT / "tools" / "search.py"),
+        ]  # fmt: skip
+    return [*launcher, "recipe=sdas_video", f"out_dir={out}", *TINY, *extra]
+
+
+def _final_alphas(run: Path) -> list[torch.Tensor]:
+    ckpt = load_checkpoint(run / "checkpoints" / "search_last.pt")
+    return [v for k, v in sorted(ckpt["arch"].items())]
+
+
+def _genotype(run: Path) -> Genotype:
+    return Genotype.load(run / "genotype.json")
+
+
+# ---------------------------------------------------------------- schedule (fast)
+
+
+def test_linear_schedule_decides_everything_before_the_last_epoch():
+    sched = FixSchedule(epochs=6, warmup_epochs=2, kind="linear")
+    counts = [sched.decided_after(e, 14) for e in range(6)]
+    assert counts[:2] == [0, 0] and counts[-2:] == [14, 14]
+    assert all(a <= b for a, b in zip(counts, counts[1:], strict=False))
+    assert FixSchedule(epochs=6, warmup_epochs=2, kind="none").decided_after(5, 14) == 0
+    with pytest.raises(ValueError, match="warmup_epochs"):
+        FixSchedule(epochs=3, warmup_epochs=3)
+
+
+def test_fix_edges_keeps_two_inputs_per_node_and_caps_skips():
+    ops = ["none", "skip", "max_pool_1x3x3", "conv3d_3x3x3"]
+    net = Supernet(SupernetConfig(op_names=ops, stage_widths=(4, 8, 8), num_cells=3))
+    arch = net.new_architecture()
+    with torch.no_grad():
+        for a in arch.alphas:
+            a.zero_()
+            a[1] = 5.0  # skip is everyone's favourite
+    events = fix_edges(arch, steps=4, target=14, max_skips=2)
+    assert arch.num_free() == 0
+    edges = edge_list(4)
+    for cell in ("normal", "reduce"):
+        fixed = [k for k in range(14) if arch.state(cell, k) >= 0]
+        per_node = {j: sum(1 for k in fixed if edges[k][1] == j) for j in range(2, 6)}
+        assert per_node == {2: 2, 3: 2, 4: 2, 5: 2}
+        assert sum(arch.state(cell, k) == 1 for k in range(14)) == 2  # the skip cap
+    assert {e["action"] for e in events} == {"fixed", "pruned"}
+
+
+# ---------------------------------------------------------------- config errors (fast)
+
+
+def _compose(*overrides: str):
+    with initialize_config_dir(config_dir=str(RECIPES), version_base="1.3"):
+        return compose(config_name="search", overrides=list(overrides))
+
+
+def test_config_errors_name_the_key():
+    with pytest.raises(Exception, match="search.epochz"):
+        _compose("search.epochz=3")
+    with pytest.raises(ConfigError, match="'search.epochs' expects a number"):
+        check_config(_compose("search.epochs=ten"), "search")
+    with pytest.raises(ConfigError, match="'engine' must be one of"):
+        check_config(_compose("engine=horovod"), "search")
+    with pytest.raises(ConfigError, match="is for tools/train.py"):
+        check_config(_compose("recipe=train_builtin"), "search")
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("model.op_names=[none,conv9d]", "model.op_names"),
+        ("model.stage_widths=[8,16]", "model.stage_widths"),
+    ],
+)
+def test_bad_space_stops_before_training(tmp_path, override, message):
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        _search_cmd(out, override, "tracking=none"),
+        env=_env(tmp_path), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert message in proc.stderr
+    assert not (out / "checkpoints").exists()
+
+
+# ---------------------------------------------------------------- end to end
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("search")
+    out = tmp / "full"
+    proc = subprocess.run(
+        _search_cmd(out, "tracking=offline"), env=_env(tmp), capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+def test_search_writes_a_genotype_that_trains_and_its_outputs(uninterrupted):
+    run = uninterrupted
+    g = _genotype(run)
+    for name in ("config.yaml", "cell_normal.png", "cell_reduce.png", "alpha_heatmap.png"):
+        assert (run / name).stat().st_size > 0, name
+    alphas = json.loads((run / "alphas.json").read_text())
+    assert len(alphas["normal"]) == len(edge_list(2))
+    from hybridnas.space.network import build_network
+
+    model = build_network(g)
+    x = torch.randn(2, 3, g.frames, g.size, g.size)
+    loss = torch.nn.functional.cross_entropy(model(x), torch.tensor([0, 1]))
+    loss.backward()
+    assert torch.isfinite(loss)
+
+
+def test_wandb_offline_run_holds_the_logged_keys(uninterrupted):
+    rows = read_wandb_history(uninterrupted)
+    keys = set().union(*(r.keys() for r in rows))
+    for key in (
+        "train/loss",
+        "train/acc",
+        "val/acc",
+        "lr/weights",
+        "time/epoch_s",
+        "sdas/decided_edges",
+    ):
+        assert key in keys, key
+    assert any(k.startswith("alpha/normal/0-2/") for k in keys)
+    decided = [r["sdas/decided_edges"] for r in rows if "sdas/decided_edges" in r]
+    assert decided[0] == 0 and decided[-1] > 0  # edges got fixed as the search went
+
+
+def test_killed_and_resumed_search_matches_uninterrupted(uninterrupted, tmp_path):
+    out = tmp_path / "killed"
+    cmd = _search_cmd(out, "tracking=none", "search.ckpt_every_steps=2")
+    proc = subprocess.Popen(
+        cmd, env=_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    ckpt = out / "checkpoints" / "search_last.pt"
+    deadline = time.time() + 300
+    killed_at = None
+    while time.time() < deadline and proc.poll() is None:
+        if ckpt.is_file():
+            state = load_checkpoint(ckpt)
+            if state["epoch"] >= 2 and state["batch_in_epoch"] > 0:
+                proc.send_signal(signal.SIGKILL)
+                killed_at = (state["epoch"], state["batch_in_epoch"])
+                break
+        time.sleep(0.2)
+    proc.wait(timeout=60)
+    assert killed_at is not None, "the run ended before it could be killed mid-epoch"
+    assert not (out / "genotype.json").exists()
+    resumed = subprocess.run(
+        [*cmd, "resume=true"], env=_env(tmp_path), capture_output=True, text=True, timeout=600
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed search at epoch" in resumed.stdout
+    assert _genotype(out).key() == _genotype(uninterrupted).key()
+    for a, b in zip(_final_alphas(out), _final_alphas(uninterrupted), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_existing_run_is_not_clobbered(uninterrupted, tmp_path):
+    proc = subprocess.run(
+        _search_cmd(uninterrupted, "tracking=none"), env=_env(tmp_path), capture_output=True,
+        text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "resume=true" in proc.stderr
+
+
+@pytest.mark.parametrize("engine", ["engine=ddp", "engine=deepspeed zero_stage=2"])
+def test_two_ranks_hold_identical_alphas_and_write_one_genotype(tmp_path, engine):
+    out = tmp_path / "dist"
+    proc = subprocess.run(
+        _search_cmd(out, "tracking=none", "search.epochs=3", *engine.split(), nproc=2),
+        env=_env(tmp_path), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    digests = json.loads((out / "alphas.json").read_text())["rank_digests"]
+    assert len(digests) == 2 and digests[0] == digests[1]
+    _genotype(out)  # valid
