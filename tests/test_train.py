@@ -218,3 +218,21 @@ def test_kinetics_miniature_train_resume_multiview_ensemble(tmp_path):
     for out in ("ev1", "ev2"):
         assert (tmp_path / out / "confusion.png").stat().st_size > 0
         assert (tmp_path / out / "per_class.csv").read_text().startswith("class,support")
+
+
+def test_supernet_weights_map_onto_the_derived_network():
+    from hybridnas.models import load_matching, supernet_to_network
+    from hybridnas.space.network import build_network
+    from hybridnas.space.supernet import Supernet, SupernetConfig, derive_genotype
+
+    ops = ["none", "skip", "max_pool_1x3x3", "conv3d_3x3x3", "conv2plus1d_3x3x3"]
+    torch.manual_seed(0)
+    net = Supernet(
+        SupernetConfig(op_names=ops, stage_widths=(4, 8, 8), num_cells=3, stem_channels=8)
+    )
+    g = derive_genotype(net, net.new_architecture())
+    model = build_network(g)
+    state = supernet_to_network(net.state_dict(), g, ops, steps=4)
+    copied, total = load_matching(model, state)
+    assert copied == total  # same widths: every tensor of the network comes from the supernet
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
