@@ -1,4 +1,4 @@
-"""The differentiable stage end to end: tools/search.py, kill-and-resume, ranks, W&B, config errors."""
+"""The differentiable stage end to end: search.py, kill-and-resume, ranks, W&B, config errors."""
 
 from __future__ import annotations
 

@@ -205,6 +205,13 @@ def _accumulate(running: dict, **values: float) -> None:
         running[k] = running.get(k, 0.0) + v
 
 
+def to_device(clips: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+    """(B, C, T, H, W) clips on ``device``; channels-last-3d memory makes oneDNN's 3D convs on
+    CPU about 1.5-2x faster here (measured on the default supernet, forward + backward)."""
+    fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
+    return clips.to(device, memory_format=fmt)
+
+
 def train_epoch(st: SearchState, tracker: Tracker) -> None:
     """One pass over the training shard; resumes mid-epoch at ``st.batch_in_epoch``."""
     cfg, s = st.cfg, st.cfg.search
@@ -230,7 +237,8 @@ def train_epoch(st: SearchState, tracker: Tracker) -> None:
     for (x, y), (xv, yv) in batches:
         if st.batch_in_epoch >= total:
             break
-        x, y, xv, yv = (t.to(st.ctx.device) for t in (x, y, xv, yv))
+        x, xv = (to_device(t, st.ctx.device, s.channels_last) for t in (x, xv))
+        y, yv = y.to(st.ctx.device), yv.to(st.ctx.device)
         if search_alpha:
             val = st.architect.step(
                 st.supernet, (xv, yv), (x, y), xi=lr, weight_decay=s.w_weight_decay
