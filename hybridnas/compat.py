@@ -7,10 +7,15 @@ gloo does not need, so it is marked incompatible before DeepSpeed is used.
 """
 
 import sys
+import warnings
 
 import torchvision.transforms._functional_tensor as _functional_tensor
 
 sys.modules.setdefault("torchvision.transforms.functional_tensor", _functional_tensor)
+
+# pytorchvideo 0.1.5 decorates with torch.jit.script_method at import; torch 2.14 warns on
+# every run. Nothing here scripts models, so the warning is noise for our users.
+warnings.filterwarnings("ignore", message=".*torch.jit.script_method.*", category=FutureWarning)
 
 
 def disable_deepspeed_shm_build() -> None:

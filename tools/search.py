@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 
 import hybridnas  # noqa: F401  (compat shims before pytorchvideo / deepspeed)
 from hybridnas.config import ConfigError, check_config, prepare_run_dir
-from hybridnas.engine.distributed import cleanup, init_distributed
+from hybridnas.engine.distributed import cleanup, init_distributed, set_cpu_threads
 from hybridnas.engine.tracking import Tracker
 from hybridnas.space.genotype import Genotype, GenotypeError
 
@@ -32,6 +32,8 @@ def run(cfg: DictConfig) -> Genotype:
         except ValueError as err:
             raise ConfigError(str(err)) from None
     ctx = init_distributed()
+    if ctx.device.type == "cpu":
+        set_cpu_threads(cfg.threads)
     run_dir = prepare_run_dir(cfg, ctx.is_main)
     from omegaconf import OmegaConf
 
