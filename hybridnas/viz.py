@@ -14,50 +14,39 @@ from hybridnas.space.genotype import CellSpec, Genotype  # noqa: E402
 
 
 def draw_cell(spec: CellSpec, path: str | Path, title: str = "") -> Path:
-    """Draw a cell as a DAG: inputs on the left, nodes left to right, arcs labelled by op."""
+    """Draw a cell as a DAG: the two inputs on the left, nodes left to right, arcs labelled."""
     nodes = sorted({0, 1} | {j for _, j, _ in spec.edges})
-    x = {n: (0.0 if n < 2 else float(n - 1)) for n in nodes}
-    y = {n: (1.0 if n == 0 else -1.0 if n == 1 else 0.0) for n in nodes}
-    out = max(nodes) + 0.5
-    fig, ax = plt.subplots(figsize=(2.2 * len(nodes), 3.2))
-    for k, (i, j, op) in enumerate(spec.edges):
-        bend = 0.25 + 0.12 * (k % 3)
-        ax.annotate(
-            "",
-            xy=(x[j], y[j]),
-            xytext=(x[i], y[i]),
-            arrowprops={"arrowstyle": "->", "connectionstyle": f"arc3,rad={bend}", "color": "0.3"},
-        )
-        mx, my = (x[i] + x[j]) / 2, (y[i] + y[j]) / 2 + bend * abs(x[j] - x[i]) / 2
-        ax.text(
-            mx,
-            my,
-            op,
-            fontsize=7,
-            ha="center",
-            va="center",
-            bbox={"boxstyle": "round", "fc": "lightyellow", "ec": "0.7"},
-        )
+    pos = {n: (0.0, 1.0 - 2.0 * n) if n < 2 else (float(n - 1), 0.0) for n in nodes}
+    out = (max(nodes) + 0.2, 0.0)
+    fig, ax = plt.subplots(figsize=(2.4 * len(nodes), 4.0))
+    for i, j, op in spec.edges:
+        _arc(ax, pos[i], pos[j], op, bend=0.35 if i >= 2 else 0.0)
     for n in spec.concat:
-        ax.annotate(
-            "", xy=(out, 0), xytext=(x[n], y[n]), arrowprops={"arrowstyle": "->", "color": "0.7"}
-        )
-    labels = {0: "c_{k-2}", 1: "c_{k-1}"}
+        _arc(ax, pos[n], out, "", bend=-0.3 if n != max(spec.concat) else 0.0, color="0.75")
+    names = {0: "c[k-2]", 1: "c[k-1]"}
     for n in nodes:
-        ax.text(
-            x[n],
-            y[n],
-            labels.get(n, str(n)),
-            ha="center",
-            va="center",
-            bbox={"boxstyle": "circle", "fc": "lightblue" if n > 1 else "lightgreen"},
-        )
-    ax.text(out, 0, "concat", ha="center", va="center", bbox={"boxstyle": "round", "fc": "wheat"})
-    ax.set_xlim(-0.6, out + 0.6)
-    ax.set_ylim(-1.6, 1.6)
+        face = "lightgreen" if n < 2 else "lightblue"
+        ax.text(*pos[n], names.get(n, str(n)), ha="center", va="center", fontsize=9,
+                bbox={"boxstyle": "circle", "fc": face})  # fmt: skip
+    ax.text(*out, "concat", ha="center", va="center", bbox={"boxstyle": "round", "fc": "wheat"})
+    ax.set_xlim(-0.7, out[0] + 0.7)
+    ax.set_ylim(-1.8, 1.4 + 0.15 * len(nodes))
     ax.axis("off")
     ax.set_title(title)
     return _save(fig, path)
+
+
+def _arc(ax, src, dst, label: str, bend: float, color: str = "0.3") -> None:
+    style = {"arrowstyle": "->", "connectionstyle": f"arc3,rad={bend}", "color": color,
+             "shrinkA": 14, "shrinkB": 14}  # fmt: skip
+    ax.annotate("", xy=dst, xytext=src, arrowprops=style)
+    if label:
+        # midpoint of matplotlib's arc3 quadratic Bezier, where the label belongs
+        dx, dy = dst[0] - src[0], dst[1] - src[1]
+        mx = (src[0] + dst[0]) / 2 + 0.5 * bend * dy
+        my = (src[1] + dst[1]) / 2 - 0.5 * bend * dx
+        ax.text(mx, my, label, fontsize=7, ha="center", va="center",
+                bbox={"boxstyle": "round", "fc": "lightyellow", "ec": "0.7"})  # fmt: skip
 
 
 def draw_genotype(genotype: Genotype, folder: str | Path) -> list[Path]:
@@ -77,16 +66,20 @@ def plot_alpha_history(
     history: (epochs, 2, E, num_ops) -> one panel per cell type, rows = edge x op, columns = epochs.
     """
     epochs, cells, edges, ops = history.shape
-    fig, axes = plt.subplots(1, cells, figsize=(4 + 0.35 * epochs * cells, 0.09 * edges * ops + 2))
+    fig, axes = plt.subplots(1, cells, figsize=(5 + 0.5 * epochs * cells, 0.1 * edges * ops + 2))
+    rows = [f"{e} {o}" for e in edge_names for o in op_names]
     for c, ax in enumerate(axes if cells > 1 else [axes]):
         grid = history[:, c].reshape(epochs, edges * ops).T.numpy()
-        im = ax.imshow(grid, aspect="auto", cmap="viridis", vmin=0, vmax=float(history.max()))
-        ax.set_yticks(range(0, edges * ops, ops))
-        ax.set_yticklabels(edge_names, fontsize=6)
+        lo, hi = float(history.min()), float(history.max())
+        im = ax.imshow(grid, aspect="auto", cmap="viridis", vmin=lo, vmax=hi)
+        ax.set_yticks(range(edges * ops))
+        ax.set_yticklabels(rows, fontsize=4)
+        for boundary in range(ops, edges * ops, ops):
+            ax.axhline(boundary - 0.5, color="white", linewidth=0.5)
         ax.set_xlabel("epoch")
         ax.set_title(["normal", "reduce"][c])
         fig.colorbar(im, ax=ax, fraction=0.04)
-    fig.suptitle("softmax(alpha) per edge (rows: " + ", ".join(op_names) + ")", fontsize=7)
+    fig.suptitle("softmax(alpha) per edge and op over epochs", fontsize=9)
     return _save(fig, path)
 
 
