@@ -204,3 +204,49 @@ def test_config_errors_name_the_key():
         small_config(stage_widths=(4, 8))
     with pytest.raises(ValueError, match="partial_k"):
         small_config(stage_widths=(6, 8, 16), partial_k=4)
+
+
+class _SmoothToy(torch.nn.Module):
+    """A smooth stand-in for the supernet: finite differences are accurate on it, while ReLU
+    kinks in a tiny random supernet make any finite-difference Hessian noisy."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = torch.nn.Linear(6, 4), torch.nn.Linear(6, 4)
+
+    def forward(self, x, arch):
+        w = arch.op_weights("normal")[0]
+        return w[0] * torch.tanh(self.a(x)) + w[1] * torch.sin(self.b(x)) + w[2] * self.a(x)
+
+
+def test_second_order_step_matches_exact_unrolled_gradient():
+    """grad_alpha L_val(w - xi grad_w L_train(w, alpha), alpha), by autograd, equals the
+    architect's first term plus finite-difference Hessian-vector product."""
+    from torch.func import functional_call
+
+    from hybridnas.search.architect import Architect
+    from hybridnas.space.supernet import Architecture
+
+    torch.manual_seed(0)
+    net, arch = _SmoothToy(), Architecture(1, ["skip", "conv3d_3x3x3", "max_pool_1x3x3"])
+    with torch.no_grad():
+        for a in arch.alphas:
+            a.normal_()
+    train = (torch.randn(16, 6), torch.randint(0, 4, (16,)))
+    val = (torch.randn(16, 6), torch.randint(0, 4, (16,)))
+    xi, wd = 0.5, 3e-4
+    params = list(arch.parameters())
+    _, _, approx = Architect(arch, order=2)._unrolled_grads(net, val, train, params, xi, wd)
+
+    ce = torch.nn.functional.cross_entropy
+    named = dict(net.named_parameters())
+    g = torch.autograd.grad(
+        ce(net(train[0], arch), train[1]), list(named.values()), create_graph=True
+    )
+    unrolled = {n: w - xi * (gi + wd * w) for (n, w), gi in zip(named.items(), g, strict=True)}
+    val_loss = ce(functional_call(net, unrolled, (val[0], arch)), val[1])
+    exact = torch.autograd.grad(val_loss, params[0])[0]  # the normal cell's one edge
+    first_order = torch.autograd.grad(ce(net(val[0], arch), val[1]), params[0])[0]
+    assert torch.allclose(approx[0], exact, rtol=1e-3, atol=1e-5), (approx[0], exact)
+    # the unrolled correction matters: first order is much further from the exact gradient
+    assert (first_order - exact).abs().max() > 10 * (approx[0] - exact).abs().max()
