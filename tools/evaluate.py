@@ -19,7 +19,7 @@ from pathlib import Path
 
 import hydra
 import torch
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig
 
 import hybridnas  # noqa: F401  (compat shims before pytorchvideo)
 from hybridnas.config import ConfigError, check_config
@@ -120,15 +120,9 @@ def run(cfg: DictConfig) -> dict:
         f"on {len(labels)} videos ({clips}x{crops} views); report in {out}"
     )
     if cfg.tracking != "none":
-        from hybridnas.engine.tracking import Tracker
+        from hybridnas.engine.tracking import tracker_for_run
 
-        tracker = Tracker.create(
-            mode=cfg.tracking,
-            project=cfg.wandb_project,
-            run_dir=out,
-            config=OmegaConf.to_container(cfg, resolve=True),
-            name=out.name,
-        )
+        tracker = tracker_for_run(cfg, out, name=out.name)
         tracker.summary({f"eval/{k}": v for k, v in metrics.items() if isinstance(v, float)})
         tracker.log_image("eval/confusion", out / "confusion.png", 0)
         tracker.finish()

@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 import hybridnas  # noqa: F401  (compat shims before pytorchvideo / deepspeed)
 from hybridnas.config import ConfigError, check_config, prepare_run_dir
 from hybridnas.engine.distributed import cleanup, init_distributed, set_cpu_threads
-from hybridnas.engine.tracking import Tracker
+from hybridnas.engine.tracking import tracker_for_run
 from hybridnas.space.genotype import Genotype, GenotypeError
 
 
@@ -35,16 +35,7 @@ def run(cfg: DictConfig) -> Genotype:
     if ctx.device.type == "cpu":
         set_cpu_threads(cfg.threads)
     run_dir = prepare_run_dir(cfg, ctx.is_main)
-    from omegaconf import OmegaConf
-
-    tracker = Tracker.create(
-        mode=cfg.tracking,
-        project=cfg.wandb_project,
-        run_dir=run_dir,
-        config=OmegaConf.to_container(cfg, resolve=True),
-        name=cfg.run_name,
-        rank=ctx.rank,
-    )
+    tracker = tracker_for_run(cfg, run_dir, ctx.rank)
     try:
         genotype = Genotype.load(cfg.genotype) if cfg.genotype else None
         if cfg.stage in ("hybrid", "differentiable"):

@@ -16,13 +16,13 @@ from __future__ import annotations
 import sys
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 import hybridnas  # noqa: F401  (compat shims before pytorchvideo / deepspeed)
 from hybridnas.config import ConfigError, check_config, prepare_run_dir
 from hybridnas.engine.checkpoint import CheckpointError
-from hybridnas.engine.distributed import cleanup, init_distributed
-from hybridnas.engine.tracking import Tracker
+from hybridnas.engine.distributed import cleanup, init_distributed, set_cpu_threads
+from hybridnas.engine.tracking import tracker_for_run
 from hybridnas.space.genotype import GenotypeError
 
 
@@ -33,16 +33,11 @@ def run(cfg: DictConfig):
     check_config(cfg, "train")
     check_data_root(cfg)
     ctx = init_distributed()
+    if ctx.device.type == "cpu":
+        set_cpu_threads(cfg.threads)
     try:
         run_dir = prepare_run_dir(cfg, ctx.is_main)
-        tracker = Tracker.create(
-            mode=cfg.tracking,
-            project=cfg.wandb_project,
-            run_dir=run_dir,
-            config=OmegaConf.to_container(cfg, resolve=True),
-            name=cfg.run_name,
-            rank=ctx.rank,
-        )
+        tracker = tracker_for_run(cfg, run_dir, ctx.rank)
         try:
             st = run_training(cfg, ctx, run_dir, tracker)
             if ctx.is_main:

@@ -229,3 +229,17 @@ def read_wandb_history(run_dir: str | Path) -> list[dict]:
     """
     records = read_wandb_records(run_dir)
     return [r["history"]["item"] for r in records if r.get("type") == "history"]
+
+
+def tracker_for_run(cfg: Any, run_dir: Path, rank: int = 0, name: str | None = None) -> Tracker:
+    """The tracker a tool config asks for: keys ``tracking``, ``wandb_project``, ``run_name``."""
+    from omegaconf import OmegaConf
+
+    return Tracker.create(
+        mode=cfg.tracking,
+        project=cfg.wandb_project,
+        run_dir=run_dir,
+        config=OmegaConf.to_container(cfg, resolve=True),
+        name=name or cfg.get("run_name"),
+        rank=rank,
+    )
