@@ -5,6 +5,7 @@ import os
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see hybridnas/__init__.py
 
 import torch  # noqa: E402
 

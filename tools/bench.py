@@ -32,6 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = ROOT / "recipes"
 DEFAULT_REPORT_DIR = ROOT / "tools" / "bench_results"
+THREADS = 1  # torch threads of every measured process (--threads; 0: torch's default)
 
 METHODS = {  # search-cost methods: recipe and label
     "darts": ("darts_video", "DARTS"),
@@ -63,8 +64,12 @@ MODES: dict[str, dict[str, Any]] = {
         "epochs": 4,
         "steps_per_epoch": 4,
         "warmup_epochs": 1,
-        "cost_repeats": 2,
+        "cost_repeats": 3,
+        # the frames sweep runs at 32 px with 8 px digits: at 16 px (or 32 px with 12 px digits)
+        # the built-in generator accepts ~0.03% of 16-frame trajectories (rejection sampling),
+        # hours to build the data; at 32/8 it accepts ~10%
         "frames": [4, 8, 16],
+        "frames_space": ["data.size=32", "data.digit_px=8"],
         "cells": [3, 5],
         "scaling_methods": ["sdas"],
         "seeds": [0, 1],
@@ -189,6 +194,8 @@ def run_child(cmd: list[str], log: Path) -> dict:
     """Run one measured subprocess; wall time, its own peak RSS (ru_maxrss), CPU time, rc."""
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "HYDRA_FULL_ERROR": "1", "WANDB_MODE": "disabled"}
+    if THREADS:  # fixed thread count: oversubscribed OpenMP barriers make shared-box timings swing 10x
+        env |= {k: str(THREADS) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "BENCH_THREADS")}
     load0 = loadavg()
     start = time.perf_counter()
     done = subprocess.run(
@@ -240,6 +247,7 @@ def search_cmd(recipe: str, overrides: list[str], out_dir: Path) -> list[str]:
         "tracking=none",
         "engine=none",
         "overwrite=true",
+        f"threads={THREADS}",
         f"out_dir={out_dir}",
     ]
 
@@ -248,6 +256,7 @@ def differentiable_overrides(m: dict, epochs: int | None = None) -> list[str]:
     epochs = epochs or m["epochs"]
     return [
         *m["space"],
+        "stage=differentiable",
         f"search.epochs={epochs}",
         f"search.steps_per_epoch={m['steps_per_epoch']}",
         f"search.warmup_epochs={min(m['warmup_epochs'], epochs - 1)}",
@@ -307,8 +316,11 @@ def section_cost(R: Results, m: dict) -> None:
     for name in m["scaling_methods"]:
         recipe = METHODS[name][0]
         for t in m["frames"]:
-            space = [o for o in differentiable_overrides(m) if o != base_frames]
-            if f"data.frames={t}" == base_frames and f"cost_{name}" in R.items:
+            fs = m.get("frames_space", [])
+            drop = {base_frames} | {o.split("=")[0] for o in fs}
+            space = [o for o in differentiable_overrides(m)
+                     if o not in drop and o.split("=")[0] not in drop] + fs
+            if not fs and f"data.frames={t}" == base_frames and f"cost_{name}" in R.items:
                 R.items.setdefault(
                     f"frames_{name}_t{t}",
                     {**R.items[f"cost_{name}"], "section": "frames", "frames": t},
@@ -319,7 +331,8 @@ def section_cost(R: Results, m: dict) -> None:
                 f"frames_{name}_t{t}",
                 recipe,
                 [*space, f"data.frames={t}", "seed=0"],
-                {"section": "frames", "method": name, "frames": t, "seed": 0},
+                {"section": "frames", "method": name, "frames": t, "seed": 0,
+                 "space": " ".join(fs) or "the base space"},
             )
         for n in m["cells"]:
             space = [o for o in differentiable_overrides(m) if o != base_cells]
@@ -413,7 +426,8 @@ def section_quality_search(R: Results, m: dict) -> None:
             f"q_hybrid_s{seed}",
             "sdas_video",
             [
-                *differentiable_overrides(m, b["hybrid_epochs"]),
+                *[o for o in differentiable_overrides(m, b["hybrid_epochs"])
+                  if o != "stage=differentiable"],
                 "stage=hybrid",
                 *evo_overrides(m, m["hybrid_population"], b["hybrid_cycles"]),
                 f"seed={seed}",
@@ -482,6 +496,10 @@ def random_search(n: int, overrides: list[str]) -> None:
     from hybridnas.search.evolution import chain_genotype, evaluate, make_context
     from hybridnas.search.mutations import Guidance, sample_genotype
 
+    import torch
+
+    if os.environ.get("OMP_NUM_THREADS"):
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     cfg = compose("search", ["tracking=none", *overrides])
     run_dir = Path(cfg.out_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -516,6 +534,7 @@ def train_cmd(m: dict, model_args: list[str], out_dir: Path, seed: int) -> list[
         "tracking=none",
         "engine=none",
         "overwrite=true",
+        f"threads={THREADS}",
         f"out_dir={out_dir}",
     ]
 
@@ -713,14 +732,21 @@ SECTIONS = {
 }
 
 
-def run(mode: str, out: Path, sections: list[str]) -> Results:
+def run(mode: str, out: Path, sections: list[str], threads: int = 1) -> Results:
+    import torch
+
+    global THREADS
+    THREADS = threads
+    if threads:
+        torch.set_num_threads(threads)  # in-process scoring, latency and proxies
     m = MODES[mode]
     R = Results(out, mode)
     meta = R.doc["meta"]
     meta.setdefault("started", time.strftime("%Y-%m-%d %H:%M:%S"))
     meta.setdefault("load_at_start", loadavg())
     meta["machine"] = machine_info()
-    meta["command"] = f"python tools/bench.py run --mode {mode} --out {out}"
+    meta["threads"] = threads
+    meta["command"] = f"python tools/bench.py run --mode {mode} --out {out} --threads {threads}"
     meta["config"] = m
     R.save()
     t0 = time.perf_counter()
@@ -750,6 +776,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     r.add_argument("--report-dir", type=Path, default=DEFAULT_REPORT_DIR)
     r.add_argument("--no-report", action="store_true")
+    r.add_argument("--threads", type=int, default=1,
+                   help="torch threads per measured process (0: torch's default)")
     p = sub.add_parser("report", help="write BENCHMARKS.md and figures from results.json")
     p.add_argument("--from", dest="src", type=Path, required=True)
     p.add_argument("--report-dir", type=Path, default=DEFAULT_REPORT_DIR)
@@ -768,7 +796,7 @@ def main(argv: list[str] | None = None) -> None:
         unknown = set(sections) - set(SECTIONS)
         if unknown:
             ap.error(f"unknown sections {sorted(unknown)}")
-        run(args.mode, args.out, sections)
+        run(args.mode, args.out, sections, args.threads)
         if not args.no_report:
             write_report(args.out, args.report_dir)
     else:

@@ -226,6 +226,9 @@ def write_report(src: str | Path, dst: str | Path) -> Path:
         add(_table(["method", var, "search s", "x smallest", "peak RSS MB", "search-val acc"],
                    rows))
         add(f"\n![cost vs {var}](cost_vs_{sec}.png)\n")
+        if recs[0].get("space") and recs[0]["space"] != "the base space":
+            add(f"This sweep runs at `{recs[0]['space']}` instead of the base data settings "
+                f"(see tools/bench.py MODES for why); every other setting as in the table above.\n")
         add(f"Command (one per point; only `{'data.frames' if sec == 'frames' else 'model.num_cells'}` "
             f"changes): `{_short(recs[0]['command'], out)}`\n")
 
