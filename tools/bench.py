@@ -65,6 +65,7 @@ MODES: dict[str, dict[str, Any]] = {
         "steps_per_epoch": 4,
         "warmup_epochs": 1,
         "cost_repeats": 3,
+        "long_epochs": 12,
         # the frames sweep runs at 32 px with 8 px digits: at 16 px (or 32 px with 12 px digits)
         # the built-in generator accepts ~0.03% of 16-frame trajectories (rejection sampling),
         # hours to build the data; at 32/8 it accepts ~10%
@@ -78,7 +79,7 @@ MODES: dict[str, dict[str, Any]] = {
         "hybrid_population": 2,
         "evo_population": 4,
         "children": 2,
-        "train": ["train.epochs=2", "train.steps_per_epoch=12"],
+        "train": [],  # recipes/recipe/train_builtin.yaml as shipped (4 epochs), quick data
         "faith_proxies": {
             "stage1_w0.5": {"stage_clips": [32], "width_scale": 0.5},
             "stages2_w0.5": {"stage_clips": [32, 32], "width_scale": 0.5},
@@ -104,6 +105,7 @@ MODES: dict[str, dict[str, Any]] = {
         "epochs": 8,
         "steps_per_epoch": 20,
         "warmup_epochs": 2,
+        "long_epochs": 30,
         "frames": [4, 8, 16],
         "cells": [3, 5, 8],
         "scaling_methods": ["sdas", "darts"],
@@ -349,6 +351,19 @@ def section_cost(R: Results, m: dict) -> None:
                 [*space, f"model.num_cells={n}", "seed=0"],
                 {"section": "cells", "method": name, "cells": n, "seed": 0},
             )
+
+
+def section_cost_long(R: Results, m: dict) -> None:
+    """1b. The four methods over a longer schedule (SDAS's fixing has room to pay off)."""
+    for name, (recipe, label) in METHODS.items():
+        measure_search(
+            R,
+            f"long_{name}",
+            recipe,
+            [*differentiable_overrides(m, m["long_epochs"]), "seed=0"],
+            {"section": "long", "method": name, "label": label, "seed": 0,
+             "epochs": m["long_epochs"]},
+        )
 
 
 def evo_overrides(m: dict, population: int, cycles: int) -> list[str]:
@@ -725,6 +740,7 @@ def section_evo_ranks(R: Results, m: dict) -> None:
 
 SECTIONS = {
     "cost": section_cost,
+    "cost_long": section_cost_long,
     "quality": section_quality_search,
     "train": section_quality_train,
     "faithfulness": section_faithfulness,

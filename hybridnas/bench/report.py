@@ -195,6 +195,41 @@ def write_report(src: str | Path, dst: str | Path) -> Path:
             add(f"- {COST[name]}: `{_short(cost[name]['command'], out)}`")
     add("")
 
+    longs = {v["method"]: v for v in items.values()
+             if v.get("section") == "long" and v.get("rc") == 0 and v.get("search_s")}
+    add("### Over a longer schedule\n")
+    if longs:
+        ld = longs.get("darts", {})
+        ep = next(iter(longs.values())).get("epochs")
+        rows = [[COST[k], _f(v["search_s"], 1),
+                 _f(v["search_s"] / ld["search_s"], 2) if ld.get("search_s") else "n/a",
+                 _f(v.get("cpu_s"), 1), _f(v["maxrss_mb"], 0), _f(v.get("val_acc"), 3)]
+                for k, v in longs.items() if k in COST]
+        add(f"The same four runs with `search.epochs={ep}` (one run each, same space and "
+            f"steps per epoch): SDAS fixes edges linearly from the warm-up to the last epoch, "
+            f"so the longer the search, the larger the share of cheap epochs.\n")
+        add(_table(["method", "search s", "x DARTS time", "CPU s", "peak RSS MB",
+                    "final search-val acc"], rows))
+        if "sdas" in longs and ld.get("search_s"):
+            add(f"\n**SDAS / DARTS total search time over {ep} epochs: "
+                f"{longs['sdas']['search_s'] / ld['search_s']:.2f}**.\n")
+        fig, ax = plt.subplots(figsize=(6, 3.6))
+        for k, v in longs.items():
+            ax.plot(range(len(v["epoch_s"])), v["epoch_s"], marker=".", label=COST.get(k, k))
+        ax.set_xlabel("search epoch")
+        ax.set_ylabel("seconds per epoch")
+        ax.set_title(f"Time per search epoch, {ep}-epoch schedule")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(dst / "epoch_times_long.png", dpi=90)
+        plt.close(fig)
+        add("![time per epoch, long](epoch_times_long.png)\n")
+        add(f"Command: `{_short(longs.get('sdas', ld).get('command', ''), out)}` (and the other "
+            f"three recipes).\n")
+    else:
+        add("Not measured in this run.\n")
+
     for sec, var, unit in (("frames", "frames", "frames per clip"),
                            ("cells", "cells", "cells in the supernet")):
         recs = [v for v in items.values() if v.get("section") == sec and v.get("rc") == 0]
