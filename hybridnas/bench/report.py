@@ -71,6 +71,16 @@ def _short(cmd: str, out: str) -> str:
     return " ".join(parts).replace(out, "$BENCH")
 
 
+def _last_error(rec: dict) -> str:
+    """The last line naming an error in a run's log (why it failed), else a pointer to it."""
+    try:
+        lines = Path(rec["log"]).read_text(errors="replace").splitlines()
+    except (KeyError, OSError):
+        return "see its log"
+    errs = [ln.strip() for ln in lines if "Error" in ln and not ln.startswith("Error executing")]
+    return f"`{errs[-1][:160]}`" if errs else "see its log"
+
+
 def write_report(src: str | Path, dst: str | Path) -> Path:
     src, dst = Path(src), Path(dst)
     doc = json.loads((src / "results.json").read_text())
@@ -290,7 +300,8 @@ def write_report(src: str | Path, dst: str | Path) -> Path:
     )
     add(
         f"Every found genotype is then trained with the same short recipe "
-        f"(`recipe=train_builtin {' '.join(cfg.get('train', []))}` on the same data settings) and "
+        f"(`recipe=train_builtin {' '.join(cfg.get('train', [])) or '(as shipped: 4 epochs over the whole training split, SGD + cosine, EMA)'}`"
+        f" on the same data settings) and "
         f"scored once on the **test split** (500 clips) with the EMA weights of the **last** "
         f"epoch (not the best epoch: on the built-in data train.py validates on the test split, so "
         f"picking the best epoch would select on test). Seeds: {cfg.get('seeds')}.\n"
@@ -319,8 +330,8 @@ def write_report(src: str | Path, dst: str | Path) -> Path:
     for name, label in BASELINES.items():
         t = items.get(f"t_{name}_s0")
         if not t or "test_top1" not in t:
-            why = (t or {}).get("eval_error") or ("training failed, see its log" if t else
-                                                   "not measured")
+            why = (t or {}).get("eval_error") or ("not measured" if not t else
+                                                   "training failed: " + _last_error(t))
             rows.append([label, why, "", "", "", ""])
             continue
         rows.append([label, _f(t["test_top1"], 3), _f(t["params"] / 1e3, 1),
