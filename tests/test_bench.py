@@ -11,7 +11,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("hybridnas_tool_bench", ROOT / "tools" / "bench.py")
+    spec = importlib.util.spec_from_file_location(
+        "hybridnas_tool_bench", ROOT / "tools" / "bench.py"
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -50,34 +52,73 @@ def test_equal_compute_budgets():
 
 def _synthetic(tmp_path: Path) -> Path:
     items = {"rss_floor": {"rc": 0, "maxrss_mb": 300.0, "cpu_s": 4.0}}
-    for i, (name, t) in enumerate({"darts": 40.0, "pcdarts": 30.0, "sdas": 18.0,
-                                   "sdas_pc": 12.0}.items()):
+    for i, (name, t) in enumerate(
+        {"darts": 40.0, "pcdarts": 30.0, "sdas": 18.0, "sdas_pc": 12.0}.items()
+    ):
         items[f"cost_{name}"] = {
-            "rc": 0, "section": "cost", "method": name, "search_s": t, "wall_s": t + 5, "cpu_s": 2 * t,
-            "epoch_s": [t / 4] * 4, "maxrss_mb": 900.0 - 50 * i, "val_acc": 0.2,
+            "rc": 0,
+            "section": "cost",
+            "method": name,
+            "search_s": t,
+            "wall_s": t + 5,
+            "cpu_s": 2 * t,
+            "epoch_s": [t / 4] * 4,
+            "maxrss_mb": 900.0 - 50 * i,
+            "val_acc": 0.2,
             "command": f"/x/python tools/search.py recipe={name} out_dir=/b/runs/cost_{name}",
         }
     for t in (4, 8):
-        items[f"frames_sdas_t{t}"] = {**items["cost_sdas"], "section": "frames", "frames": t,
-                                      "search_s": 18.0 * t / 4}
+        items[f"frames_sdas_t{t}"] = {
+            **items["cost_sdas"],
+            "section": "frames",
+            "frames": t,
+            "search_s": 18.0 * t / 4,
+        }
     for n, mth in enumerate(["hybrid", "sdas", "darts", "random", "evolution", "x3d_xs"]):
         for seed in (0, 1):
             items[f"t_{mth}_s{seed}"] = {
-                "rc": 0, "section": "train", "method": mth, "seed": seed,
-                "baseline": mth == "x3d_xs", "test_top1": 0.1 * n + 0.01 * seed,
-                "params": 1000 * (n + 1), "flops": 10**6 * (n + 1), "cpu_ms_per_clip": 1.0 + n,
-                "wall_s": 10.0, "command": "/x/python tools/train.py out_dir=/b/runs/t",
+                "rc": 0,
+                "section": "train",
+                "method": mth,
+                "seed": seed,
+                "baseline": mth == "x3d_xs",
+                "test_top1": 0.1 * n + 0.01 * seed,
+                "params": 1000 * (n + 1),
+                "flops": 10**6 * (n + 1),
+                "cpu_ms_per_clip": 1.0 + n,
+                "wall_s": 10.0,
+                "command": "/x/python tools/train.py out_dir=/b/runs/t",
                 "genotype": "g.json",
             }
-    items["faith_p1"] = {"section": "faithfulness", "proxy": "p1", "stage_clips": [32],
-                         "width_scale": 0.5, "n": 10, "tau": 0.4, "p_value": 0.1, "seconds": 3}
-    items["evo_ranks_1"] = {"section": "evo_ranks", "ranks": 1, "mean_cycle_s": 4.0, "rc": 0,
-                            "command": "python -m torch.distributed.run tools/bench_evolution.py"}
+    items["faith_p1"] = {
+        "section": "faithfulness",
+        "proxy": "p1",
+        "stage_clips": [32],
+        "width_scale": 0.5,
+        "n": 10,
+        "tau": 0.4,
+        "p_value": 0.1,
+        "seconds": 3,
+    }
+    items["evo_ranks_1"] = {
+        "section": "evo_ranks",
+        "ranks": 1,
+        "mean_cycle_s": 4.0,
+        "rc": 0,
+        "command": "python -m torch.distributed.run tools/bench_evolution.py",
+    }
     items["evo_ranks_2"] = {**items["evo_ranks_1"], "ranks": 2, "mean_cycle_s": 2.5}
-    meta = {"mode": "quick", "started": "t0", "finished": "t1", "last_run_s": 60.0,
-            "load_at_start": [1.0, 1.0, 1.0], "load_at_end": [1.0, 1.0, 1.0],
-            "machine": {"cpus": 2, "torch": "x", "gpu": None},
-            "config": _bench().MODES["quick"], "budgets": _bench().budgets(_bench().MODES["quick"])}
+    meta = {
+        "mode": "quick",
+        "started": "t0",
+        "finished": "t1",
+        "last_run_s": 60.0,
+        "load_at_start": [1.0, 1.0, 1.0],
+        "load_at_end": [1.0, 1.0, 1.0],
+        "machine": {"cpus": 2, "torch": "x", "gpu": None},
+        "config": _bench().MODES["quick"],
+        "budgets": _bench().budgets(_bench().MODES["quick"]),
+    }
     src = tmp_path / "bench"
     src.mkdir()
     (src / "results.json").write_text(json.dumps({"meta": meta, "items": items}))

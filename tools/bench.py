@@ -196,7 +196,9 @@ def run_child(cmd: list[str], log: Path) -> dict:
     """Run one measured subprocess; wall time, its own peak RSS (ru_maxrss), CPU time, rc."""
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "HYDRA_FULL_ERROR": "1", "WANDB_MODE": "disabled"}
-    if THREADS:  # fixed thread count: oversubscribed OpenMP barriers make shared-box timings swing 10x
+    if (
+        THREADS
+    ):  # fixed thread count: oversubscribed OpenMP barriers make shared-box timings swing 10x
         env |= {k: str(THREADS) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "BENCH_THREADS")}
     load0 = loadavg()
     start = time.perf_counter()
@@ -320,8 +322,11 @@ def section_cost(R: Results, m: dict) -> None:
         for t in m["frames"]:
             fs = m.get("frames_space", [])
             drop = {base_frames} | {o.split("=")[0] for o in fs}
-            space = [o for o in differentiable_overrides(m)
-                     if o not in drop and o.split("=")[0] not in drop] + fs
+            space = [
+                o
+                for o in differentiable_overrides(m)
+                if o not in drop and o.split("=")[0] not in drop
+            ] + fs
             if not fs and f"data.frames={t}" == base_frames and f"cost_{name}" in R.items:
                 R.items.setdefault(
                     f"frames_{name}_t{t}",
@@ -333,8 +338,13 @@ def section_cost(R: Results, m: dict) -> None:
                 f"frames_{name}_t{t}",
                 recipe,
                 [*space, f"data.frames={t}", "seed=0"],
-                {"section": "frames", "method": name, "frames": t, "seed": 0,
-                 "space": " ".join(fs) or "the base space"},
+                {
+                    "section": "frames",
+                    "method": name,
+                    "frames": t,
+                    "seed": 0,
+                    "space": " ".join(fs) or "the base space",
+                },
             )
         for n in m["cells"]:
             space = [o for o in differentiable_overrides(m) if o != base_cells]
@@ -361,8 +371,13 @@ def section_cost_long(R: Results, m: dict) -> None:
             f"long_{name}",
             recipe,
             [*differentiable_overrides(m, m["long_epochs"]), "seed=0"],
-            {"section": "long", "method": name, "label": label, "seed": 0,
-             "epochs": m["long_epochs"]},
+            {
+                "section": "long",
+                "method": name,
+                "label": label,
+                "seed": 0,
+                "epochs": m["long_epochs"],
+            },
         )
 
 
@@ -441,8 +456,11 @@ def section_quality_search(R: Results, m: dict) -> None:
             f"q_hybrid_s{seed}",
             "sdas_video",
             [
-                *[o for o in differentiable_overrides(m, b["hybrid_epochs"])
-                  if o != "stage=differentiable"],
+                *[
+                    o
+                    for o in differentiable_overrides(m, b["hybrid_epochs"])
+                    if o != "stage=differentiable"
+                ],
                 "stage=hybrid",
                 *evo_overrides(m, m["hybrid_population"], b["hybrid_cycles"]),
                 f"seed={seed}",
@@ -506,12 +524,11 @@ def random_search(n: int, overrides: list[str]) -> None:
     """Subcommand: n genotypes drawn uniformly, each scored by the evolution's proxy; the best
     (by proxy accuracy) goes to out_dir/genotype.json."""
     import numpy as np
+    import torch
 
     from hybridnas.engine.distributed import init_distributed
     from hybridnas.search.evolution import chain_genotype, evaluate, make_context
     from hybridnas.search.mutations import Guidance, sample_genotype
-
-    import torch
 
     if os.environ.get("OMP_NUM_THREADS"):
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
@@ -792,8 +809,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     r.add_argument("--report-dir", type=Path, default=DEFAULT_REPORT_DIR)
     r.add_argument("--no-report", action="store_true")
-    r.add_argument("--threads", type=int, default=1,
-                   help="torch threads per measured process (0: torch's default)")
+    r.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads per measured process (0: torch's default)",
+    )
     p = sub.add_parser("report", help="write BENCHMARKS.md and figures from results.json")
     p.add_argument("--from", dest="src", type=Path, required=True)
     p.add_argument("--report-dir", type=Path, default=DEFAULT_REPORT_DIR)
