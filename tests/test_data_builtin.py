@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -115,3 +116,14 @@ def test_3d_beats_per_frame_2d(tmp_path):
     print(f"moving digits: per-frame 2D {acc2:.3f}, 3D {acc3:.3f}")
     assert acc2 < 0.55  # frame by frame it is a coin flip between the two digits
     assert acc3 >= acc2 + 0.12 and acc3 > 0.6
+
+
+def test_impossible_digit_layouts_are_refused_not_looped():
+    import numpy as np
+
+    from hybridnas.data.builtin import _place
+
+    with pytest.raises(ValueError, match="data.digit_px=12 is too large for data.size=16"):
+        _place(np.random.default_rng(0), 8, 16, 12)
+    with pytest.raises(ValueError, match="lower data.frames"):
+        _place(np.random.default_rng(0), 64, 20, 9)

@@ -71,15 +71,28 @@ def _bounce(rng: np.random.Generator, frames: int, span: int) -> np.ndarray:
     return out
 
 
+_MAX_PLACEMENT_TRIES = 20_000  # the defaults need a handful; past this the config cannot work
+
+
 def _place(rng: np.random.Generator, frames: int, canvas: int, digit: int):
     """Still position (2,) and moving trajectory (frames, 2) whose boxes never overlap, so
     both digits are fully visible in every frame (rejection sampling)."""
     span = canvas - digit
-    while True:
+    if span < digit:
+        raise ValueError(
+            f"data.digit_px={digit} is too large for data.size={canvas}: two digits side by "
+            f"side need data.size >= 2 x data.digit_px"
+        )
+    for _ in range(_MAX_PLACEMENT_TRIES):
         still = rng.integers(0, span + 1, 2)
         moving = _bounce(rng, frames, span)
         if np.all(np.abs(moving - still).max(axis=1) >= digit):
             return still, moving
+    raise ValueError(
+        f"cannot keep a moving and a still {digit}px digit apart over {frames} frames on a "
+        f"{canvas}px canvas ({_MAX_PLACEMENT_TRIES} tries): lower data.frames or "
+        "data.digit_px, or raise data.size"
+    )
 
 
 def make_clips(
