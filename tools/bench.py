@@ -668,7 +668,6 @@ def section_faithfulness(R: Results, m: dict) -> None:
     from scipy.stats import kendalltau
 
     from hybridnas.data import build_dataset
-    from hybridnas.search.evolution import LOADER_KEYS
     from hybridnas.search.proxy import ProxyConfig, build_proxy, load_proxy_data, train_stage
     from hybridnas.space.genotype import Genotype
 
@@ -681,8 +680,7 @@ def section_faithfulness(R: Results, m: dict) -> None:
         print("[bench] faithfulness: fewer than 3 trained genotypes, skipped", flush=True)
         return
     cfg = compose("search", [*m["space"]])
-    dcfg = {k: v for k, v in cfg.data.items() if k not in LOADER_KEYS}
-    splits = [build_dataset(dcfg, s) for s in ("train", "search_val")]
+    splits = [build_dataset(cfg.data, s) for s in ("train", "search_val")]
     for pname, pover in m["faith_proxies"].items():
         key = f"faith_{pname}"
         done = R.items.get(key, {})

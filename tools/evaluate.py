@@ -37,14 +37,13 @@ def parse_views(views: str) -> tuple[int, int]:
 
 def build_eval_loader(cfg: DictConfig, clips: int, crops: int):
     from hybridnas.data import build_dataset, build_loader
-    from hybridnas.train.loop import check_data_root, data_cfg
+    from hybridnas.train.loop import check_data_root
 
     check_data_root(cfg)
-    dcfg = data_cfg(cfg)
     multi = (clips, crops) != (1, 1)
     if multi and (cfg.data.name == "builtin" or cfg.split != "test"):
         raise ConfigError("multi-view testing needs a video dataset and split=test")
-    dcfg |= {"test_clips": clips, "test_crops": crops}
+    dcfg = {**cfg.data, "test_clips": clips, "test_crops": crops}
     # the video "test" split is always multi-view; 1x1 there is one centre clip, one crop
     dataset = build_dataset(dcfg, cfg.split)
     batch = max(1, cfg.data.batch_size // (clips * crops))

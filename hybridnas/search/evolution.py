@@ -51,7 +51,6 @@ from hybridnas.space.genotype import CellSpec, Genotype
 from hybridnas.space.network import build_network
 
 CHECKPOINT = "checkpoints/evolution_last.pt"
-LOADER_KEYS = ("batch_size", "workers")  # data config keys for loaders, not for datasets
 REJECTED = -1.0  # fitness of an over-budget candidate in "reject" mode: never wins a tournament
 
 
@@ -417,8 +416,7 @@ def make_context(cfg: Any, ctx: DistContext, run_dir: Path) -> Context:
     """Data at proxy resolution, guidance from the supernet's alphas, budget from the recipe."""
     e = cfg.evolution
     pcfg = ProxyConfig.from_cfg(dict(e.proxy))
-    data_cfg = {k: v for k, v in cfg.data.items() if k not in LOADER_KEYS}
-    splits = [build_dataset(data_cfg, split) for split in ("train", "search_val")]
+    splits = [build_dataset(cfg.data, split) for split in ("train", "search_val")]
     data = load_proxy_data(*splits, pcfg, cfg.seed)
     dirs = _guidance_dirs(cfg, run_dir)
     guidance = next(

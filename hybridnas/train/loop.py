@@ -22,7 +22,7 @@ from timm.scheduler import create_scheduler_v2
 from timm.utils import ModelEmaV3
 from tqdm import tqdm
 
-from hybridnas.data import DEFAULTS, VideoMixup, build_dataset, build_loader
+from hybridnas.data import VideoMixup, build_dataset, build_loader
 from hybridnas.engine.backend import WeightTrainer
 from hybridnas.engine.checkpoint import (
     CheckpointError,
@@ -45,11 +45,6 @@ from hybridnas.space.genotype import Genotype
 
 LAST = "checkpoints/last.pt"
 BEST = "checkpoints/best.pt"
-
-
-def data_cfg(cfg: Any) -> dict:
-    """The dataset keys of ``cfg.data`` (loader keys such as batch_size stay out)."""
-    return {k: v for k, v in cfg.data.items() if k in DEFAULTS}
 
 
 def check_data_root(cfg: Any) -> None:
@@ -178,7 +173,7 @@ def init_weights(model: torch.nn.Module, spec: ModelSpec, cfg: Any) -> None:
 
 
 def setup(cfg: Any, ctx: DistContext, run_dir: Path) -> TrainState:
-    t, dcfg = cfg.train, data_cfg(cfg)
+    t, dcfg = cfg.train, cfg.data  # build_dataset ignores the loader keys
     train_set = build_dataset(dcfg, "train")
     val_set = build_dataset(dcfg, "val" if cfg.data.name != "builtin" else "test")
     if ctx.is_main:
