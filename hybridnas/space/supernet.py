@@ -118,15 +118,18 @@ class Architecture(nn.Module):
     def prune(self, cell_type: str, edge: int) -> None:
         self.edge_state[CELL_TYPES.index(cell_type), edge] = PRUNED
 
+    def free_mask(self, cell_type: str) -> list[bool]:
+        """Per edge, whether it is still free; one host read (no per-edge device sync)."""
+        return [s == FREE for s in self.edge_state[CELL_TYPES.index(cell_type)].tolist()]
+
     def num_free(self) -> int:
         return int((self.edge_state == FREE).sum())
 
     def op_weights(self, cell_type: str) -> list[torch.Tensor | None]:
         """Softmaxed alphas per free edge, (num_ops,) each; None for decided edges."""
+        free = self.free_mask(cell_type)
         return [
-            torch.softmax(self.alphas[self._index(cell_type, k)], dim=-1)
-            if self.is_free(cell_type, k)
-            else None
+            torch.softmax(self.alphas[self._index(cell_type, k)], dim=-1) if free[k] else None
             for k in range(self.num_edges)
         ]
 
@@ -135,9 +138,9 @@ class Architecture(nn.Module):
         if not self.edge_norm:
             return None
         out: list[torch.Tensor | None] = [None] * self.num_edges
-        edges = edge_list(steps)
+        edges, is_free = edge_list(steps), self.free_mask(cell_type)
         for j in range(2, 2 + steps):
-            free = [k for k, (_, jj) in enumerate(edges) if jj == j and self.is_free(cell_type, k)]
+            free = [k for k, (_, jj) in enumerate(edges) if jj == j and is_free[k]]
             if not free:
                 continue
             betas = torch.stack([self.betas[self._index(cell_type, k)] for k in free])
