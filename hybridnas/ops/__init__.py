@@ -8,7 +8,7 @@ from hybridnas.ops.attention import ContextGating3d, SqueezeExcite3d
 from hybridnas.ops.basic import FactorizedReduce3d, Zero3d
 from hybridnas.ops.conv3d import SepConv3d
 from hybridnas.ops.factorized import Conv2Plus1d, P3DBlock, conv2plus1d_mid_channels
-from hybridnas.ops.itgm import ITGMConv3d, ITGMOp
+from hybridnas.ops.itgm import LONG_ITGM_OPS, ITGMConv3d, ITGMOp, itgm_op_name, register_itgm
 from hybridnas.ops.layers import TemporalConv3d, conv_bn
 from hybridnas.ops.registry import create_op, is_op, list_ops, normalize_stride, register_op
 from hybridnas.ops.temporal import DilatedTemporalConv
@@ -28,6 +28,7 @@ DEFAULT_SEARCH_OPS: list[str] = [
 
 __all__ = [
     "DEFAULT_SEARCH_OPS",
+    "LONG_ITGM_OPS",
     "ContextGating3d",
     "Conv2Plus1d",
     "DilatedTemporalConv",
@@ -43,7 +44,9 @@ __all__ = [
     "conv_bn",
     "create_op",
     "is_op",
+    "itgm_op_name",
     "list_ops",
     "normalize_stride",
+    "register_itgm",
     "register_op",
 ]

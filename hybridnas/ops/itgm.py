@@ -48,11 +48,14 @@ class ITGMConv3d(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        # Distinct random bumps: identical ones would leave the mixing logits without a gradient.
+        # Random centres keep the bumps distinct: identical ones would leave the mixing logits
+        # without a gradient.
         nn.init.kaiming_uniform_(self.spatial_weight, a=math.sqrt(5))
-        nn.init.normal_(self.mix_logits, 0.0, 1.0)
+        # EvaNet: mixing logits ~ truncated N(0, 1), cut at 2 std (TF's truncated_normal default).
+        nn.init.trunc_normal_(self.mix_logits, 0.0, 1.0, a=-2.0, b=2.0)
         nn.init.normal_(self.centre_raw, 0.0, 0.5)
-        nn.init.normal_(self.width_raw, 0.0, 0.5)
+        # EvaNet draws raw widths from N(0, 0.1), not 0.5: every bump starts wide (g ~ e^1.5).
+        nn.init.normal_(self.width_raw, 0.0, 0.1)
 
     def bumps(self) -> torch.Tensor:
         """The N normalised Cauchy bumps, shape (N, L)."""
@@ -83,7 +86,13 @@ class ITGMOp(nn.Sequential):
     """
 
     def __init__(
-        self, c_in: int, c_out: int, stride: Stride3, kernel_size: int = 3, temporal_length: int = 3
+        self,
+        c_in: int,
+        c_out: int,
+        stride: Stride3,
+        kernel_size: int = 3,
+        temporal_length: int = 3,
+        num_bumps: int = 4,
     ) -> None:
         super().__init__(
             nn.ReLU(),
@@ -92,12 +101,38 @@ class ITGMOp(nn.Sequential):
                 c_out,
                 kernel_size=kernel_size,
                 temporal_length=temporal_length,
+                num_bumps=num_bumps,
                 stride=stride,
             ),
             nn.BatchNorm3d(c_out, affine=True),
         )
 
 
+# Long temporal kernels are iTGM's point: parameters stay k^2 Ci Co + N Ci Co + 2N whatever L is.
+LONG_LENGTHS: tuple[int, ...] = (5, 7, 11)
+LONG_BUMPS: tuple[int, ...] = (2, 4)
+
+
+def itgm_op_name(kernel_size: int, temporal_length: int, num_bumps: int) -> str:
+    """Registry name of an iTGM op, e.g. ``itgm_3x3_l7_n4`` (k x k spatial, L taps, N bumps)."""
+    return f"itgm_{kernel_size}x{kernel_size}_l{temporal_length}_n{num_bumps}"
+
+
+def register_itgm(temporal_length: int, num_bumps: int, kernel_size: int = 3) -> str:
+    """Register ``ITGMOp(c_in, c_out, stride)`` at L taps and N bumps; return its op name."""
+    name = itgm_op_name(kernel_size, temporal_length, num_bumps)
+
+    def factory(c_in: int, c_out: int, stride: Stride3) -> nn.Module:
+        return ITGMOp(c_in, c_out, stride, kernel_size, temporal_length, num_bumps)
+
+    register_op(name)(factory)
+    return name
+
+
 @register_op("itgm_3x3")
 def itgm_3x3(c_in: int, c_out: int, stride: Stride3) -> nn.Module:
-    return ITGMOp(c_in, c_out, stride, kernel_size=3, temporal_length=3)
+    """The original short op (L=3, N=4), kept under its old name for saved genotypes."""
+    return ITGMOp(c_in, c_out, stride, kernel_size=3, temporal_length=3, num_bumps=4)
+
+
+LONG_ITGM_OPS: list[str] = [register_itgm(t, n) for t in LONG_LENGTHS for n in LONG_BUMPS]
