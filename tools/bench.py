@@ -3,6 +3,8 @@
     python tools/bench.py run --mode quick --out runs/bench_quick     # ~10 min quiet 2-core CPU
     python tools/bench.py run --mode full --out runs/bench_full
     python tools/bench.py report --from runs/bench_quick              # re-make the report only
+    python tools/bench.py groundtruth --workers 2                     # the ground-truth table
+    python tools/bench.py regret runs/<search>/genotype.json          # percentile vs random
 
 ``run`` measures every item in turn and rewrites ``DIR/results.json`` after each one, so a
 crash or a kill loses at most the item in flight; running the same command again skips what
@@ -28,6 +30,9 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from hybridnas.bench.cli import COMMANDS as GT_COMMANDS
+from hybridnas.bench.cli import main as gt_main
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = ROOT / "recipes"
@@ -797,6 +802,10 @@ def run(mode: str, out: Path, sections: list[str], threads: int = 1) -> Results:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in GT_COMMANDS:
+        gt_main(argv)
+        return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="measure, then write the report")

@@ -1,0 +1,89 @@
+"""Ground-truth commands of tools/bench.py.
+
+python tools/bench.py groundtruth --workers 2               # build (or continue) the table
+python tools/bench.py regret runs/<search>/genotype.json     # percentile of a found genotype
+python tools/bench.py gt-report                               # figures + numbers of the table
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from hybridnas.bench.table import TABLE_PATH, GroundTruth
+
+COMMANDS = ("groundtruth", "regret", "gt-report")
+
+
+def regret(genotype_path: str, seeds: tuple[int, ...] = (0,), table: Path = TABLE_PATH) -> dict:
+    """Train a found genotype's cells with the ground-truth recipe (the table's seeds) and place
+    its mean test accuracy in the table's random distribution."""
+    import torch
+
+    from hybridnas.bench.groundtruth import GroundTruthRecipe, load_clips, train_and_score
+    from hybridnas.models import BUILTIN_GENOTYPE
+    from hybridnas.space.genotype import Genotype
+
+    torch.set_num_threads(1)
+    gt = GroundTruth.load(table)
+    recipe = GroundTruthRecipe()
+    if gt.entries and gt.entries[0]["recipe"] != recipe.hash():
+        raise SystemExit(
+            f"the table was built with recipe {gt.entries[0]['recipe']}, this code's recipe is "
+            f"{recipe.hash()}: rebuild the table (python tools/bench.py groundtruth)"
+        )
+    genotype = Genotype.load(BUILTIN_GENOTYPE if genotype_path == "builtin" else genotype_path)
+    clips = load_clips(recipe)
+    runs = [train_and_score(genotype, recipe, s, clips) for s in seeds]
+    acc = sum(r["test_acc"] for r in runs) / len(runs)
+    return {
+        "genotype": genotype_path,
+        "arch": runs[0]["arch"],
+        "test_acc": acc,
+        "seed_accs": [r["test_acc"] for r in runs],
+        "percentile": gt.percentile(acc),
+        "table_median": float(sorted(gt.accuracies())[len(gt) // 2]),
+        "table_max": float(gt.accuracies().max()),
+        "flops": runs[0]["flops"],
+        "params": runs[0]["params"],
+    }
+
+
+def main(argv: list[str]) -> None:
+    ap = argparse.ArgumentParser(prog="tools/bench.py", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    g = sub.add_parser("groundtruth", help="build or continue the ground-truth table")
+    g.add_argument("--out", type=Path, default=TABLE_PATH)
+    g.add_argument("--archs", type=int, default=156)
+    g.add_argument("--pairs", type=int, default=32)
+    g.add_argument("--workers", type=int, default=2)
+    r = sub.add_parser("regret", help="percentile of a genotype in the random distribution")
+    r.add_argument("genotype", help="a genotype.json, a search run folder, or 'builtin'")
+    r.add_argument("--seeds", default="0", help="comma list of seeds (the table's are 0 and 1)")
+    r.add_argument("--table", type=Path, default=TABLE_PATH)
+    r.add_argument("--json", type=Path, default=None, help="also write the result here")
+    p = sub.add_parser("gt-report", help="figures and statistics of the table")
+    p.add_argument("--table", type=Path, default=TABLE_PATH)
+    p.add_argument("--out", type=Path, default=Path("tools/bench_results"))
+    args = ap.parse_args(argv)
+
+    if args.cmd == "groundtruth":
+        from hybridnas.bench.build import build_table
+
+        build_table(args.out, n_archs=args.archs, n_pairs=args.pairs, workers=args.workers)
+    elif args.cmd == "regret":
+        seeds = tuple(int(s) for s in args.seeds.split(","))
+        result = regret(args.genotype, seeds, args.table)
+        print(
+            f"{args.genotype}: test top-1 {result['test_acc']:.3f} over seeds {list(seeds)} -> "
+            f"percentile {result['percentile']:.1f} of {len(GroundTruth.load(args.table))} "
+            f"random architectures (median {result['table_median']:.3f}, "
+            f"best {result['table_max']:.3f})"
+        )
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2))
+    else:
+        from hybridnas.bench.gt_report import write_gt_report
+
+        write_gt_report(GroundTruth.load(args.table), args.out)

@@ -1,0 +1,263 @@
+"""The ground-truth recipe: one fixed way to train any genotype of the default space.
+
+A table of uniformly drawn genotypes, each trained with this recipe (NAS-Bench-201's idea on
+our own space and data), is what every scorer and search method is judged against::
+
+    genotype (default space) --train_and_score(recipe, seed)--> {test_acc, val_acc, params, ...}
+
+The recipe is deliberately small (one CPU core, about a minute per architecture) and
+deliberately fixed: a change to any field changes ``recipe_hash`` and a table built with one
+hash cannot be compared with another.
+
+The trainer here is a short loop over in-memory tensors instead of ``tools/train.py``: a table
+entry must be a pure function of (genotype, recipe, seed), with no run folder, tracker or
+config composition around it, because a build trains a few hundred of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+import zlib
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import hybridnas
+from hybridnas.data.builtin import MEAN, STD, load_or_build
+from hybridnas.search.latency import count_flops, count_params
+from hybridnas.search.mutations import Guidance, sample_genotype
+from hybridnas.space.genotype import CellSpec, Genotype
+from hybridnas.space.network import build_network
+
+#: The default search space (recipes/search.yaml's model.op_names and skeleton).
+DEFAULT_OPS = (
+    "none",
+    "skip",
+    "max_pool_1x3x3",
+    "conv3d_3x3x3",
+    "conv2plus1d_3x3x3",
+    "p3d_c",
+    "dil_temporal_d2",
+    "itgm_3x3",
+)
+
+
+@dataclass(frozen=True)
+class GroundTruthRecipe:
+    """Everything that decides a table entry's accuracy besides the genotype and the seed.
+
+    Skeleton: the default search space (3 cells of ``steps`` nodes, widths ``stage_widths``,
+    strided stem). Data: the built-in moving digits, train split for training, ``search_val``
+    for val accuracy, ``test`` for test accuracy. Training: SGD + cosine over ``epochs`` passes
+    of ``train_clips`` clips, then BatchNorm in eval mode for scoring.
+    """
+
+    op_names: tuple[str, ...] = DEFAULT_OPS
+    steps: int = 3
+    stage_widths: tuple[int, ...] = (4, 8, 16)
+    num_cells: int = 3
+    stem_channels: int = 8
+    stem_stride: tuple[int, int, int] = (1, 2, 2)
+    frames: int = 8
+    size: int = 16
+    render_size: int = 32
+    data_seed: int = 0
+    num_train: int = 1500
+    num_search_val: int = 1000
+    num_test: int = 500
+    train_clips: int = 1500
+    val_clips: int = 500
+    epochs: int = 3
+    batch_size: int = 32
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 3e-4
+    grad_clip: float = 5.0
+
+    def hash(self) -> str:
+        """Short SHA-256 of the recipe's fields: table entries with other hashes do not mix."""
+        doc = json.dumps(asdict(self), sort_keys=True)
+        return hashlib.sha256(doc.encode()).hexdigest()[:12]
+
+    def template(self) -> Genotype:
+        """A genotype of the space's skeleton (its cells are placeholders to be replaced)."""
+        edges = tuple((i, j, "skip") for j in range(2, 2 + self.steps) for i in (0, 1))
+        cell = CellSpec(edges=edges, concat=tuple(range(2, 2 + self.steps)))
+        return Genotype(
+            normal=cell,
+            reduce=cell,
+            stage_widths=self.stage_widths,
+            num_cells=self.num_cells,
+            stem_channels=self.stem_channels,
+            stem_stride=self.stem_stride,
+            frames=self.frames,
+            size=self.size,
+        )
+
+    def conform(self, genotype: Genotype) -> Genotype:
+        """The genotype's cells on this recipe's skeleton (a found genotype may carry evolved
+        widths or another clip shape; the table compares cells at one skeleton)."""
+        t = self.template()
+        return t.replace(normal=genotype.normal, reduce=genotype.reduce)
+
+
+def sample_uniform(recipe: GroundTruthRecipe, n: int, seed: int) -> list[Genotype]:
+    """``n`` distinct genotypes drawn uniformly from the space: every node two distinct
+    earlier inputs, every edge an op uniform over the non-``none`` ops."""
+    rng = np.random.default_rng([seed, 1010])
+    guidance = Guidance.uniform(recipe.op_names)
+    out, seen = [], set()
+    while len(out) < n:
+        g = sample_genotype(recipe.template(), rng, guidance)
+        if g.key() not in seen:
+            seen.add(g.key())
+            out.append(g)
+    return out
+
+
+def arch_id(genotype: Genotype) -> str:
+    """Stable short id of an architecture's cells (skeleton excluded)."""
+    return hashlib.sha256(genotype.key().encode()).hexdigest()[:12]
+
+
+def split_of(genotype: Genotype) -> str:
+    """``calibration`` or ``evaluation``, by a hash of the architecture (fixed forever)."""
+    return "calibration" if zlib.crc32(genotype.key().encode()) % 2 == 0 else "evaluation"
+
+
+# ---------------------------------------------------------------- data
+
+
+@dataclass
+class Clips:
+    """Built-in clips as float tensors in memory: x (N, 3, T, H, W) normalised, y (N,)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+
+def load_clips(recipe: GroundTruthRecipe) -> dict[str, Clips]:
+    """The recipe's train / search_val / test clips, normalised like ``MovingDigits``."""
+    sizes = {
+        "train": recipe.num_train,
+        "search_val": recipe.num_search_val,
+        "test": recipe.num_test,
+    }
+    data = load_or_build(None, recipe.data_seed, sizes, recipe.frames, recipe.render_size, 12)
+    limits = {"train": recipe.train_clips, "search_val": recipe.val_clips, "test": recipe.num_test}
+    out = {}
+    for split, d in data.items():
+        n = limits[split]
+        x = (d["clips"][:n].float() / 255.0 - MEAN) / STD
+        if recipe.size != recipe.render_size:
+            x = F.interpolate(x, size=(recipe.size, recipe.size), mode="area")
+        out[split] = Clips(x[:, None].expand(-1, 3, -1, -1, -1).contiguous(), d["labels"][:n])
+    return out
+
+
+# ---------------------------------------------------------------- training
+
+
+def _lr_at(recipe: GroundTruthRecipe, step: int, total: int) -> float:
+    return 0.5 * recipe.lr * (1 + math.cos(math.pi * step / max(total, 1)))
+
+
+def train_network(
+    model: nn.Module, train: Clips, recipe: GroundTruthRecipe, seed: int
+) -> list[float]:
+    """SGD with a per-step cosine learning rate; returns the mean loss of each epoch.
+    Raises ``FloatingPointError`` on a non-finite loss (never a silent table entry)."""
+    opt = torch.optim.SGD(
+        model.parameters(),
+        lr=recipe.lr,
+        momentum=recipe.momentum,
+        weight_decay=recipe.weight_decay,
+    )
+    gen = torch.Generator().manual_seed(seed)
+    steps_per_epoch = len(train.x) // recipe.batch_size
+    total, step, losses = recipe.epochs * steps_per_epoch, 0, []
+    model.train()
+    for _ in range(recipe.epochs):
+        order = torch.randperm(len(train.x), generator=gen)
+        running = 0.0
+        for b in range(steps_per_epoch):
+            idx = order[b * recipe.batch_size : (b + 1) * recipe.batch_size]
+            loss = F.cross_entropy(model(train.x[idx]), train.y[idx])
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite loss at step {step}")
+            for g in opt.param_groups:
+                g["lr"] = _lr_at(recipe, step, total)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+            opt.step()
+            running += loss.item()
+            step += 1
+        losses.append(running / max(steps_per_epoch, 1))
+    return losses
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, clips: Clips, batch_size: int = 100) -> float:
+    """Top-1 accuracy in eval mode (BatchNorm running statistics)."""
+    model.eval()
+    correct = 0
+    for b in range(0, len(clips.x), batch_size):
+        logits = model(clips.x[b : b + batch_size])
+        correct += int((logits.argmax(1) == clips.y[b : b + batch_size]).sum())
+    return correct / len(clips.x)
+
+
+@torch.no_grad()
+def ms_per_clip(model: nn.Module, clip_shape: tuple[int, ...], repeats: int = 5) -> float:
+    """Median forward time of one clip in eval mode, in ms (this process's thread count)."""
+    model.eval()
+    x = torch.zeros(1, *clip_shape)
+    model(x)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model(x)
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times))
+
+
+def train_and_score(
+    genotype: Genotype,
+    recipe: GroundTruthRecipe,
+    seed: int,
+    clips: dict[str, Clips] | None = None,
+) -> dict[str, Any]:
+    """Train ``genotype`` (on the recipe's skeleton) with the recipe and seed; return a table
+    entry: genotype JSON, seed, test/val top-1, params, FLOPs, ms per clip, train seconds,
+    recipe hash and package version."""
+    clips = clips or load_clips(recipe)
+    g = recipe.conform(genotype)
+    torch.manual_seed(seed)
+    model = build_network(g)
+    shape = (3, recipe.frames, recipe.size, recipe.size)
+    start = time.perf_counter()
+    losses = train_network(model, clips["train"], recipe, seed)
+    seconds = time.perf_counter() - start
+    return {
+        "arch": arch_id(g),
+        "split": split_of(g),
+        "seed": seed,
+        "test_acc": accuracy(model, clips["test"]),
+        "val_acc": accuracy(model, clips["search_val"]),
+        "train_loss": losses[-1],
+        "params": count_params(model),
+        "flops": count_flops(model, shape),
+        "ms_per_clip": ms_per_clip(model, shape),
+        "train_seconds": seconds,
+        "recipe": recipe.hash(),
+        "version": hybridnas.__version__,
+        "genotype": g.to_dict(),
+    }

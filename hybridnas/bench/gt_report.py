@@ -1,0 +1,110 @@
+"""Figures and statistics of the ground-truth table (its section of BENCHMARKS.md).
+
+write_gt_report(GroundTruth.load(), Path("tools/bench_results"))
+  -> gt_accuracy_hist.png, gt_accuracy_vs_flops.png, groundtruth_summary.json
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from hybridnas.bench.table import GroundTruth
+
+
+def op_counts(genotype: dict[str, Any], cell: str) -> dict[str, int]:
+    """How many edges of ``cell`` ("normal" / "reduce") use each op."""
+    counts: dict[str, int] = {}
+    for _, _, op in genotype["cells"][cell]["edges"]:
+        counts[op] = counts.get(op, 0) + 1
+    return counts
+
+
+def op_correlations(gt: GroundTruth) -> list[dict[str, Any]]:
+    """Spearman rho between an op's edge count in a cell type and test accuracy, per (cell, op),
+    over all architectures, strongest first."""
+    recs = gt.archs()
+    acc = np.array([r.test_acc for r in recs])
+    rows = []
+    for cell in ("normal", "reduce"):
+        ops = sorted({op for r in recs for op in op_counts(r.genotype, cell)})
+        for op in ops:
+            x = np.array([op_counts(r.genotype, cell).get(op, 0) for r in recs])
+            rho, p = stats.spearmanr(x, acc)
+            rows.append({"cell": cell, "op": op, "rho": float(rho), "p": float(p)})
+    return sorted(rows, key=lambda r: -abs(r["rho"]))
+
+
+def summary(gt: GroundTruth) -> dict[str, Any]:
+    """The numbers the report quotes: sizes, spreads, noise ceiling, trivial-proxy taus."""
+    acc = gt.accuracies()
+    a, b = gt.pairs()
+    recs = gt.archs()
+    flops = {r.arch: float(r.entry["flops"]) for r in recs}
+    params = {r.arch: float(r.entry["params"]) for r in recs}
+    return {
+        "recipe": gt.entries[0]["recipe"],
+        "entries": len(gt.entries),
+        "archs": len(gt),
+        "halves": {h: len(gt.archs(h)) for h in ("calibration", "evaluation")},
+        "pairs": len(a),
+        "test_acc": {
+            "mean": float(acc.mean()),
+            "min": float(acc.min()),
+            "max": float(acc.max()),
+            "quartiles": [float(q) for q in np.percentile(acc, [25, 50, 75])],
+        },
+        "arch_sd": gt.arch_sd(),
+        "seed_sd": gt.seed_sd(),
+        "spread_ratio": gt.arch_sd() / max(gt.seed_sd(), 1e-9),
+        "noise_ceiling": gt.noise_ceiling().to_dict(),
+        "train_seconds_median": float(np.median([e["train_seconds"] for e in gt.entries])),
+        "flops_tau_evaluation": gt.tau(flops).to_dict(),
+        "params_tau_evaluation": gt.tau(params).to_dict(),
+        "op_correlations": op_correlations(gt),
+    }
+
+
+def write_gt_report(gt: GroundTruth, out: Path) -> dict[str, Any]:
+    """Write the two figures and groundtruth_summary.json into ``out``; return the summary."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    s = summary(gt)
+    acc = gt.accuracies()
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.hist(acc, bins=20, color="tab:blue", alpha=0.8)
+    ax.axvline(0.1, color="grey", ls=":", label="chance")
+    ax.set_xlabel("test top-1 (seed 0)")
+    ax.set_ylabel("architectures")
+    ax.set_title(f"{len(gt)} uniformly drawn architectures")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "gt_accuracy_hist.png", dpi=120)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for half, colour in (("calibration", "tab:orange"), ("evaluation", "tab:blue")):
+        recs = gt.archs(half)
+        ax.scatter(
+            [r.entry["flops"] / 1e6 for r in recs],
+            [r.test_acc for r in recs],
+            s=10,
+            color=colour,
+            label=half,
+        )
+    ax.set_xlabel("MFLOPs per clip")
+    ax.set_ylabel("test top-1 (seed 0)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "gt_accuracy_vs_flops.png", dpi=120)
+    plt.close(fig)
+    (out / "groundtruth_summary.json").write_text(json.dumps(s, indent=2))
+    return s

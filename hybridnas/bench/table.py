@@ -1,0 +1,190 @@
+"""The ground-truth table: load it, split it, rank against it.
+
+::
+
+    gt = GroundTruth.load()                     # the table shipped with the package
+    gt.archs("evaluation")                      # one record per architecture of that half
+    gt.percentile(0.71)                         # % of uniformly drawn archs below accuracy 0.71
+    gt.tau({arch_id: score, ...})               # Kendall tau / Spearman rho with 95% intervals
+    gt.noise_ceiling()                          # tau between the two seeds of the paired archs
+
+The target of every ranking is an architecture's seed-0 test accuracy (every architecture has
+one; some have a second seed, which only measures noise). Scorers and search settings may be
+tuned on the ``calibration`` half only; every reported tau uses the ``evaluation`` half.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+TABLE_PATH = Path(__file__).parent / "data" / "groundtruth.jsonl"
+HALVES = ("calibration", "evaluation")
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """Rank agreement of scores with truth: point estimates and bootstrap 95% intervals."""
+
+    n: int
+    tau: float
+    tau_ci: tuple[float, float]
+    rho: float
+    rho_ci: tuple[float, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "tau": self.tau,
+            "tau_ci": list(self.tau_ci),
+            "rho": self.rho,
+            "rho_ci": list(self.rho_ci),
+        }
+
+    def __str__(self) -> str:
+        lo, hi = self.tau_ci
+        return f"tau {self.tau:+.3f} [{lo:+.3f}, {hi:+.3f}] rho {self.rho:+.3f} (n={self.n})"
+
+
+def rank_agreement(
+    scores: Sequence[float], truth: Sequence[float], resamples: int = 1000, seed: int = 0
+) -> Agreement:
+    """Kendall tau and Spearman rho of ``scores`` vs ``truth`` (same length, >= 3 pairs), with
+    percentile intervals from ``resamples`` bootstrap resamples of the pairs. A score that is
+    constant gives NaN, never a made-up 0."""
+    x, y = np.asarray(scores, dtype=float), np.asarray(truth, dtype=float)
+    if len(x) != len(y) or len(x) < 3:
+        raise ValueError(f"need >= 3 (score, truth) pairs of equal length, got {len(x)}, {len(y)}")
+    rng = np.random.default_rng(seed)
+    taus, rhos = [], []
+    for _ in range(resamples):
+        idx = rng.integers(0, len(x), len(x))
+        taus.append(_tau(x[idx], y[idx]))
+        rhos.append(_rho(x[idx], y[idx]))
+    return Agreement(len(x), _tau(x, y), _interval(taus), _rho(x, y), _interval(rhos))
+
+
+def _tau(x: np.ndarray, y: np.ndarray) -> float:
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    return float(stats.kendalltau(x, y).statistic)
+
+
+def _rho(x: np.ndarray, y: np.ndarray) -> float:
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    return float(stats.spearmanr(x, y).statistic)
+
+
+def _interval(values: list[float]) -> tuple[float, float]:
+    v = np.asarray(values)
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return (float("nan"), float("nan"))
+    return (float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5)))
+
+
+@dataclass(frozen=True)
+class ArchRecord:
+    """One architecture of the table: its seed-0 entry and the test accuracy of every seed."""
+
+    arch: str
+    split: str
+    test_acc: float
+    seed_accs: dict[int, float]
+    entry: dict[str, Any]
+
+    @property
+    def genotype(self) -> dict[str, Any]:
+        return self.entry["genotype"]
+
+
+class GroundTruth:
+    """The table's entries (one per trained (architecture, seed)) and the statistics over them."""
+
+    def __init__(self, entries: Sequence[Mapping[str, Any]]) -> None:
+        self.entries = [dict(e) for e in entries]
+        by_arch: dict[str, dict[int, dict[str, Any]]] = {}
+        for e in self.entries:
+            by_arch.setdefault(e["arch"], {})[int(e["seed"])] = e
+        self._records = {
+            a: ArchRecord(
+                a, s[0]["split"], s[0]["test_acc"], {k: v["test_acc"] for k, v in s.items()}, s[0]
+            )
+            for a, s in by_arch.items()
+            if 0 in s
+        }
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, recipe: str | None = None) -> GroundTruth:
+        """Read a JSONL table (default: the shipped one); keep entries of one recipe hash
+        (default: the hash of the first entry, so a table never mixes recipes)."""
+        path = Path(path) if path else TABLE_PATH
+        if not path.is_file():
+            raise FileNotFoundError(f"ground-truth table not found: {path}")
+        entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        if entries:
+            recipe = recipe or entries[0]["recipe"]
+            entries = [e for e in entries if e["recipe"] == recipe]
+        return cls(entries)
+
+    def archs(self, half: str | None = None) -> list[ArchRecord]:
+        """Records of every architecture (or of one half), in table order."""
+        if half is not None and half not in HALVES:
+            raise ValueError(f"half must be one of {HALVES}, got {half!r}")
+        return [r for r in self._records.values() if half is None or r.split == half]
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def accuracies(self, half: str | None = None) -> np.ndarray:
+        return np.array([r.test_acc for r in self.archs(half)])
+
+    def percentile(self, accuracy: float) -> float:
+        """Percent of the table's (uniformly drawn) architectures that ``accuracy`` beats,
+        ties counted half: 50 is the median random architecture."""
+        acc = self.accuracies()
+        return float(100 * (np.mean(acc < accuracy) + 0.5 * np.mean(acc == accuracy)))
+
+    def pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """Seed-0 and seed-1 test accuracies of the architectures trained twice."""
+        paired = [r for r in self.archs() if 1 in r.seed_accs]
+        return (
+            np.array([r.seed_accs[0] for r in paired]),
+            np.array([r.seed_accs[1] for r in paired]),
+        )
+
+    def noise_ceiling(self) -> Agreement:
+        """Rank agreement of the recipe with itself: seed 0 vs seed 1 over the paired archs."""
+        a, b = self.pairs()
+        return rank_agreement(a, b)
+
+    def seed_sd(self) -> float:
+        """Per-architecture SD between seeds (pooled over pairs: |a - b| / sqrt(2) in RMS)."""
+        a, b = self.pairs()
+        return float(np.sqrt(np.mean((a - b) ** 2) / 2))
+
+    def arch_sd(self) -> float:
+        """SD of seed-0 test accuracy across architectures."""
+        return float(np.std(self.accuracies(), ddof=1))
+
+    def tau(
+        self,
+        scores: Mapping[str, float],
+        half: str = "evaluation",
+        top_quartile: bool = False,
+    ) -> Agreement:
+        """Agreement of ``scores`` ({arch id: score}, higher = better) with test accuracy over
+        one half's architectures that have a score; ``top_quartile`` keeps only the half's
+        best quarter by true accuracy (where rank agreement usually falls)."""
+        recs = [r for r in self.archs(half) if r.arch in scores and np.isfinite(scores[r.arch])]
+        if top_quartile:
+            cut = np.percentile([r.test_acc for r in recs], 75)
+            recs = [r for r in recs if r.test_acc >= cut]
+        return rank_agreement([scores[r.arch] for r in recs], [r.test_acc for r in recs])
