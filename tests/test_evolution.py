@@ -2,6 +2,7 @@
 non-dominated, and a SIGKILLed-then-resumed run ends with the uninterrupted run's population."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -73,11 +74,17 @@ def test_evolution_improves_on_seed_and_front_is_non_dominated(full_run):
     history = [json.loads(line) for line in (run_dir / "evolution_history.jsonl").open()]
     seed = history[0]
     assert seed["origin"] == "derived"
-    assert max(h["fitness"] for h in history) >= seed["fitness"]
-    assert best.key() == max(history, key=lambda h: h["fitness"])["key"]
+    # Children bred by tournament + mutation (not the seed population, not CONet width trials):
+    # on this config one of them beats the seed; none exist if mutation returns its parent.
+    bred = [h for h in history if "mutation" in h and h["mutation"]["kind"] != "conet"]
+    assert bred, "no cycle produced a new genotype by mutation"
+    assert max(h["fitness"] for h in bred) > seed["fitness"], (
+        seed["fitness"],
+        [h["fitness"] for h in bred],
+    )
+    assert best.key() == max(history, key=lambda h: h["fitness"])["key"] != seed["key"]
     assert Genotype.load(run_dir / "genotype.json").key() == best.key()
     assert Genotype.load(run_dir / "genotype_differentiable.json").key() == seed["key"]
-    assert len(history) > 4  # cycles added new candidates
 
     front = json.loads((run_dir / "pareto.json").read_text())
     assert front and (run_dir / "pareto.png").stat().st_size > 0
@@ -95,8 +102,14 @@ def test_evolution_improves_on_seed_and_front_is_non_dominated(full_run):
                 or h["flops"] < p["flops"]
             )
             assert not (ge and gt)
-    faith = json.loads((run_dir / "faithfulness.json").read_text())
-    assert -1.0 <= faith["tau"] <= 1.0 and len(faith["proxy"]) == 3
+
+
+def test_faithfulness_tau_is_computed_and_in_range(full_run):
+    faith = json.loads((full_run[0] / "faithfulness.json").read_text())
+    assert len(faith["proxy"]) == len(faith["reference"]) == 3
+    # An uncomputable tau (tied accuracies) is written as null, never as a made-up 0.
+    assert faith["tau"] is not None, faith
+    assert math.isfinite(faith["tau"]) and -1.0 <= faith["tau"] <= 1.0, faith
 
 
 def _wait_for_cycle(path: Path, cycle: int, proc: subprocess.Popen, timeout: float) -> None:

@@ -338,8 +338,9 @@ def faithfulness(st: EvolutionState, c: Context) -> dict[str, Any]:
     proxy_acc = [p["accuracy"] for p in picks]
     full_acc = [full[k] for k in range(n)]
     tau, p_value = kendalltau(proxy_acc, full_acc)
-    tau = 0.0 if np.isnan(tau) else float(tau)
-    return {"tau": tau, "p_value": float(p_value), "proxy": proxy_acc, "reference": full_acc}
+    # NaN (all proxy or all reference accuracies tied) means uncomputable, not "uncorrelated".
+    tau, p_value = (None, None) if np.isnan(tau) else (float(tau), float(p_value))
+    return {"tau": tau, "p_value": p_value, "proxy": proxy_acc, "reference": full_acc}
 
 
 def write_outputs(st: EvolutionState, c: Context, tracker: Tracker, faith: dict) -> Genotype:
@@ -383,8 +384,9 @@ def write_outputs(st: EvolutionState, c: Context, tracker: Tracker, faith: dict)
         "evolution/pareto_size": len(front),
     }
     if faith:
-        summary["evolution/kendall_tau"] = faith["tau"]
-        tracker.log({"evolution/kendall_tau": faith["tau"]}, step=step)
+        if faith["tau"] is not None:
+            summary["evolution/kendall_tau"] = faith["tau"]
+            tracker.log({"evolution/kendall_tau": faith["tau"]}, step=step)
         (run / "faithfulness.json").write_text(json.dumps(faith, indent=2))
     tracker.summary(summary)
     tracker.log_json("genotype_evolution", best.to_dict())
@@ -489,9 +491,9 @@ def run_evolution(
         save_state(st, c)
     faith = faithfulness(st, c) if cfg.evolution.faithfulness_samples else {}
     if faith and ctx.is_main:
+        tau = "uncomputable (tied accuracies)" if faith["tau"] is None else f"{faith['tau']:.3f}"
         print(
-            f"[hybridnas] proxy faithfulness: Kendall tau {faith['tau']:.3f} "
-            f"on {len(faith['proxy'])} candidates"
+            f"[hybridnas] proxy faithfulness: Kendall tau {tau} on {len(faith['proxy'])} candidates"
         )
     best = write_outputs(st, c, tracker, faith)
     barrier(ctx)
