@@ -1,31 +1,24 @@
-"""Smoke test of the benchmark machinery (tools/bench.py, hybridnas.bench.report): one micro
-measurement in a child process, the results file, the equal-compute budgets, and the report
-writer on a small synthetic results.json. No search or training runs here (< 60 s)."""
+"""Smoke test of the benchmark machinery (hybridnas.bench: harness, modes, sections, report):
+one micro measurement in a child process, the results file, the equal-compute budgets, and the
+report writer on a small synthetic results.json. No search or training runs here (< 60 s)."""
 
-import importlib.util
 import json
+import subprocess
 import sys
 from pathlib import Path
+
+from hybridnas.bench import harness
+from hybridnas.bench.modes import MODES, budgets
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _bench():
-    spec = importlib.util.spec_from_file_location(
-        "hybridnas_tool_bench", ROOT / "tools" / "bench.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_run_child_measures_its_own_peak_memory(tmp_path):
-    bench = _bench()
-    big = bench.run_child(
+    big = harness.run_child(
         [sys.executable, "-c", "b = bytearray(120_000_000); b[::4096] = b'x' * len(b[::4096])"],
         tmp_path / "big.log",
     )
-    small = bench.run_child([sys.executable, "-c", "pass"], tmp_path / "small.log")
+    small = harness.run_child([sys.executable, "-c", "pass"], tmp_path / "small.log")
     assert big["rc"] == 0 and small["rc"] == 0
     assert big["maxrss_mb"] > 110  # the child's own ru_maxrss, not this process's
     assert small["maxrss_mb"] < big["maxrss_mb"] - 90
@@ -33,18 +26,16 @@ def test_run_child_measures_its_own_peak_memory(tmp_path):
 
 
 def test_results_survive_and_resume(tmp_path):
-    bench = _bench()
-    r = bench.Results(tmp_path, "quick")
+    r = harness.Results(tmp_path, "quick")
     r.put("a", {"rc": 0, "x": 1})
-    again = bench.Results(tmp_path)
+    again = harness.Results(tmp_path)
     assert again.items["a"]["x"] == 1 and again.doc["meta"]["mode"] == "quick"
     assert not (tmp_path / "results.tmp").exists()
 
 
 def test_equal_compute_budgets():
-    bench = _bench()
-    for mode in bench.MODES.values():
-        b = bench.budgets(mode)
+    for mode in MODES.values():
+        b = budgets(mode)
         assert b["hybrid_clips"] == b["clips"]  # hybrid: half supernet, half evolution
         assert b["random_candidates"] * mode["proxy_clips"] == b["clips"]
         assert b["evo_clips"] <= b["clips"]
@@ -116,8 +107,8 @@ def _synthetic(tmp_path: Path) -> Path:
         "load_at_start": [1.0, 1.0, 1.0],
         "load_at_end": [1.0, 1.0, 1.0],
         "machine": {"cpus": 2, "torch": "x", "gpu": None},
-        "config": _bench().MODES["quick"],
-        "budgets": _bench().budgets(_bench().MODES["quick"]),
+        "config": MODES["quick"],
+        "budgets": budgets(MODES["quick"]),
     }
     src = tmp_path / "bench"
     src.mkdir()
@@ -140,3 +131,17 @@ def test_report_writer(tmp_path):
     assert json.loads((dst / "results.json").read_text())["meta"]["mode"] == "quick"
     # re-running from the same results gives the same report
     assert write_report(src, dst).read_text() == md
+
+
+def test_bench_cli_lists_the_sections_and_keeps_the_ground_truth_commands():
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "bench.py"), "run", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    ).stdout
+    assert "cost,cost_long,quality,train,faithfulness,evo_ranks" in out
+    from hybridnas.bench.cli import COMMANDS
+
+    assert {"groundtruth", "regret", "gt-report"} <= set(COMMANDS)
