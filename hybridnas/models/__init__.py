@@ -16,6 +16,7 @@ from torch import nn
 from hybridnas.engine.checkpoint import CheckpointError
 from hybridnas.models.baselines import Frame2D, r2plus1d, x3d_xs
 from hybridnas.space.genotype import Genotype, GenotypeError
+from hybridnas.space.macro import macro_fields_from_config
 from hybridnas.space.network import build_network
 
 MODELS = ("genotype", "x3d_xs", "r2plus1d", "frame2d")
@@ -23,24 +24,16 @@ BUILTIN_GENOTYPE = Path(__file__).resolve().parent / "genotypes" / "builtin_sdas
 
 
 def resolve_genotype(model_cfg: Any, *, num_classes: int, frames: int, size: int) -> Genotype:
-    """Load ``model_cfg.genotype`` (file or run folder) and scale it: the overrides
-    ``num_cells`` / ``stage_widths`` / ``stem_channels`` / ``stem_stride`` (null keeps the
-    genotype's) plus the
-    data's clip shape and class count."""
+    """Load ``model_cfg.genotype`` (file or run folder) and scale it: the skeleton keys the
+    config sets (``num_cells``, ``stage_widths``, ``stem_channels``, ``stem_stride``; null keeps
+    the genotype's, see ``macro_fields_from_config``) plus the data's clip shape and classes."""
     path = model_cfg.genotype
     if not path:
         raise GenotypeError("model=genotype needs genotype=<genotype.json or a search run folder>")
     g = Genotype.load(BUILTIN_GENOTYPE if path == "builtin" else path)
-    changes: dict[str, Any] = {"frames": frames, "size": size, "num_classes": num_classes}
-    if model_cfg.get("num_cells"):
-        changes["num_cells"] = int(model_cfg.num_cells)
-    if model_cfg.get("stage_widths"):
-        changes["stage_widths"] = tuple(int(w) for w in model_cfg.stage_widths)
-    if model_cfg.get("stem_stride"):
-        changes["stem_stride"] = tuple(int(s) for s in model_cfg.stem_stride)
-    if model_cfg.get("stem_channels"):
-        changes["stem_channels"] = int(model_cfg.stem_channels)
-    return g.replace(**changes)
+    return g.replace(
+        **macro_fields_from_config(model_cfg, frames=frames, size=size, num_classes=num_classes)
+    )
 
 
 def build_model(

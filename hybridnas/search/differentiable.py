@@ -41,6 +41,7 @@ from hybridnas.search.architect import Architect
 from hybridnas.search.sdas import FixSchedule, fix_edges
 from hybridnas.space.cells import edge_list
 from hybridnas.space.genotype import CELL_TYPES, Genotype
+from hybridnas.space.macro import MacroSpec
 from hybridnas.space.supernet import (
     Architecture,
     Supernet,
@@ -78,20 +79,13 @@ class SearchState:
 
 
 def supernet_config(cfg: Any, num_classes: int) -> SupernetConfig:
-    m, d = cfg.model, cfg.data
+    m = cfg.model
     return SupernetConfig(
         op_names=list(m.op_names),
         steps=m.steps,
-        stage_widths=tuple(m.stage_widths),
-        num_cells=m.num_cells,
-        stem_channels=m.stem_channels,
-        stem_stride=tuple(m.stem_stride),
-        reduction_stride=tuple(m.reduction_stride),
         partial_k=m.partial_k,
         edge_norm=m.edge_norm,
-        frames=d.frames,
-        size=d.size,
-        num_classes=num_classes,
+        macro=MacroSpec.from_config(m, cfg.data, num_classes),
     )
 
 

@@ -48,6 +48,7 @@ from hybridnas.search.proxy import (
     train_stage,
 )
 from hybridnas.space.genotype import CellSpec, Genotype
+from hybridnas.space.macro import MacroSpec
 from hybridnas.space.network import build_network
 
 CHECKPOINT = "checkpoints/evolution_last.pt"
@@ -450,16 +451,9 @@ def chain_genotype(cfg: Any) -> Genotype:
         for k, i in enumerate(sorted({0, j - 1}))
     )
     cell = CellSpec(edges=edges, concat=tuple(range(2, 2 + cfg.model.steps)))
-    return Genotype(
-        normal=cell,
-        reduce=cell,
-        stage_widths=tuple(cfg.model.stage_widths),
-        num_cells=cfg.model.num_cells,
-        stem_channels=cfg.model.stem_channels,
-        reduction_stride=tuple(cfg.model.reduction_stride),
-        frames=cfg.data.frames,
-        size=cfg.data.size,
-    )
+    # no dataset is read here: the class count stays the skeleton's default
+    macro = MacroSpec.from_config(cfg.model, cfg.data, num_classes=MacroSpec.num_classes)
+    return Genotype(normal=cell, reduce=cell, macro=macro)
 
 
 def run_evolution(

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from hybridnas.ops import is_op, list_ops
+from hybridnas.space.macro import MACRO_FIELDS, MacroSpec, reads_macro, split_macro
 
 FORMAT = "hybridnas.genotype"
 VERSION = 1
@@ -52,11 +53,6 @@ class CellSpec:
     edges: tuple[tuple[int, int, str], ...]
     concat: tuple[int, ...]
 
-    @property
-    def num_nodes(self) -> int:
-        """Number of intermediate nodes (inputs 0 and 1 not counted)."""
-        return max(max(j for _, j, _ in self.edges), max(self.concat)) - 1
-
     def inputs_of(self, node: int) -> list[tuple[int, str]]:
         """The ``(from_node, op)`` pairs feeding ``node``, in document order."""
         return [(i, op) for i, j, op in self.edges if j == node]
@@ -65,23 +61,37 @@ class CellSpec:
         return {"edges": [[i, j, op] for i, j, op in self.edges], "concat": list(self.concat)}
 
 
-@dataclass(frozen=True)
+@reads_macro
+@dataclass(frozen=True, init=False)
 class Genotype:
-    """A whole network architecture: two cell types plus the macro skeleton and clip shape."""
+    """A whole network architecture: two cell types plus the macro skeleton (``macro``).
+
+    The skeleton's fields read through: ``g.stage_widths`` is ``g.macro.stage_widths``, and
+    ``Genotype(normal, reduce, stage_widths=..., frames=...)`` builds the ``MacroSpec``.
+    """
 
     normal: CellSpec
     reduce: CellSpec
-    stage_widths: tuple[int, ...] = (8, 16, 32)
-    num_cells: int = 5
-    stem_channels: int = 24
-    stem_kernel: tuple[int, int, int] = (3, 3, 3)
-    stem_stride: tuple[int, int, int] = (1, 1, 1)
-    reduction_stride: tuple[int, int, int] = (1, 2, 2)
-    in_channels: int = 3
-    frames: int = 8
-    size: int = 32
-    num_classes: int = 10
+    macro: MacroSpec = MacroSpec()
     meta: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def __init__(
+        self,
+        normal: CellSpec,
+        reduce: CellSpec,
+        macro: MacroSpec | None = None,
+        meta: Mapping[str, Any] | None = None,
+        **macro_fields: Any,
+    ) -> None:
+        unknown = set(macro_fields) - set(MACRO_FIELDS)
+        if unknown:
+            raise TypeError(f"Genotype got unexpected field(s) {sorted(unknown)}")
+        macro = macro or MacroSpec()
+        if macro_fields:
+            macro = replace(macro, **macro_fields)
+        for name, value in (("normal", normal), ("reduce", reduce), ("macro", macro)):
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "meta", {} if meta is None else meta)
 
     def cell(self, cell_type: str) -> CellSpec:
         return self.normal if cell_type == "normal" else self.reduce
@@ -91,8 +101,9 @@ class Genotype:
         return reduction_indices(self.num_cells)
 
     def replace(self, **changes: Any) -> Genotype:
-        """A copy with some fields changed, validated."""
-        new = replace(self, **changes)
+        """A copy with some fields (cells, meta or skeleton fields) changed, validated."""
+        macro_changes, rest = split_macro(changes)
+        new = replace(self, macro=replace(rest.pop("macro", self.macro), **macro_changes), **rest)
         validate(new.to_dict())
         return new
 
@@ -101,16 +112,7 @@ class Genotype:
             "format": FORMAT,
             "version": VERSION,
             "cells": {"normal": self.normal.to_dict(), "reduce": self.reduce.to_dict()},
-            "stem": {
-                "channels": self.stem_channels,
-                "kernel": list(self.stem_kernel),
-                "stride": list(self.stem_stride),
-            },
-            "stage_widths": list(self.stage_widths),
-            "num_cells": self.num_cells,
-            "reduction_stride": list(self.reduction_stride),
-            "clip": {"channels": self.in_channels, "frames": self.frames, "size": self.size},
-            "num_classes": self.num_classes,
+            **self.macro.to_dict(),
             "meta": dict(self.meta),
         }
 
@@ -144,20 +146,10 @@ class Genotype:
             )
             for name in CELL_TYPES
         }
-        stem, clip = doc["stem"], doc["clip"]
         return cls(
             normal=cells["normal"],
             reduce=cells["reduce"],
-            stage_widths=tuple(int(w) for w in doc["stage_widths"]),
-            num_cells=int(doc["num_cells"]),
-            stem_channels=int(stem["channels"]),
-            stem_kernel=tuple(stem["kernel"]),
-            stem_stride=tuple(stem["stride"]),
-            reduction_stride=tuple(doc["reduction_stride"]),
-            in_channels=int(clip["channels"]),
-            frames=int(clip["frames"]),
-            size=int(clip["size"]),
-            num_classes=int(doc["num_classes"]),
+            macro=MacroSpec.from_dict(doc),
             meta=dict(doc.get("meta", {})),
         )
 

@@ -15,7 +15,7 @@ of drifting it with momentum and weight decay.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
@@ -23,33 +23,38 @@ from torch import nn
 from hybridnas.ops import DEFAULT_SEARCH_OPS, is_op
 from hybridnas.space.cells import FREE, PRUNED, SearchCell, edge_list
 from hybridnas.space.genotype import CELL_TYPES, CellSpec, Genotype, num_stages
+from hybridnas.space.macro import MacroSpec, reads_macro
 from hybridnas.space.network import ClassifierHead, build_stem, cell_plan
 
 
-@dataclass
+@reads_macro
+@dataclass(init=False)
 class SupernetConfig:
-    """Everything that shapes a supernet. ``partial_k`` > 1 turns on PC-DARTS partial channels."""
+    """Everything that shapes a supernet: the op set, nodes per cell, PC-DARTS partial channels
+    (``partial_k`` > 1) and edge normalisation, on the macro skeleton ``macro``.
+
+    Like ``Genotype``, it reads the skeleton's fields through (``config.stage_widths``) and
+    takes them as keywords: ``SupernetConfig(op_names=ops, stage_widths=(4, 8, 8))``.
+    """
 
     op_names: list[str] = field(default_factory=lambda: list(DEFAULT_SEARCH_OPS))
     steps: int = 4
-    stage_widths: tuple[int, ...] = (8, 16, 32)
-    num_cells: int = 5
-    stem_channels: int = 24
-    stem_kernel: tuple[int, int, int] = (3, 3, 3)
-    stem_stride: tuple[int, int, int] = (1, 1, 1)
-    reduction_stride: tuple[int, int, int] = (1, 2, 2)
     partial_k: int = 1
     edge_norm: bool = False
-    in_channels: int = 3
-    frames: int = 8
-    size: int = 32
-    num_classes: int = 10
+    macro: MacroSpec = field(default_factory=MacroSpec)
 
-    def __post_init__(self) -> None:
-        self.stage_widths = tuple(self.stage_widths)
-        self.stem_kernel, self.stem_stride = tuple(self.stem_kernel), tuple(self.stem_stride)
-        self.reduction_stride = tuple(self.reduction_stride)
-        self.op_names = list(self.op_names)
+    def __init__(
+        self,
+        op_names: list[str] | None = None,
+        steps: int = 4,
+        partial_k: int = 1,
+        edge_norm: bool = False,
+        macro: MacroSpec | None = None,
+        **macro_fields,
+    ) -> None:
+        self.op_names = list(DEFAULT_SEARCH_OPS if op_names is None else op_names)
+        self.steps, self.partial_k, self.edge_norm = steps, partial_k, edge_norm
+        self.macro = replace(macro or MacroSpec(), **macro_fields)
         self.validate()
 
     def validate(self) -> None:
@@ -78,9 +83,6 @@ class SupernetConfig:
     @property
     def num_edges(self) -> int:
         return len(edge_list(self.steps))
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class Architecture(nn.Module):
@@ -176,9 +178,10 @@ class Supernet(nn.Module):
     def __init__(self, config: SupernetConfig) -> None:
         super().__init__()
         self.config = c = config
-        self.stem = build_stem(c.in_channels, c.stem_channels, c.stem_kernel, c.stem_stride)
+        m = c.macro
+        self.stem = build_stem(m.in_channels, m.stem_channels, m.stem_kernel, m.stem_stride)
         self.cells = nn.ModuleList()
-        for p in cell_plan(c.num_cells, c.stage_widths, c.stem_channels, (c.steps, c.steps)):
+        for p in cell_plan(m.num_cells, m.stage_widths, m.stem_channels, (c.steps, c.steps)):
             self.cells.append(
                 SearchCell(
                     steps=c.steps,
@@ -187,12 +190,12 @@ class Supernet(nn.Module):
                     c=p.c,
                     reduction=p.reduction,
                     reduction_prev=p.reduction_prev,
-                    reduction_stride=c.reduction_stride,
+                    reduction_stride=m.reduction_stride,
                     op_names=c.op_names,
                     partial_k=c.partial_k,
                 )
             )
-        self.head = ClassifierHead(c.steps * p.c, c.num_classes)
+        self.head = ClassifierHead(c.steps * p.c, m.num_classes)
         self._applied_state: list[list[int]] | None = None
 
     def new_architecture(self) -> Architecture:
@@ -288,18 +291,4 @@ def derive_genotype(
     """The genotype the current architecture parameters and edge decisions describe."""
     c = supernet.config
     cells = {t: derive_cell(arch, t, c.steps, max_skips) for t in CELL_TYPES}
-    return Genotype(
-        normal=cells["normal"],
-        reduce=cells["reduce"],
-        stage_widths=tuple(c.stage_widths),
-        num_cells=c.num_cells,
-        stem_channels=c.stem_channels,
-        stem_kernel=tuple(c.stem_kernel),
-        stem_stride=tuple(c.stem_stride),
-        reduction_stride=tuple(c.reduction_stride),
-        in_channels=c.in_channels,
-        frames=c.frames,
-        size=c.size,
-        num_classes=c.num_classes,
-        meta=meta,
-    )
+    return Genotype(normal=cells["normal"], reduce=cells["reduce"], macro=c.macro, meta=meta)

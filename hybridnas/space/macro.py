@@ -1,0 +1,114 @@
+"""The macro skeleton of a network: everything but its two cell types.
+
+``MacroSpec`` is declared once and held by both a ``Genotype`` (``genotype.macro``) and a
+``SupernetConfig`` (``config.macro``); ``macro_fields_from_config`` is the one place it is
+read from a Hydra tree. In a genotype document its fields are the ``stem``, ``stage_widths``,
+``num_cells``, ``reduction_stride``, ``clip`` and ``num_classes`` keys (see genotype.py)::
+
+    stem: Conv3d(in_channels -> stem_channels, stem_kernel, stem_stride) -> BN
+    num_cells cells; stage s (between reductions) uses stage_widths[s] channels per node;
+    reduction cells at 1/3 and 2/3 of the depth stride by reduction_stride
+    clips (in_channels, frames, size, size) -> num_classes logits
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+Triple = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class MacroSpec:
+    """Stage widths, depth, stem, reduction stride, clip shape and classes of a network."""
+
+    stage_widths: tuple[int, ...] = (8, 16, 32)
+    num_cells: int = 5
+    stem_channels: int = 24
+    stem_kernel: Triple = (3, 3, 3)
+    stem_stride: Triple = (1, 1, 1)
+    reduction_stride: Triple = (1, 2, 2)
+    in_channels: int = 3
+    frames: int = 8
+    size: int = 32
+    num_classes: int = 10
+
+    def __post_init__(self) -> None:
+        for name in ("stage_widths", "stem_kernel", "stem_stride", "reduction_stride"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The skeleton's keys of a genotype document, in document order."""
+        return {
+            "stem": {
+                "channels": self.stem_channels,
+                "kernel": list(self.stem_kernel),
+                "stride": list(self.stem_stride),
+            },
+            "stage_widths": list(self.stage_widths),
+            "num_cells": self.num_cells,
+            "reduction_stride": list(self.reduction_stride),
+            "clip": {"channels": self.in_channels, "frames": self.frames, "size": self.size},
+            "num_classes": self.num_classes,
+        }
+
+    @classmethod
+    def from_dict(cls, doc: Any) -> MacroSpec:
+        """From a (validated) genotype document."""
+        stem, clip = doc["stem"], doc["clip"]
+        return cls(
+            stage_widths=tuple(int(w) for w in doc["stage_widths"]),
+            num_cells=int(doc["num_cells"]),
+            stem_channels=int(stem["channels"]),
+            stem_kernel=tuple(stem["kernel"]),
+            stem_stride=tuple(stem["stride"]),
+            reduction_stride=tuple(doc["reduction_stride"]),
+            in_channels=int(clip["channels"]),
+            frames=int(clip["frames"]),
+            size=int(clip["size"]),
+            num_classes=int(doc["num_classes"]),
+        )
+
+    @classmethod
+    def from_config(cls, model: Any, data: Any, num_classes: int) -> MacroSpec:
+        """The skeleton a search config describes (keys it leaves out keep their defaults)."""
+        fields = macro_fields_from_config(
+            model, frames=data.frames, size=data.size, num_classes=num_classes
+        )
+        return cls(**fields)
+
+
+MACRO_FIELDS = tuple(f.name for f in fields(MacroSpec))
+# the model.* keys of a config that set a macro field (a null value sets nothing)
+CONFIG_KEYS = ("stage_widths", "num_cells", "stem_channels", "stem_stride", "reduction_stride")
+SCALARS = ("num_cells", "stem_channels")
+
+
+def macro_fields_from_config(
+    model: Any, *, frames: int, size: int, num_classes: int
+) -> dict[str, Any]:
+    """The macro fields a config sets: ``model.{stage_widths, num_cells, stem_channels,
+    stem_stride, reduction_stride}`` where present and not null (a search config
+    sets them all; a training config's null keeps the genotype's), the clip shape
+    (``data.frames``, ``data.size``) and ``num_classes`` (the dataset's)."""
+    out: dict[str, Any] = {}
+    for key in CONFIG_KEYS:
+        value = model.get(key)
+        if value is not None:
+            out[key] = int(value) if key in SCALARS else tuple(int(v) for v in value)
+    return {**out, "frames": frames, "size": size, "num_classes": num_classes}
+
+
+def split_macro(changes: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(macro fields, the rest) of a keyword dict."""
+    macro = {k: v for k, v in changes.items() if k in MACRO_FIELDS}
+    return macro, {k: v for k, v in changes.items() if k not in MACRO_FIELDS}
+
+
+def reads_macro(cls: type) -> type:
+    """Class decorator: ``obj.<field>`` reads ``obj.macro.<field>`` for every macro field."""
+    for name in MACRO_FIELDS:
+        prop = property(lambda self, n=name: getattr(self.macro, n), doc=f"``macro.{name}``")
+        setattr(cls, name, prop)
+    return cls
