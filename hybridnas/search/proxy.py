@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from threadpoolctl import threadpool_limits
 from torch import nn
 
+from hybridnas.data.bad import BadItem
 from hybridnas.search.channels import ChannelScaler, layer_rank, mapping_condition, rank_slope
 from hybridnas.space.cells import edge_list
 from hybridnas.space.genotype import Genotype
@@ -67,8 +68,29 @@ class ProxyData:
     val_y: torch.Tensor
 
 
-def _stack(dataset: Any, index: Sequence[int], size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    xs, ys = zip(*(dataset[int(i)] for i in index), strict=True)
+def _readable(dataset: Any, order: Sequence[int], n: int, in_order: bool) -> list[tuple]:
+    """The first ``n`` readable (index, clip, label) of ``order``; an item that fails to decode
+    comes back as a BadItem and is skipped and recorded, as the training loaders do. Sorted by
+    index unless ``in_order``."""
+    items, bad = [], []
+    for i in order:
+        if len(items) == n:
+            break
+        item = dataset[int(i)]
+        if isinstance(item, BadItem):
+            bad.append(item)
+        else:
+            items.append((int(i), *item))
+    if bad and hasattr(dataset, "record_bad"):
+        dataset.record_bad(bad)
+    if not items:
+        root = getattr(dataset, "root", "") or type(dataset).__name__
+        raise RuntimeError(f"no usable clip in {root}: all {len(bad)} items tried were unreadable")
+    return items if in_order else sorted(items, key=lambda item: item[0])
+
+
+def _stack(items: list[tuple], size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    _, xs, ys = zip(*items, strict=True)
     x = torch.stack(xs)
     if x.shape[-1] != size:
         x = F.interpolate(x, size=(x.shape[2], size, size), mode="trilinear", align_corners=False)
@@ -79,12 +101,10 @@ def load_proxy_data(train_set: Any, val_set: Any, cfg: ProxyConfig, seed: int) -
     """Take as many training clips as the stages consume (in a seeded random order) and the
     first ``val_clips`` of a seeded permutation of the validation split."""
     rng = np.random.default_rng([seed, 7])
-    n_train = min(len(train_set), sum(cfg.stage_clips))
-    train_idx = rng.permutation(len(train_set))[:n_train]
-    val_idx = np.sort(rng.permutation(len(val_set))[: min(cfg.val_clips, len(val_set))])
-    tx, ty = _stack(train_set, train_idx, cfg.size)
-    vx, vy = _stack(val_set, val_idx, cfg.size)
-    return ProxyData(tx, ty, vx, vy)
+    train_order, val_order = rng.permutation(len(train_set)), rng.permutation(len(val_set))
+    train = _readable(train_set, train_order, sum(cfg.stage_clips), in_order=True)
+    val = _readable(val_set, val_order, cfg.val_clips, in_order=False)
+    return ProxyData(*_stack(train, cfg.size), *_stack(val, cfg.size))
 
 
 def proxy_genotype(genotype: Genotype, width_scale: float, min_width: int) -> Genotype:
