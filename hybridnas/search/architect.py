@@ -26,12 +26,14 @@ from hybridnas.space.supernet import Architecture
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 AllReduce = Callable[[list[torch.Tensor]], None]
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (logits, labels) -> loss
 
 
 class Architect:
     """Adam on the architecture parameters.
 
-    DARTS defaults: lr 3e-4, betas (0.5, 0.999), weight decay 1e-3.
+    DARTS defaults: lr 3e-4, betas (0.5, 0.999), weight decay 1e-3. ``loss_fn(logits, labels)``
+    is the loss of both levels (cross-entropy by default).
     """
 
     def __init__(
@@ -43,6 +45,7 @@ class Architect:
         weight_decay: float = 1e-3,
         order: int = 1,
         all_reduce: AllReduce | None = None,
+        loss_fn: LossFn = F.cross_entropy,
     ) -> None:
         if order not in (1, 2):
             raise ValueError(f"search.order must be 1 or 2, got {order}")
@@ -51,6 +54,7 @@ class Architect:
             arch.parameters(), lr=lr, betas=tuple(betas), weight_decay=weight_decay
         )
         self.all_reduce = all_reduce
+        self.loss_fn = loss_fn
 
     def _free_params(self) -> list[nn.Parameter]:
         return [p for p in self.arch.parameters() if p.requires_grad]
@@ -80,7 +84,7 @@ class Architect:
 
     def _val_loss(self, model, batch):
         logits = model(batch[0], self.arch)
-        loss = F.cross_entropy(logits, batch[1])
+        loss = self.loss_fn(logits, batch[1])
         correct = (logits.detach().argmax(1) == batch[1]).sum()
         return loss, correct
 
@@ -105,7 +109,7 @@ class Architect:
     def _unrolled_grads(self, model, val_batch, train_batch, params, xi, wd):
         weights = [p for p in model.parameters() if p.requires_grad]
         backup = [w.detach().clone() for w in weights]
-        train_loss = F.cross_entropy(model(train_batch[0], self.arch), train_batch[1])
+        train_loss = self.loss_fn(model(train_batch[0], self.arch), train_batch[1])
         g_train = torch.autograd.grad(train_loss, weights, allow_unused=True)
         step = [
             (g if g is not None else torch.zeros_like(w)) + wd * w
@@ -132,10 +136,10 @@ class Architect:
         norm = torch.cat([v.flatten() for v in vector]).norm()
         eps = 0.01 / max(float(norm), 1e-12)
         self._shift(weights, vector, eps)
-        loss = F.cross_entropy(model(batch[0], self.arch), batch[1])
+        loss = self.loss_fn(model(batch[0], self.arch), batch[1])
         g_pos = torch.autograd.grad(loss, params, allow_unused=True)
         self._shift(weights, vector, -2 * eps)
-        loss = F.cross_entropy(model(batch[0], self.arch), batch[1])
+        loss = self.loss_fn(model(batch[0], self.arch), batch[1])
         g_neg = torch.autograd.grad(loss, params, allow_unused=True)
         self._shift(weights, vector, eps)
         return [

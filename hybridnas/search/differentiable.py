@@ -37,7 +37,7 @@ from hybridnas.engine.distributed import (
     broadcast_,
 )
 from hybridnas.engine.tracking import Tracker
-from hybridnas.search.architect import Architect
+from hybridnas.search.architect import Architect, LossFn
 from hybridnas.search.sdas import FixSchedule, fix_edges
 from hybridnas.space.cells import edge_list
 from hybridnas.space.genotype import CELL_TYPES, Genotype
@@ -47,7 +47,6 @@ from hybridnas.space.supernet import (
     Supernet,
     SupernetConfig,
     derive_genotype,
-    edge_strengths,
 )
 from hybridnas.viz import draw_genotype, plot_alpha_history
 
@@ -76,6 +75,7 @@ class SearchState:
     epoch_times: list[float] = field(default_factory=list)
     running: dict = field(default_factory=dict)
     rank_digests: list[str] = field(default_factory=list)
+    loss_fn: LossFn = F.cross_entropy
 
 
 def supernet_config(cfg: Any, num_classes: int) -> SupernetConfig:
@@ -95,8 +95,11 @@ def weight_lr(cfg: Any, epoch: int) -> float:
     return s.w_lr_min + 0.5 * (s.w_lr - s.w_lr_min) * (1 + math.cos(math.pi * epoch / s.epochs))
 
 
-def setup(cfg: Any, ctx: DistContext, run_dir: Path) -> SearchState:
-    """Data, supernet, architecture, optimizers; all ranks start from rank 0's values."""
+def setup(
+    cfg: Any, ctx: DistContext, run_dir: Path, loss_fn: LossFn = F.cross_entropy
+) -> SearchState:
+    """Data, supernet, architecture, optimizers; all ranks start from rank 0's values.
+    ``loss_fn(logits, labels)`` is the training and architecture loss."""
     s = cfg.search
     train_set = build_dataset(cfg.data, "train")
     val_set = build_dataset(cfg.data, "search_val")
@@ -137,6 +140,7 @@ def setup(cfg: Any, ctx: DistContext, run_dir: Path) -> SearchState:
         weight_decay=s.a_weight_decay,
         order=s.order,
         all_reduce=lambda grads: all_reduce_mean_(grads, ctx),
+        loss_fn=loss_fn,
     )
     schedule = FixSchedule(
         epochs=s.epochs,
@@ -144,7 +148,17 @@ def setup(cfg: Any, ctx: DistContext, run_dir: Path) -> SearchState:
         kind=s.schedule if s.method == "sdas" else "none",
     )
     return SearchState(
-        cfg, ctx, run_dir, supernet, arch, trainer, architect, schedule, train_loader, val_loader
+        cfg,
+        ctx,
+        run_dir,
+        supernet,
+        arch,
+        trainer,
+        architect,
+        schedule,
+        train_loader,
+        val_loader,
+        loss_fn=loss_fn,
     )
 
 
@@ -245,7 +259,7 @@ def train_epoch(st: SearchState, tracker: Tracker) -> None:
                 val_steps=1,
             )
         logits = st.trainer(x, st.arch)
-        loss = F.cross_entropy(logits, y)
+        loss = st.loss_fn(logits, y)
         st.trainer.step(loss)
         loss = loss.detach()
         correct = float((logits.detach().argmax(1) == y).sum())
@@ -333,7 +347,7 @@ def end_epoch(st: SearchState, tracker: Tracker, seconds: float) -> list[dict]:
 
 
 def write_alphas(st: SearchState, path: Path) -> None:
-    """Final softmaxed alphas and edge strengths, for evolution's seeding and guided rewiring."""
+    """Final softmaxed alphas and edge decisions, for evolution's seeding and guided rewiring."""
     steps = st.cfg.model.steps
     doc = {
         "op_names": st.arch.op_names,
@@ -344,7 +358,6 @@ def write_alphas(st: SearchState, path: Path) -> None:
     }
     for t in CELL_TYPES:
         doc[t] = st.arch.alpha_matrix(t).tolist()
-        doc[f"{t}_strength"] = edge_strengths(st.arch, t, steps).tolist()
     path.write_text(json.dumps(doc, indent=1))
 
 
@@ -371,9 +384,15 @@ def write_outputs(st: SearchState, tracker: Tracker, genotype: Genotype) -> None
     )
 
 
-def run_differentiable(cfg: Any, ctx: DistContext, run_dir: Path, tracker: Tracker) -> Genotype:
+def run_differentiable(
+    cfg: Any,
+    ctx: DistContext,
+    run_dir: Path,
+    tracker: Tracker,
+    loss_fn: LossFn = F.cross_entropy,
+) -> Genotype:
     """Train the supernet with scheduled fixing; return (and write) the derived genotype."""
-    st = setup(cfg, ctx, run_dir)
+    st = setup(cfg, ctx, run_dir, loss_fn)
     ckpt = run_dir / CHECKPOINT
     if cfg.resume and ckpt.is_file():
         restore(st, ckpt)

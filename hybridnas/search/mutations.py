@@ -79,14 +79,6 @@ class Guidance:
         }
         return cls(names, alphas)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "op_names": list(self.op_names),
-            "alphas": {
-                c: [[i, j, w] for (i, j), w in rows.items()] for c, rows in self.alphas.items()
-            },
-        }
-
 
 def load_guidance(run_dir: str | Path, op_names: Sequence[str]) -> Guidance:
     """``run_dir/alphas.json`` if the differentiable stage wrote one, else uniform guidance."""

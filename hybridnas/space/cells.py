@@ -80,12 +80,6 @@ class MixedOp(nn.Module):
     def is_free(self) -> bool:
         return self.state == FREE
 
-    def fix(self, op_index: int) -> None:
-        self.state = op_index
-
-    def prune(self) -> None:
-        self.state = PRUNED
-
     def _run_ops(self, x: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
         if self.state >= 0:
             return self.ops[self.state](x)
