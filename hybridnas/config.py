@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -97,19 +99,163 @@ def check_config(cfg: DictConfig, tool: str) -> None:
     check_choices(cfg)
 
 
-def prepare_run_dir(cfg: DictConfig, is_main: bool) -> Path:
-    """Create the run folder and write the resolved config; refuse to clobber a run."""
+def check_data_root(cfg: Any) -> None:
+    """A clear error before any work when an on-disk dataset has no (or an empty) root."""
+    if cfg.data.name == "builtin":
+        return
+    root = cfg.data.get("root")
+    if not root:
+        raise FileNotFoundError(f"data={cfg.data.name} needs data.root=<folder with the videos>")
+    path = Path(root)
+    if not path.exists():
+        raise FileNotFoundError(f"data.root={root} does not exist")
+    if path.is_dir() and not any(path.iterdir()):
+        raise FileNotFoundError(f"data.root={root} is empty: no annotations or videos in it")
+
+
+# Keys a resumed run may change: they say how to run, not what is computed.
+RUNTIME_KEYS = (
+    "resume",
+    "overwrite",
+    "out_dir",
+    "run_name",
+    "recipe_name",
+    "threads",
+    "tracking",
+    "wandb_project",
+    "data.workers",
+    "data.cache_dir",
+    "search.ckpt_every_steps",
+    "search.log_every_steps",
+    "train.ckpt_every_steps",
+    "train.log_every_steps",
+)
+
+
+def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for k, v in node.items():
+            out |= _flat(v, f"{prefix}{k}.")
+        return out
+    return {prefix[:-1]: node}
+
+
+def config_changes(cfg: DictConfig, run_dir: Path) -> list[str]:
+    """``key: old -> new`` for each setting that differs from the run's config.yaml, except
+    :data:`RUNTIME_KEYS` (keys only one side has are skipped: another code version wrote it)."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        return []
+    old = _flat(OmegaConf.to_container(OmegaConf.load(path), resolve=True))
+    new = _flat(OmegaConf.to_container(cfg, resolve=True))
+    return [
+        f"{k}: {old[k]!r} -> {new[k]!r}"
+        for k in sorted(old.keys() & new.keys())
+        if old[k] != new[k] and k not in RUNTIME_KEYS
+    ]
+
+
+def check_run_dir(cfg: DictConfig, strict_resume: bool) -> list[str]:
+    """Refuse, before anything is written, a run that would clobber another, a resume with
+    nothing to resume, and (``strict_resume``) a resume with other settings. Returns the
+    changed settings of an accepted resume."""
     run_dir = Path(cfg.out_dir)
-    has_ckpt = any((run_dir / "checkpoints").glob("*.pt")) if run_dir.exists() else False
+    has_ckpt = any((run_dir / "checkpoints").glob("*.pt"))
+    if cfg.resume and cfg.overwrite:
+        raise ConfigError("resume=true and overwrite=true contradict each other: pick one")
     if has_ckpt and not cfg.resume and not cfg.overwrite:
         raise ConfigError(
             f"{run_dir} already holds a run: pass resume=true to continue it, overwrite=true to "
             "start afresh, or another run_name"
         )
-    if is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if has_ckpt and cfg.overwrite and not cfg.resume:
-            for ckpt in (run_dir / "checkpoints").glob("*.pt"):
-                ckpt.unlink()
-        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    if not cfg.resume:
+        return []
+    if not has_ckpt:
+        raise ConfigError(
+            f"resume=true but {run_dir} holds no checkpoint (checkpoints/*.pt) to resume from: "
+            "drop resume=true to start a new run there"
+        )
+    changes = config_changes(cfg, run_dir)
+    if changes and strict_resume:
+        raise ConfigError(
+            f"resume=true: {run_dir} was started with other settings ({'; '.join(changes)}): "
+            "resume with the settings it was started with, or start afresh (overwrite=true or "
+            "another out_dir)"
+        )
+    return changes
+
+
+def _move_aside(run_dir: Path) -> Path:
+    """Rename the previous run's folder to <name>.replaced-<time> and recreate it empty."""
+    run_dir = run_dir.resolve()
+    if Path.cwd().resolve().is_relative_to(run_dir):
+        raise ConfigError(f"overwrite=true would move {run_dir}, the working directory: cd out")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    dest = run_dir.with_name(f"{run_dir.name}.replaced-{stamp}")
+    n = 1
+    while dest.exists():
+        dest, n = run_dir.with_name(f"{run_dir.name}.replaced-{stamp}-{n}"), n + 1
+    run_dir.rename(dest)
+    run_dir.mkdir()
+    reopen_run_logs(run_dir)
+    return dest
+
+
+def _run_logs(run_dir: Path) -> list[logging.FileHandler]:
+    """The open log files inside ``run_dir`` (Hydra's job log, opened before the tool runs)."""
+    run_dir = Path(run_dir).resolve()
+    return [
+        h
+        for h in logging.getLogger().handlers
+        if isinstance(h, logging.FileHandler) and Path(h.baseFilename).is_relative_to(run_dir)
+    ]
+
+
+def _holds_a_run(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds anything besides the log file this very process just opened."""
+    if not run_dir.is_dir():
+        return False
+    own = {Path(h.baseFilename) for h in _run_logs(run_dir)}
+    return any(p.resolve() not in own or p.stat().st_size > 0 for p in run_dir.iterdir())
+
+
+def reopen_run_logs(run_dir: Path) -> None:
+    """Point the log files opened inside ``run_dir`` at that path again: after the folder was
+    moved aside their open handles still write into the moved copy."""
+    for handler in _run_logs(run_dir):
+        handler.close()  # reopened at its path on the next record (append mode)
+
+
+def _write_hydra_record(cfg: DictConfig, run_dir: Path) -> None:
+    """What Hydra's ``output_subdir`` would hold, written only once the run is accepted
+    (Hydra writes it before the tool can refuse the run)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return
+    folder = run_dir / ".hydra"
+    folder.mkdir(exist_ok=True)
+    OmegaConf.save(cfg, folder / "config.yaml")
+    OmegaConf.save(HydraConfig.instance().cfg, folder / "hydra.yaml")
+    OmegaConf.save(HydraConfig.get().overrides.task, folder / "overrides.yaml")
+
+
+def prepare_run_dir(cfg: DictConfig, is_main: bool, strict_resume: bool = True) -> Path:
+    """Check the run folder (:func:`check_run_dir`), then create it and write the resolved
+    config; ``overwrite=true`` first moves the previous run aside, so the new one starts in a
+    clean folder. Call it only once everything else about the run has been checked."""
+    changes = check_run_dir(cfg, strict_resume)
+    run_dir = Path(cfg.out_dir)
+    if not is_main:
+        return run_dir
+    if cfg.overwrite and _holds_a_run(run_dir):
+        print(f"[hybridnas] overwrite=true: moved the previous run to {_move_aside(run_dir)}")
+    if changes:
+        print(f"[hybridnas] resuming with changed settings: {'; '.join(changes)}")
+    for stale in (run_dir / "checkpoints").glob(".*.tmp"):  # from a save killed mid-write
+        stale.unlink()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    _write_hydra_record(cfg, run_dir)
     return run_dir

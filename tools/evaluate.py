@@ -36,8 +36,8 @@ def parse_views(views: str) -> tuple[int, int]:
 
 
 def build_eval_loader(cfg: DictConfig, clips: int, crops: int):
+    from hybridnas.config import check_data_root
     from hybridnas.data import build_dataset, build_loader
-    from hybridnas.train.loop import check_data_root
 
     check_data_root(cfg)
     multi = (clips, crops) != (1, 1)
@@ -48,6 +48,22 @@ def build_eval_loader(cfg: DictConfig, clips: int, crops: int):
     dataset = build_dataset(dcfg, cfg.split)
     batch = max(1, cfg.data.batch_size // (clips * crops))
     return dataset, build_loader(dataset, batch_size=batch, train=False, workers=cfg.data.workers)
+
+
+def warn_clip_shape(path: str, trained: tuple[int, int], cfg: DictConfig) -> bool:
+    """Warn (stderr) when the data gives clips of another frames x size than the checkpoint was
+    trained on: the network runs, but its scores no longer measure the trained model."""
+    given = (int(cfg.data.frames), int(cfg.data.size or 32))
+    if given == trained:
+        return False
+    print(
+        f"hybridnas: warning: {path} was trained on {trained[0]}x{trained[1]}x{trained[1]} "
+        f"clips (frames x size x size), the data gives {given[0]}x{given[1]}x{given[1]} "
+        f"(data.frames={given[0]}, data.size={given[1]}); pass data.frames={trained[0]} "
+        f"data.size={trained[1]} to score it as trained",
+        file=sys.stderr,
+    )
+    return True
 
 
 def run(cfg: DictConfig) -> dict:
@@ -75,6 +91,7 @@ def run(cfg: DictConfig) -> dict:
     members, first = {}, None
     for path in paths:
         model, spec, _ = load_trained(path, device, ema=cfg.ema)
+        warn_clip_shape(path, (spec.frames, spec.size), cfg)
         if spec.num_classes != len(names):
             raise CheckpointError(
                 f"checkpoint {path} was trained for {spec.num_classes} classes; "

@@ -16,14 +16,25 @@ import hydra
 from omegaconf import DictConfig
 
 import hybridnas  # noqa: F401  (compat shims before pytorchvideo / deepspeed)
-from hybridnas.config import ConfigError, check_config, prepare_run_dir
-from hybridnas.engine.distributed import cleanup, init_distributed, set_cpu_threads
+from hybridnas.config import (
+    ConfigError,
+    check_config,
+    check_data_root,
+    check_run_dir,
+    prepare_run_dir,
+    reopen_run_logs,
+)
+from hybridnas.engine.checkpoint import CheckpointError, DivergedError
+from hybridnas.engine.distributed import barrier, cleanup, init_distributed, set_cpu_threads
 from hybridnas.engine.tracking import tracker_for_run
 from hybridnas.space.genotype import Genotype, GenotypeError
 
 
 def run(cfg: DictConfig) -> Genotype:
+    """Check the config, data and run folder, search, return the genotype. Nothing is written
+    to the run folder before the run (or its resume) is accepted."""
     check_config(cfg, "search")
+    check_data_root(cfg)
     if cfg.stage in ("hybrid", "differentiable"):
         from hybridnas.search.differentiable import supernet_config
 
@@ -31,10 +42,13 @@ def run(cfg: DictConfig) -> Genotype:
             supernet_config(cfg, num_classes=1)
         except ValueError as err:
             raise ConfigError(str(err)) from None
+    check_run_dir(cfg, strict_resume=True)
     ctx = init_distributed()
     if ctx.device.type == "cpu":
         set_cpu_threads(cfg.threads)
     run_dir = prepare_run_dir(cfg, ctx.is_main)
+    barrier(ctx)
+    reopen_run_logs(run_dir)  # rank 0 may have moved the old run (overwrite=true) aside
     tracker = tracker_for_run(cfg, run_dir, ctx.rank)
     try:
         genotype = Genotype.load(cfg.genotype) if cfg.genotype else None
@@ -60,9 +74,12 @@ def run(cfg: DictConfig) -> Genotype:
 def main(cfg: DictConfig) -> None:
     try:
         run(cfg)
-    except (ConfigError, GenotypeError) as err:
+    except (ConfigError, GenotypeError, CheckpointError, FileNotFoundError) as err:
         print(f"hybridnas: error: {err}", file=sys.stderr)
         sys.exit(2)
+    except DivergedError as err:
+        print(f"hybridnas: error: {err}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

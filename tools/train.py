@@ -14,32 +14,45 @@ Writes ``out_dir``: config.yaml, classes.json, checkpoints/{last,best}.pt, metri
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
 import hybridnas  # noqa: F401  (compat shims before pytorchvideo / deepspeed)
-from hybridnas.config import ConfigError, check_config, prepare_run_dir
-from hybridnas.engine.checkpoint import CheckpointError
-from hybridnas.engine.distributed import cleanup, init_distributed, set_cpu_threads
+from hybridnas.config import (
+    ConfigError,
+    check_config,
+    check_data_root,
+    check_run_dir,
+    prepare_run_dir,
+    reopen_run_logs,
+)
+from hybridnas.engine.checkpoint import CheckpointError, DivergedError
+from hybridnas.engine.distributed import barrier, cleanup, init_distributed, set_cpu_threads
 from hybridnas.engine.tracking import tracker_for_run
 from hybridnas.space.genotype import GenotypeError
 
 
 def run(cfg: DictConfig):
-    """Check the config and data, train, return the final TrainState."""
-    from hybridnas.train.loop import check_data_root, run_training
+    """Check the config, data and run folder, train, return the final TrainState. Nothing is
+    written to the run folder before the run (or its resume) is accepted."""
+    from hybridnas.train.loop import run_training, start_training
 
     check_config(cfg, "train")
     check_data_root(cfg)
+    check_run_dir(cfg, strict_resume=False)
     ctx = init_distributed()
     if ctx.device.type == "cpu":
         set_cpu_threads(cfg.threads)
     try:
-        run_dir = prepare_run_dir(cfg, ctx.is_main)
+        st = start_training(cfg, ctx, Path(cfg.out_dir))  # refuses another model's checkpoint
+        run_dir = prepare_run_dir(cfg, ctx.is_main, strict_resume=False)
+        barrier(ctx)
+        reopen_run_logs(run_dir)  # rank 0 may have moved the old run (overwrite=true) aside
         tracker = tracker_for_run(cfg, run_dir, ctx.rank)
         try:
-            st = run_training(cfg, ctx, run_dir, tracker)
+            st = run_training(st, tracker)
             if ctx.is_main:
                 ckpts = run_dir / "checkpoints"
                 print(f"[hybridnas] best val top-1 {st.best_acc:.4f}; checkpoints in {ckpts}")
@@ -57,6 +70,9 @@ def main(cfg: DictConfig) -> None:
     except (ConfigError, GenotypeError, CheckpointError, FileNotFoundError) as err:
         print(f"hybridnas: error: {err}", file=sys.stderr)
         sys.exit(2)
+    except DivergedError as err:
+        print(f"hybridnas: error: {err}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -21,10 +21,14 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from hybridnas.config import ConfigError
 from hybridnas.data import build_dataset, build_loader
 from hybridnas.engine.backend import WeightTrainer
 from hybridnas.engine.checkpoint import (
+    CheckpointError,
     capture_rng_state,
+    check_finite,
+    check_loss,
     load_checkpoint,
     restore_rng_state,
     save_checkpoint,
@@ -103,8 +107,6 @@ def setup(
     s = cfg.search
     train_set = build_dataset(cfg.data, "train")
     val_set = build_dataset(cfg.data, "search_val")
-    if ctx.is_main:
-        train_set.save_class_index(run_dir / "classes.json")
     loader_args = dict(
         batch_size=cfg.data.batch_size,
         train=True,
@@ -116,6 +118,11 @@ def setup(
     )
     train_loader = build_loader(train_set, **loader_args)
     val_loader = build_loader(val_set, **{**loader_args, "seed": cfg.seed + 1})
+    for split, data, loader in (
+        ("train", train_set, train_loader),
+        ("search_val", val_set, val_loader),
+    ):
+        check_one_batch(split, len(data), len(loader), cfg.data.batch_size, ctx.world_size)
 
     torch.manual_seed(cfg.seed)  # identical initial weights and alphas on every rank
     supernet = Supernet(supernet_config(cfg, train_set.num_classes)).to(ctx.device)
@@ -162,6 +169,17 @@ def setup(
     )
 
 
+def check_one_batch(split: str, clips: int, batches: int, batch_size: int, ranks: int) -> None:
+    """Refuse a split too small for one batch per rank: every epoch would run 0 steps and SDAS
+    would still fix every edge from untrained alphas."""
+    if batches == 0:
+        raise ConfigError(
+            f"the {split} split has {clips} clips ({clips // ranks} per rank on {ranks} "
+            f"rank(s)), fewer than one batch of data.batch_size={batch_size}: the search would "
+            "train 0 steps; lower data.batch_size or give the split more clips"
+        )
+
+
 # ---------------------------------------------------------------- checkpoints
 
 
@@ -184,6 +202,8 @@ def checkpoint_state(st: SearchState) -> dict:
 
 def save_search_checkpoint(st: SearchState) -> None:
     state = checkpoint_state(st)  # collective: every rank takes part
+    # every rank refuses together, before the engine state or the file is written
+    check_finite(state, f"search diverged at epoch {st.epoch}: refusing to save {CHECKPOINT}")
     st.trainer.save_engine_state(str(st.run_dir / "checkpoints" / "deepspeed"), "search_last")
     if st.ctx.is_main:
         save_checkpoint(st.run_dir / CHECKPOINT, state)
@@ -192,9 +212,16 @@ def save_search_checkpoint(st: SearchState) -> None:
 
 def restore(st: SearchState, path: Path) -> None:
     ckpt = load_checkpoint(path, map_location=st.ctx.device)
-    st.trainer.load_state_dict(ckpt["weights"])
+    try:
+        st.trainer.load_state_dict(ckpt["weights"])
+        st.arch.load_state_dict(ckpt["arch"])
+    except RuntimeError as err:  # torch lists every mismatching tensor: hundreds of lines
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        raise CheckpointError(
+            f"checkpoint {path} holds a supernet of another shape than this run's model.* "
+            f"settings ({lines[1] if len(lines) > 1 else lines[0]})"
+        ) from None
     st.trainer.load_engine_state(str(st.run_dir / "checkpoints" / "deepspeed"), "search_last")
-    st.arch.load_state_dict(ckpt["arch"])
     st.architect.optimizer.load_state_dict(ckpt["arch_optimizer"])
     st.epoch, st.batch_in_epoch = ckpt["epoch"], ckpt["batch_in_epoch"]
     st.global_step = ckpt["global_step"]
@@ -247,10 +274,12 @@ def train_epoch(st: SearchState, tracker: Tracker) -> None:
             break
         x, xv = (to_device(t, st.ctx.device, s.channels_last) for t in (x, xv))
         y, yv = y.to(st.ctx.device), yv.to(st.ctx.device)
+        where = f"search epoch {st.epoch}, step {st.batch_in_epoch}"
         if search_alpha:
             val = st.architect.step(
                 st.supernet, (xv, yv), (x, y), xi=lr, weight_decay=s.w_weight_decay
             )
+            check_loss(val["loss"], where, f"validation loss; search.a_lr={s.a_lr}")
             _accumulate(
                 st.running,
                 val_loss=val["loss"],
@@ -261,16 +290,14 @@ def train_epoch(st: SearchState, tracker: Tracker) -> None:
         logits = st.trainer(x, st.arch)
         loss = st.loss_fn(logits, y)
         st.trainer.step(loss)
-        loss = loss.detach()
+        loss = check_loss(float(loss.detach()), where, f"search.w_lr={s.w_lr}")
         correct = float((logits.detach().argmax(1) == y).sum())
-        _accumulate(
-            st.running, train_loss=float(loss) * len(y), train_correct=correct, train_seen=len(y)
-        )
+        _accumulate(st.running, train_loss=loss * len(y), train_correct=correct, train_seen=len(y))
         st.batch_in_epoch += 1
         st.global_step += 1
         bar.update(1)
         if s.log_every_steps and st.global_step % s.log_every_steps == 0:
-            tracker.log({"train/step_loss": float(loss), "lr/weights": lr}, step=st.global_step)
+            tracker.log({"train/step_loss": loss, "lr/weights": lr}, step=st.global_step)
         if s.ckpt_every_steps and st.batch_in_epoch % s.ckpt_every_steps == 0:
             save_search_checkpoint(st)
     bar.close()
@@ -398,10 +425,13 @@ def run_differentiable(
         restore(st, ckpt)
         if ctx.is_main:
             print(f"[hybridnas] resumed search at epoch {st.epoch}, batch {st.batch_in_epoch}")
+    if ctx.is_main:
+        st.train_loader.dataset.save_class_index(run_dir / "classes.json")
     while st.epoch < cfg.search.epochs:
         start = time.perf_counter()
         train_epoch(st, tracker)
         end_epoch(st, tracker, time.perf_counter() - start)
+    check_finite(st.arch.state_dict(), "search diverged: refusing to derive a genotype")
     genotype = derive_genotype(
         st.supernet,
         st.arch,

@@ -4,8 +4,9 @@ Read top to bottom: ``EvolutionState`` is the population (FIFO, oldest first), e
 candidate (``history``, which doubles as a cache: a genotype seen before is never retrained),
 the CONet scaler and the cycle counter; ``evaluate`` scores a batch of genotypes on the staged
 proxy (``proxy.py``), sharded over ranks and gathered so every rank holds the same results;
-``seed_population`` and ``cycle`` are the evolution proper; ``write_outputs`` saves the Pareto
-front, the history and the best genotype. ``run_evolution`` strings them together.
+``seed_population`` and ``cycle`` are the evolution proper; ``write_outputs`` (in
+evolution_outputs.py) saves the Pareto front, the history and the best genotype.
+``run_evolution`` strings them together.
 
 Each cycle draws from ``np.random.default_rng([seed, cycle])`` and each candidate trains from a
 seed fixed by its genotype, so a run resumed from the per-cycle checkpoint ends exactly where an
@@ -14,7 +15,6 @@ uninterrupted one does (latency aside, which is measured; with a budget it can m
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -33,11 +33,11 @@ from hybridnas.engine.checkpoint import (
     save_checkpoint,
 )
 from hybridnas.engine.distributed import DistContext, all_gather_object, barrier
-from hybridnas.engine.tracking import METRICS_FILE, Tracker
+from hybridnas.engine.tracking import Tracker
 from hybridnas.search.channels import ChannelScaler
+from hybridnas.search.evolution_outputs import last_step, log_cycle, write_outputs
 from hybridnas.search.latency import LatencyBudget, count_flops, count_params, measure_latency
 from hybridnas.search.mutations import Guidance, load_guidance, mutate, sample_genotype
-from hybridnas.search.pareto import pareto_front, plot_pareto
 from hybridnas.search.proxy import (
     ProxyConfig,
     ProxyData,
@@ -283,37 +283,6 @@ def load_state(path: Path) -> EvolutionState:
     return EvolutionState(**ckpt)
 
 
-def _last_step(run_dir: Path) -> int:
-    """Largest step logged so far by earlier stages (W&B steps must keep increasing)."""
-    path = run_dir / METRICS_FILE
-    if not path.is_file():
-        return 0
-    steps = [
-        json.loads(line).get("_step", 0) for line in path.read_text().splitlines() if line.strip()
-    ]
-    return int(max(steps, default=0))
-
-
-def log_cycle(st: EvolutionState, c: Context, tracker: Tracker, seconds: float) -> None:
-    fits = [p["fitness"] for p in st.population]
-    tracker.log(
-        {
-            "evolution/cycle": st.cycle,
-            "evolution/best_fitness": st.best()["fitness"],
-            "evolution/population_best_fitness": max(fits),
-            "evolution/population_mean_fitness": float(np.mean(fits)),
-            "evolution/evaluated": len(st.history),
-            "time/evolution_cycle_s": seconds,
-        },
-        step=st.base_step + st.cycle,
-    )
-    if c.ctx.is_main:
-        print(
-            f"[hybridnas] evolution cycle {st.cycle}: best {st.best()['fitness']:.3f}, "
-            f"population mean {np.mean(fits):.3f}, {len(st.history)} evaluated, {seconds:.1f}s"
-        )
-
-
 def faithfulness(st: EvolutionState, c: Context) -> dict[str, Any]:
     """Kendall's tau between proxy accuracy and a longer, wider training (``faithfulness_*``)
     on up to ``faithfulness_samples`` candidates spread over the proxy ranking."""
@@ -342,56 +311,6 @@ def faithfulness(st: EvolutionState, c: Context) -> dict[str, Any]:
     # NaN (all proxy or all reference accuracies tied) means uncomputable, not "uncorrelated".
     tau, p_value = (None, None) if np.isnan(tau) else (float(tau), float(p_value))
     return {"tau": tau, "p_value": p_value, "proxy": proxy_acc, "reference": full_acc}
-
-
-def write_outputs(st: EvolutionState, c: Context, tracker: Tracker, faith: dict) -> Genotype:
-    """Best genotype (genotype.json), history, Pareto front (JSON, PNG, W&B table and image)."""
-    best = _parse(st.best())
-    if not c.ctx.is_main:
-        return best
-    run = c.run_dir
-    step = st.base_step + st.cycle + 1
-    best = best.replace(
-        meta={**dict(best.meta), "stage": "evolution", "proxy_fitness": st.best()["fitness"]}
-    )
-    best.save(run / "genotype.json")
-    with open(run / "evolution_history.jsonl", "w") as f:
-        for h in st.history:
-            f.write(json.dumps(h) + "\n")
-    points = [{k: h[k] for k in ("accuracy", "latency_ms", "flops")} for h in st.history]
-    front = pareto_front(points, maximize=["accuracy"], minimize=["latency_ms", "flops"])
-    doc = [
-        {
-            **points[i],
-            "fitness": st.history[i]["fitness"],
-            "genotype": json.loads(st.history[i]["genotype"]),
-        }
-        for i in front
-    ]
-    (run / "pareto.json").write_text(json.dumps(doc, indent=2))
-    png = plot_pareto(points, "latency_ms", "accuracy", front, run / "pareto.png")
-    cols = ["accuracy", "latency_ms", "flops", "fitness", "on_front"]
-    rows = [
-        [h["accuracy"], h["latency_ms"], h["flops"], h["fitness"], i in front]
-        for i, h in enumerate(st.history)
-    ]
-    tracker.log_table("evolution/candidates", cols, rows, step)
-    tracker.log_image("evolution/pareto", png, step)
-    summary = {
-        "evolution/best_fitness": st.best()["fitness"],
-        "evolution/seed_fitness": st.history[0]["fitness"],
-        "evolution/evaluated": len(st.history),
-        "evolution/total_time_s": sum(st.cycle_times),
-        "evolution/pareto_size": len(front),
-    }
-    if faith:
-        if faith["tau"] is not None:
-            summary["evolution/kendall_tau"] = faith["tau"]
-            tracker.log({"evolution/kendall_tau": faith["tau"]}, step=step)
-        (run / "faithfulness.json").write_text(json.dumps(faith, indent=2))
-    tracker.summary(summary)
-    tracker.log_json("genotype_evolution", best.to_dict())
-    return best
 
 
 # ---------------------------------------------------------------- the stage
@@ -438,7 +357,7 @@ def make_context(cfg: Any, ctx: DistContext, run_dir: Path) -> Context:
 def new_state(cfg: Any, run_dir: Path) -> EvolutionState:
     e = cfg.evolution
     scaler = ChannelScaler(min_width=e.min_width, max_width=e.max_width)
-    return EvolutionState(scaler=scaler.to_dict(), base_step=_last_step(run_dir) + 1)
+    return EvolutionState(scaler=scaler.to_dict(), base_step=last_step(run_dir) + 1)
 
 
 def chain_genotype(cfg: Any) -> Genotype:

@@ -22,11 +22,15 @@ from timm.scheduler import create_scheduler_v2
 from timm.utils import ModelEmaV3
 from tqdm import tqdm
 
+from hybridnas.config import config_changes
 from hybridnas.data import VideoMixup, build_dataset, build_loader
 from hybridnas.engine.backend import WeightTrainer
 from hybridnas.engine.checkpoint import (
     CheckpointError,
+    DivergedError,
     capture_rng_state,
+    check_finite,
+    check_loss,
     load_checkpoint,
     restore_rng_state,
     save_checkpoint,
@@ -45,20 +49,6 @@ from hybridnas.space.genotype import Genotype
 
 LAST = "checkpoints/last.pt"
 BEST = "checkpoints/best.pt"
-
-
-def check_data_root(cfg: Any) -> None:
-    """A clear error before any work when an on-disk dataset has no (or an empty) root."""
-    if cfg.data.name == "builtin":
-        return
-    root = cfg.data.get("root")
-    if not root:
-        raise FileNotFoundError(f"data={cfg.data.name} needs data.root=<folder with the videos>")
-    path = Path(root)
-    if not path.exists():
-        raise FileNotFoundError(f"data.root={root} does not exist")
-    if path.is_dir() and not any(path.iterdir()):
-        raise FileNotFoundError(f"data.root={root} is empty: no annotations or videos in it")
 
 
 @dataclass
@@ -121,6 +111,10 @@ def load_trained(path: str | Path, device: str | torch.device = "cpu", ema: bool
     spec = ModelSpec.from_dict(ckpt["model_spec"])
     model = spec.build()
     weights = ckpt["ema"] if ema and ckpt.get("ema") else ckpt["weights"]["model"]
+    try:
+        check_finite(weights, f"checkpoint {path} is unusable")
+    except DivergedError as err:
+        raise CheckpointError(f"{err}: the run that wrote it diverged") from None
     model.load_state_dict(weights)
     return model.to(device).eval(), spec, ckpt
 
@@ -176,8 +170,6 @@ def setup(cfg: Any, ctx: DistContext, run_dir: Path) -> TrainState:
     t, dcfg = cfg.train, cfg.data  # build_dataset ignores the loader keys
     train_set = build_dataset(dcfg, "train")
     val_set = build_dataset(dcfg, "val" if cfg.data.name != "builtin" else "test")
-    if ctx.is_main:
-        train_set.save_class_index(run_dir / "classes.json")
     loader = dict(workers=cfg.data.workers, rank=ctx.rank, world_size=ctx.world_size)
     train_loader = build_loader(
         train_set,
@@ -270,6 +262,8 @@ def checkpoint_state(st: TrainState) -> dict:
 
 def save(st: TrainState, path: str = LAST) -> None:
     state = checkpoint_state(st)  # collective: every rank takes part
+    # every rank refuses together, before the engine state or the file is written
+    check_finite(state, f"training diverged at epoch {st.epoch}: refusing to save {path}")
     st.trainer.save_engine_state(str(st.run_dir / "checkpoints" / "deepspeed"), "last")
     if st.ctx.is_main:
         save_checkpoint(st.run_dir / path, state)
@@ -278,7 +272,13 @@ def save(st: TrainState, path: str = LAST) -> None:
 
 def restore(st: TrainState, path: Path) -> None:
     ckpt = load_checkpoint(path, map_location=st.ctx.device)
-    check_fingerprint(ckpt["fingerprint"], st.spec.fingerprint(), path)
+    try:
+        check_fingerprint(ckpt["fingerprint"], st.spec.fingerprint(), path)
+    except CheckpointError as err:
+        changes = config_changes(st.cfg, st.run_dir)
+        raise CheckpointError(
+            f"{err}" + (f" (changed since it started: {'; '.join(changes)})" if changes else "")
+        ) from None
     st.trainer.load_state_dict(ckpt["weights"])
     st.trainer.load_engine_state(str(st.run_dir / "checkpoints" / "deepspeed"), "last")
     if st.ema and ckpt["ema"]:
@@ -329,9 +329,11 @@ def train_epoch(st: TrainState, tracker: Tracker) -> None:
             logits = st.trainer(x)
             loss = (soft_loss if st.mixup is not None else hard_loss)(logits.float(), target)
         st.trainer.step(loss)
+        where = f"train epoch {st.epoch}, step {st.batch_in_epoch}"
+        loss = check_loss(float(loss.detach()), where, f"train.lr={t.lr}")
         if st.ema is not None:
             st.ema.update(st.model, step=st.global_step)
-        st.running["loss"] = st.running.get("loss", 0.0) + float(loss.detach()) * len(y)
+        st.running["loss"] = st.running.get("loss", 0.0) + loss * len(y)
         st.running["correct"] = st.running.get("correct", 0.0) + float(
             (logits.argmax(1) == y).sum()
         )
@@ -341,7 +343,7 @@ def train_epoch(st: TrainState, tracker: Tracker) -> None:
         bar.update(1)
         if t.log_every_steps and st.global_step % t.log_every_steps == 0:
             lr = st.trainer.param_groups[0]["lr"]
-            tracker.log({"train/step_loss": float(loss), "lr": lr}, step=st.global_step)
+            tracker.log({"train/step_loss": loss, "lr": lr}, step=st.global_step)
         if t.ckpt_every_steps and st.batch_in_epoch % t.ckpt_every_steps == 0:
             save(st)
     bar.close()
@@ -385,6 +387,7 @@ def end_epoch(st: TrainState, tracker: Tracker, seconds: float) -> dict:
         "time/epoch_s": seconds,
     }
     metrics |= validate(st.ema.module if st.ema else st.model, st.val_loader, st.ctx)
+    check_loss(metrics["val/loss"], f"validation after epoch {st.epoch}", "val/loss")
     tracker.log(metrics, step=st.global_step)
     if st.ctx.is_main:
         print(
@@ -401,14 +404,24 @@ def end_epoch(st: TrainState, tracker: Tracker, seconds: float) -> dict:
     return metrics
 
 
-def run_training(cfg: Any, ctx: DistContext, run_dir: Path, tracker: Tracker) -> TrainState:
-    """Train for ``train.epochs``; returns the final state (weights in ``st.model``)."""
+def start_training(cfg: Any, ctx: DistContext, run_dir: Path) -> TrainState:
+    """Build the run and restore ``resume=true``'s checkpoint; writes nothing, so a refused
+    resume leaves the run folder as it was."""
     st = setup(cfg, ctx, run_dir)
     ckpt = run_dir / LAST
     if cfg.resume and ckpt.is_file():
         restore(st, ckpt)
         if ctx.is_main:
             print(f"[hybridnas] resumed training at epoch {st.epoch}, batch {st.batch_in_epoch}")
+    return st
+
+
+def run_training(st: TrainState, tracker: Tracker) -> TrainState:
+    """Train a started run for ``train.epochs``; returns the final state (weights in
+    ``st.model``)."""
+    cfg, ctx = st.cfg, st.ctx
+    if ctx.is_main:
+        st.train_loader.dataset.save_class_index(st.run_dir / "classes.json")
     while st.epoch < cfg.train.epochs:
         start = time.perf_counter()
         train_epoch(st, tracker)

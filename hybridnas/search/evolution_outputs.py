@@ -1,0 +1,102 @@
+"""What the evolutionary stage logs and writes: per-cycle metrics, and at the end the best
+genotype (genotype.json), every evaluated candidate (evolution_history.jsonl) and the Pareto
+front over accuracy, latency and FLOPs (pareto.json, pareto.png, W&B table and image).
+
+``st`` is an ``evolution.EvolutionState`` and ``c`` an ``evolution.Context``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from hybridnas.engine.tracking import METRICS_FILE, Tracker
+from hybridnas.search.pareto import pareto_front, plot_pareto
+from hybridnas.space.genotype import Genotype
+
+if TYPE_CHECKING:
+    from hybridnas.search.evolution import Context, EvolutionState
+
+
+def last_step(run_dir: Path) -> int:
+    """Largest step logged so far by earlier stages (W&B steps must keep increasing)."""
+    path = run_dir / METRICS_FILE
+    if not path.is_file():
+        return 0
+    steps = [
+        json.loads(line).get("_step", 0) for line in path.read_text().splitlines() if line.strip()
+    ]
+    return int(max(steps, default=0))
+
+
+def log_cycle(st: EvolutionState, c: Context, tracker: Tracker, seconds: float) -> None:
+    fits = [p["fitness"] for p in st.population]
+    tracker.log(
+        {
+            "evolution/cycle": st.cycle,
+            "evolution/best_fitness": st.best()["fitness"],
+            "evolution/population_best_fitness": max(fits),
+            "evolution/population_mean_fitness": float(np.mean(fits)),
+            "evolution/evaluated": len(st.history),
+            "time/evolution_cycle_s": seconds,
+        },
+        step=st.base_step + st.cycle,
+    )
+    if c.ctx.is_main:
+        print(
+            f"[hybridnas] evolution cycle {st.cycle}: best {st.best()['fitness']:.3f}, "
+            f"population mean {np.mean(fits):.3f}, {len(st.history)} evaluated, {seconds:.1f}s"
+        )
+
+
+def write_outputs(st: EvolutionState, c: Context, tracker: Tracker, faith: dict) -> Genotype:
+    """Best genotype (genotype.json), history, Pareto front (JSON, PNG, W&B table and image)."""
+    best = Genotype.from_json(st.best()["genotype"])
+    if not c.ctx.is_main:
+        return best
+    run = c.run_dir
+    step = st.base_step + st.cycle + 1
+    best = best.replace(
+        meta={**dict(best.meta), "stage": "evolution", "proxy_fitness": st.best()["fitness"]}
+    )
+    best.save(run / "genotype.json")
+    with open(run / "evolution_history.jsonl", "w") as f:
+        for h in st.history:
+            f.write(json.dumps(h) + "\n")
+    points = [{k: h[k] for k in ("accuracy", "latency_ms", "flops")} for h in st.history]
+    front = pareto_front(points, maximize=["accuracy"], minimize=["latency_ms", "flops"])
+    doc = [
+        {
+            **points[i],
+            "fitness": st.history[i]["fitness"],
+            "genotype": json.loads(st.history[i]["genotype"]),
+        }
+        for i in front
+    ]
+    (run / "pareto.json").write_text(json.dumps(doc, indent=2))
+    png = plot_pareto(points, "latency_ms", "accuracy", front, run / "pareto.png")
+    cols = ["accuracy", "latency_ms", "flops", "fitness", "on_front"]
+    rows = [
+        [h["accuracy"], h["latency_ms"], h["flops"], h["fitness"], i in front]
+        for i, h in enumerate(st.history)
+    ]
+    tracker.log_table("evolution/candidates", cols, rows, step)
+    tracker.log_image("evolution/pareto", png, step)
+    summary = {
+        "evolution/best_fitness": st.best()["fitness"],
+        "evolution/seed_fitness": st.history[0]["fitness"],
+        "evolution/evaluated": len(st.history),
+        "evolution/total_time_s": sum(st.cycle_times),
+        "evolution/pareto_size": len(front),
+    }
+    if faith:
+        if faith["tau"] is not None:
+            summary["evolution/kendall_tau"] = faith["tau"]
+            tracker.log({"evolution/kendall_tau": faith["tau"]}, step=step)
+        (run / "faithfulness.json").write_text(json.dumps(faith, indent=2))
+    tracker.summary(summary)
+    tracker.log_json("genotype_evolution", best.to_dict())
+    return best
