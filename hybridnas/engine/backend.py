@@ -104,7 +104,7 @@ class WeightTrainer:
 
 def _deepspeed_state(engine: Any) -> dict:
     """Model weights gathered from any ZeRO stage. The optimizer state stays with DeepSpeed's
-    own partitioned checkpoint (see ``save_deepspeed_optimizer``); weights are what resumes
+    own partitioned checkpoint (``WeightTrainer.save_engine_state``); weights are what resumes
     and fine-tuning need, and they load with ``weights_only=True``."""
     import deepspeed
 

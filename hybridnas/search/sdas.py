@@ -1,13 +1,17 @@
 """SDAS: fix edges one by one on a schedule while the supernet trains.
 
 After a warm-up with nothing decided, the number of decided edges per cell type rises to all
-edges by the last search epoch. At each epoch end the most confident free edges are fixed to
-their best op (keeping its trained weights); once a node has two fixed inputs its other free
-edges are pruned. Decided edges no longer run their other ops, which is where the speed-up
-over DARTS comes from, and once every edge is decided the architecture step stops too.
+edges one epoch before the last (so the last epoch trains the chosen ops alone, when there is
+room for that; see ``FixSchedule.fraction_after``). At each epoch end the most confident free
+edges are fixed to their best op (keeping its trained weights); once a node has two fixed
+inputs its other free edges are pruned. Decided edges no longer run their other ops, which is
+where the speed-up over DARTS comes from, and once every edge is decided the architecture step
+stops too.
 
-The published papers do not give the exact schedule; this module implements the sound
-version described in DESIGN.md with selectable shapes.
+The published papers do not give the exact schedule. This one is sound by construction: an
+edge is only fixed to an op other than ``none``, a node never keeps more than two inputs, at
+most ``max_skips`` skips are fixed per cell type, and the schedule's shape (linear, cosine,
+step, or none for plain DARTS) is selectable.
 """
 
 from __future__ import annotations
