@@ -11,9 +11,10 @@ import argparse
 import json
 from pathlib import Path
 
+from hybridnas.bench.scorer_bench import ZERO_COST
 from hybridnas.bench.table import TABLE_PATH, GroundTruth
 
-COMMANDS = ("groundtruth", "regret", "gt-report")
+COMMANDS = ("groundtruth", "regret", "gt-report", "scorers")
 
 
 def regret(genotype_path: str, seeds: tuple[int, ...] = (0,), table: Path = TABLE_PATH) -> dict:
@@ -50,6 +51,26 @@ def regret(genotype_path: str, seeds: tuple[int, ...] = (0,), table: Path = TABL
     }
 
 
+def run_scorers(names: list[str], n_archs: int, out: Path, supernet: Path | None) -> None:
+    """Score the table's genotypes, merging into ``out`` (scores and ms per candidate)."""
+    import torch
+
+    from hybridnas.bench.scorer_bench import score_context, score_table, table_genotypes
+
+    torch.set_num_threads(1)
+    ctx = score_context()
+    if supernet is not None:
+        from hybridnas.search.scorers import load_supernet_context
+
+        load_supernet_context(ctx, supernet)
+    scores, cost = score_table(names, table_genotypes(n_archs), ctx)
+    doc = json.loads(out.read_text()) if out.is_file() else {"scores": {}, "ms": {}}
+    doc["scores"].update(scores)
+    doc["ms"].update(cost)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=1, sort_keys=True))
+
+
 def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(prog="tools/bench.py", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -63,6 +84,11 @@ def main(argv: list[str]) -> None:
     r.add_argument("--seeds", default="0", help="comma list of seeds (the table's are 0 and 1)")
     r.add_argument("--table", type=Path, default=TABLE_PATH)
     r.add_argument("--json", type=Path, default=None, help="also write the result here")
+    sc = sub.add_parser("scorers", help="score the table's genotypes with every scorer")
+    sc.add_argument("--names", default=",".join(ZERO_COST))
+    sc.add_argument("--archs", type=int, default=156)
+    sc.add_argument("--out", type=Path, default=Path("tools/bench_results/scores.json"))
+    sc.add_argument("--supernet", type=Path, default=None, help="a search run folder (oneshot)")
     p = sub.add_parser("gt-report", help="figures and statistics of the table")
     p.add_argument("--table", type=Path, default=TABLE_PATH)
     p.add_argument("--out", type=Path, default=Path("tools/bench_results"))
@@ -83,6 +109,8 @@ def main(argv: list[str]) -> None:
         )
         if args.json:
             args.json.write_text(json.dumps(result, indent=2))
+    elif args.cmd == "scorers":
+        run_scorers(args.names.split(","), args.archs, args.out, args.supernet)
     else:
         from hybridnas.bench.gt_report import write_gt_report
 
