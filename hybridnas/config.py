@@ -19,6 +19,8 @@ CHOICES = {
     "search.method": ("sdas", "darts"),
     "search.schedule": ("linear", "cosine", "step", "none"),
     "search.confidence": ("top1", "margin"),
+    "search.select": ("alpha", "perturbation"),
+    "search.alpha_split": ("auto", "half_train", "search_val"),
     "search.order": (1, 2),
 }
 

@@ -5,7 +5,7 @@ Entry points: :func:`build_dataset` (cfg, split) -> Dataset and :func:`build_loa
 
 from hybridnas import compat as _compat  # noqa: F401  (before pytorchvideo.transforms)
 from hybridnas.data.bad import BadItem
-from hybridnas.data.build import DEFAULTS, build_dataset
+from hybridnas.data.build import DEFAULTS, build_dataset, whole_train_set
 from hybridnas.data.builtin import MovingDigits
 from hybridnas.data.classes import load_class_index, save_class_index
 from hybridnas.data.loader import ResumableDistributedSampler, build_loader, collate_skip_bad
@@ -24,4 +24,5 @@ __all__ = [
     "collate_skip_bad",
     "load_class_index",
     "save_class_index",
+    "whole_train_set",
 ]

@@ -96,6 +96,12 @@ def build_dataset(cfg: Mapping, split: str) -> Dataset:
     return _video_dataset(c, split)
 
 
+def whole_train_set(cfg: Mapping) -> Dataset:
+    """The whole training split, the search_val carve of on-disk datasets included: what a
+    found network trains on (the carve only matters to the search)."""
+    return build_dataset({**cfg, "search_val_fraction": 0.0}, "train")
+
+
 def _video_dataset(c: dict, split: str) -> VideoDataset:
     names = load_class_index(c["class_index"]) if c["class_index"] else None
     index = LAYOUTS[c["name"]](

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from hybridnas.config import ConfigError
-from hybridnas.data import build_dataset, build_loader
+from hybridnas.data import build_loader
 from hybridnas.engine.backend import WeightTrainer
 from hybridnas.engine.checkpoint import (
     CheckpointError,
@@ -42,7 +42,9 @@ from hybridnas.engine.distributed import (
 )
 from hybridnas.engine.tracking import Tracker
 from hybridnas.search.architect import Architect, LossFn
-from hybridnas.search.sdas import FixSchedule, fix_edges
+from hybridnas.search.fixing import fix_early, fix_on_schedule
+from hybridnas.search.sdas import FixSchedule
+from hybridnas.search.splits import note_epoch_cap, search_datasets
 from hybridnas.space.cells import edge_list
 from hybridnas.space.genotype import CELL_TYPES, Genotype
 from hybridnas.space.macro import MacroSpec
@@ -105,8 +107,7 @@ def setup(
     """Data, supernet, architecture, optimizers; all ranks start from rank 0's values.
     ``loss_fn(logits, labels)`` is the training and architecture loss."""
     s = cfg.search
-    train_set = build_dataset(cfg.data, "train")
-    val_set = build_dataset(cfg.data, "search_val")
+    train_set, val_set, alpha_split = search_datasets(cfg)
     loader_args = dict(
         batch_size=cfg.data.batch_size,
         train=True,
@@ -118,11 +119,14 @@ def setup(
     )
     train_loader = build_loader(train_set, **loader_args)
     val_loader = build_loader(val_set, **{**loader_args, "seed": cfg.seed + 1})
+    halves = alpha_split == "half_train"
     for split, data, loader in (
-        ("train", train_set, train_loader),
-        ("search_val", val_set, val_loader),
+        ("train (weight half)" if halves else "train", train_set, train_loader),
+        ("train (alpha half)" if halves else "search_val", val_set, val_loader),
     ):
         check_one_batch(split, len(data), len(loader), cfg.data.batch_size, ctx.world_size)
+    if ctx.is_main:
+        note_epoch_cap(s.steps_per_epoch, train_loader, val_loader, alpha_split)
 
     torch.manual_seed(cfg.seed)  # identical initial weights and alphas on every rank
     supernet = Supernet(supernet_config(cfg, train_set.num_classes)).to(ctx.device)
@@ -295,6 +299,7 @@ def train_epoch(st: SearchState, tracker: Tracker) -> None:
         _accumulate(st.running, train_loss=loss * len(y), train_correct=correct, train_seen=len(y))
         st.batch_in_epoch += 1
         st.global_step += 1
+        fix_early(st)
         bar.update(1)
         if s.log_every_steps and st.global_step % s.log_every_steps == 0:
             tracker.log({"train/step_loss": loss, "lr/weights": lr}, step=st.global_step)
@@ -344,18 +349,12 @@ def check_ranks_agree(st: SearchState) -> list[str]:
 
 def end_epoch(st: SearchState, tracker: Tracker, seconds: float) -> list[dict]:
     """Fix edges on the schedule, log the epoch, draw, checkpoint."""
-    s = st.cfg.search
     st.rank_digests = check_ranks_agree(st)
     metrics = epoch_metrics(st, seconds)
     st.alpha_history.append(torch.stack([st.arch.alpha_matrix(t) for t in CELL_TYPES]).cpu())
-    target = st.schedule.decided_after(st.epoch, st.arch.num_edges)
-    events = fix_edges(
-        st.arch,
-        steps=st.cfg.model.steps,
-        target=target,
-        confidence=s.confidence,
-        max_skips=s.max_skips,
-    )
+    events, fix_seconds = fix_on_schedule(st)
+    seconds += fix_seconds  # a perturbation measurement is search time
+    metrics["time/epoch_s"], metrics["time/select_s"] = seconds, fix_seconds
     for e in events:
         e["epoch"] = st.epoch
     st.fix_events += events

@@ -17,6 +17,7 @@ step, or none for plain DARTS) is selectable.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -27,6 +28,9 @@ from hybridnas.space.supernet import Architecture, best_op
 
 SCHEDULES = ("linear", "cosine", "step", "none")
 CONFIDENCES = ("top1", "margin")
+
+# (arch, cell_type, edge, banned op names) -> index of the op to fix the edge to
+OpChooser = Callable[[Architecture, str, int, set[str]], int]
 
 
 @dataclass
@@ -92,11 +96,14 @@ def fix_edges(
     target: int,
     confidence: str = "top1",
     max_skips: int | None = 2,
+    choose_op: OpChooser = best_op,
 ) -> list[dict]:
     """Decide edges of both cell types until ``target`` are decided in each.
 
-    Returns one event per decision: ``{"cell", "edge", "from", "to", "op", "action"}`` with
-    action "fixed" or "pruned".
+    The edge to decide next is the most confident free one (``confidence`` on the alphas);
+    ``choose_op`` picks its op (default: the largest alpha; see ``selection.py`` for the
+    perturbation-based choice). Returns one event per decision: ``{"cell", "edge", "from",
+    "to", "op", "action"}`` with action "fixed" or "pruned".
     """
     events: list[dict] = []
     edges = edge_list(steps)
@@ -105,12 +112,45 @@ def fix_edges(
             score = edge_confidence(arch, cell_type, steps, confidence)
             free = [k for k in range(arch.num_edges) if arch.is_free(cell_type, k)]
             k = max(free, key=lambda e: (float(score[e]), -e))
-            banned = {"skip"} if _skip_cap_reached(arch, cell_type, max_skips) else set()
-            op = best_op(arch, cell_type, k, banned)
-            arch.fix(cell_type, k, op)
-            events.append(_event(arch, cell_type, edges, k, "fixed"))
-            events += _prune_full_node(arch, cell_type, edges, edges[k][1])
+            events += _fix_one(arch, cell_type, edges, k, max_skips, choose_op)
     return events
+
+
+def fix_confident(
+    arch: Architecture,
+    *,
+    steps: int,
+    margin: float,
+    max_skips: int | None = 2,
+    choose_op: OpChooser = best_op,
+) -> list[dict]:
+    """Fix, in each cell type, every free edge whose top-1 minus top-2 alpha margin (excluding
+    ``none``) is at least ``margin``, most confident first; events as :func:`fix_edges`.
+
+    Called mid-epoch, this lets a confident edge stop running its other ops at once instead of
+    waiting for the next epoch end; the schedule still decides the rest.
+    """
+    events: list[dict] = []
+    edges = edge_list(steps)
+    for cell_type in CELL_TYPES:
+        while True:
+            score = edge_confidence(arch, cell_type, steps, "margin")
+            free = arch.free_mask(cell_type)
+            ready = [k for k in range(arch.num_edges) if free[k] and float(score[k]) >= margin]
+            if not ready:
+                break
+            k = max(ready, key=lambda e: (float(score[e]), -e))
+            events += _fix_one(arch, cell_type, edges, k, max_skips, choose_op)
+    return events
+
+
+def _fix_one(arch, cell_type, edges, k, max_skips, choose_op) -> list[dict]:
+    banned = {"skip"} if _skip_cap_reached(arch, cell_type, max_skips) else set()
+    arch.fix(cell_type, k, choose_op(arch, cell_type, k, banned))
+    return [
+        _event(arch, cell_type, edges, k, "fixed"),
+        *_prune_full_node(arch, cell_type, edges, edges[k][1]),
+    ]
 
 
 def _skip_cap_reached(arch: Architecture, cell_type: str, max_skips: int | None) -> bool:

@@ -15,6 +15,8 @@ of drifting it with momentum and weight decay.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -104,6 +106,8 @@ class Architecture(nn.Module):
             nn.Parameter(1e-3 * torch.randn(())) for _ in range(n if edge_norm else 0)
         )
         self.register_buffer("edge_state", torch.full((len(CELL_TYPES), num_edges), FREE))
+        # (cell type, edge) -> op index whose mixing weight is zeroed; transient, not state
+        self._masked: dict[tuple[str, int], int] = {}
 
     def _index(self, cell_type: str, edge: int) -> int:
         return CELL_TYPES.index(cell_type) * self.num_edges + edge
@@ -120,6 +124,19 @@ class Architecture(nn.Module):
     def prune(self, cell_type: str, edge: int) -> None:
         self.edge_state[CELL_TYPES.index(cell_type), edge] = PRUNED
 
+    @contextmanager
+    def masked_op(self, cell_type: str, edge: int, op_index: int) -> Iterator[None]:
+        """Within the block, op ``op_index`` of free edge ``edge`` mixes with weight 0 (the
+        others keep their softmax weights, not renormalised): the perturbation DARTS-PT
+        measures. Nothing persistent changes; alphas, decisions and digests stay as they were."""
+        if not self.is_free(cell_type, edge):
+            raise ValueError(f"edge {edge} of the {cell_type} cell is decided: nothing to mask")
+        self._masked[(cell_type, edge)] = op_index
+        try:
+            yield
+        finally:
+            del self._masked[(cell_type, edge)]
+
     def free_mask(self, cell_type: str) -> list[bool]:
         """Per edge, whether it is still free; one host read (no per-edge device sync)."""
         return [s == FREE for s in self.edge_state[CELL_TYPES.index(cell_type)].tolist()]
@@ -130,10 +147,14 @@ class Architecture(nn.Module):
     def op_weights(self, cell_type: str) -> list[torch.Tensor | None]:
         """Softmaxed alphas per free edge, (num_ops,) each; None for decided edges."""
         free = self.free_mask(cell_type)
-        return [
+        weights = [
             torch.softmax(self.alphas[self._index(cell_type, k)], dim=-1) if free[k] else None
             for k in range(self.num_edges)
         ]
+        for (masked_type, k), op in self._masked.items():
+            if masked_type == cell_type:
+                weights[k] = weights[k] * (torch.arange(len(weights[k])) != op).to(weights[k])
+        return weights
 
     def edge_weights(self, cell_type: str, steps: int) -> list[torch.Tensor | None] | None:
         """Edge normalisation: per node, softmax of betas over its free incoming edges."""
@@ -158,14 +179,15 @@ class Architecture(nn.Module):
 
     @torch.no_grad()
     def beta_vector(self, cell_type: str, steps: int) -> torch.Tensor:
-        """(E,) edge-normalisation weights over each node's incoming edges (ones without)."""
+        """(E,) edge-normalisation weights over each node's incoming edges (ones without), on
+        the architecture's device (it multiplies device-side alphas)."""
         if not self.edge_norm:
-            return torch.ones(self.num_edges)
+            return torch.ones(self.num_edges, device=self.edge_state.device)
         edges, raw = (
             edge_list(steps),
             torch.stack([self.betas[self._index(cell_type, k)] for k in range(self.num_edges)]),
         )
-        out = torch.empty(self.num_edges)
+        out = torch.empty(self.num_edges, device=raw.device)
         for j in range(2, 2 + steps):
             idx = [k for k, (_, jj) in enumerate(edges) if jj == j]
             out[idx] = torch.softmax(raw[idx], dim=0)

@@ -23,7 +23,7 @@ from timm.utils import ModelEmaV3
 from tqdm import tqdm
 
 from hybridnas.config import config_changes
-from hybridnas.data import VideoMixup, build_dataset, build_loader
+from hybridnas.data import VideoMixup, build_dataset, build_loader, whole_train_set
 from hybridnas.engine.backend import WeightTrainer
 from hybridnas.engine.checkpoint import (
     CheckpointError,
@@ -168,7 +168,7 @@ def init_weights(model: torch.nn.Module, spec: ModelSpec, cfg: Any) -> None:
 
 def setup(cfg: Any, ctx: DistContext, run_dir: Path) -> TrainState:
     t, dcfg = cfg.train, cfg.data  # build_dataset ignores the loader keys
-    train_set = build_dataset(dcfg, "train")
+    train_set = whole_train_set(dcfg)
     val_set = build_dataset(dcfg, "val" if cfg.data.name != "builtin" else "test")
     loader = dict(workers=cfg.data.workers, rank=ctx.rank, world_size=ctx.world_size)
     train_loader = build_loader(
