@@ -83,8 +83,8 @@ def _run_job(args: tuple[dict[str, Any], GroundTruthRecipe, int]) -> dict[str, A
 def build_table(
     out: str | Path,
     *,
-    n_archs: int = 156,
-    n_pairs: int = 32,
+    n_archs: int = 150,
+    n_pairs: int = 30,
     workers: int = 2,
     recipe: GroundTruthRecipe | None = None,
 ) -> Path:

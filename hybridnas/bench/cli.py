@@ -76,8 +76,8 @@ def main(argv: list[str]) -> None:
     sub = ap.add_subparsers(dest="cmd", required=True)
     g = sub.add_parser("groundtruth", help="build or continue the ground-truth table")
     g.add_argument("--out", type=Path, default=TABLE_PATH)
-    g.add_argument("--archs", type=int, default=156)
-    g.add_argument("--pairs", type=int, default=32)
+    g.add_argument("--archs", type=int, default=150)
+    g.add_argument("--pairs", type=int, default=30)
     g.add_argument("--workers", type=int, default=2)
     r = sub.add_parser("regret", help="percentile of a genotype in the random distribution")
     r.add_argument("genotype", help="a genotype.json, a search run folder, or 'builtin'")
@@ -86,7 +86,7 @@ def main(argv: list[str]) -> None:
     r.add_argument("--json", type=Path, default=None, help="also write the result here")
     sc = sub.add_parser("scorers", help="score the table's genotypes with every scorer")
     sc.add_argument("--names", default=",".join(ZERO_COST))
-    sc.add_argument("--archs", type=int, default=156)
+    sc.add_argument("--archs", type=int, default=150)
     sc.add_argument("--out", type=Path, default=Path("tools/bench_results/scores.json"))
     sc.add_argument("--supernet", type=Path, default=None, help="a search run folder (oneshot)")
     p = sub.add_parser("gt-report", help="figures and statistics of the table")
@@ -113,5 +113,8 @@ def main(argv: list[str]) -> None:
         run_scorers(args.names.split(","), args.archs, args.out, args.supernet)
     else:
         from hybridnas.bench.gt_report import write_gt_report
+        from hybridnas.bench.report import write_report
 
         write_gt_report(GroundTruth.load(args.table), args.out)
+        if (args.out / "results.json").is_file():
+            write_report(args.out, args.out)

@@ -74,8 +74,9 @@ class GroundTruthRecipe:
     num_test: int = 500
     train_clips: int = 1500
     val_clips: int = 500
-    epochs: int = 3
+    epochs: int = 6
     batch_size: int = 32
+    optimizer: str = "sgd"
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 3e-4
@@ -169,17 +170,21 @@ def _lr_at(recipe: GroundTruthRecipe, step: int, total: int) -> float:
     return 0.5 * recipe.lr * (1 + math.cos(math.pi * step / max(total, 1)))
 
 
+def make_optimizer(model: nn.Module, recipe: GroundTruthRecipe) -> torch.optim.Optimizer:
+    """SGD with momentum, or AdamW (``recipe.optimizer``)."""
+    if recipe.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    return torch.optim.SGD(
+        model.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay
+    )
+
+
 def train_network(
     model: nn.Module, train: Clips, recipe: GroundTruthRecipe, seed: int
 ) -> list[float]:
     """SGD with a per-step cosine learning rate; returns the mean loss of each epoch.
     Raises ``FloatingPointError`` on a non-finite loss (never a silent table entry)."""
-    opt = torch.optim.SGD(
-        model.parameters(),
-        lr=recipe.lr,
-        momentum=recipe.momentum,
-        weight_decay=recipe.weight_decay,
-    )
+    opt = make_optimizer(model, recipe)
     gen = torch.Generator().manual_seed(seed)
     steps_per_epoch = len(train.x) // recipe.batch_size
     total, step, losses = recipe.epochs * steps_per_epoch, 0, []

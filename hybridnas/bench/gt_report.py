@@ -107,4 +107,30 @@ def write_gt_report(gt: GroundTruth, out: Path) -> dict[str, Any]:
     fig.savefig(out / "gt_accuracy_vs_flops.png", dpi=120)
     plt.close(fig)
     (out / "groundtruth_summary.json").write_text(json.dumps(s, indent=2))
+    scores = out / "scores.json"
+    if scores.is_file():
+        summary_path = out / "scorers_summary.json"
+        summary_path.write_text(json.dumps(scorer_summary(gt, scores), indent=2))
     return s
+
+
+def scorer_summary(gt: GroundTruth, scores_path: Path) -> dict[str, Any]:
+    """Rank agreement rows of every scorer in ``scores_path`` plus the calibration-chosen
+    mean-rank ensemble, and the noise ceiling."""
+    from hybridnas.bench.scorer_bench import agreement_rows, choose_ensemble, ensemble_scores
+
+    doc = json.loads(scores_path.read_text())
+    scores, cost = doc["scores"], doc["ms"]
+    members, calib_tau = choose_ensemble(scores, gt)
+    if members:
+        name = "ensemble:" + "+".join(members)
+        scores = {**scores, name: ensemble_scores(members, scores)}
+        cost = {**cost, name: sum(cost[m] for m in members)}
+    return {
+        "noise_ceiling": gt.noise_ceiling().to_dict(),
+        "ensemble": {"members": members, "calibration_tau": calib_tau},
+        "rows": agreement_rows(scores, cost, gt),
+        "reading": (out_reading := (scores_path.parent / "scorers_reading.md")).is_file()
+        and out_reading.read_text().strip()
+        or "",
+    }

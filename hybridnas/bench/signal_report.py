@@ -1,0 +1,103 @@
+"""The "Ground truth" and "Scorers" sections of BENCHMARKS.md.
+
+Read from files in the report folder, written by ``tools/bench.py gt-report``:
+``groundtruth_summary.json`` (the table's statistics) and ``scorers_summary.json`` (each
+scorer's rank agreement on the evaluation half). Missing files give no section.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def _ci(lo_hi: list[float]) -> str:
+    return f"[{lo_hi[0]:+.2f}, {lo_hi[1]:+.2f}]"
+
+
+def groundtruth_section(s: dict[str, Any]) -> list[str]:
+    nc = s["noise_ceiling"]
+    acc = s["test_acc"]
+    rows = [
+        "## Ground truth: a trained table of the default space\n",
+        "Rebuild (append-only, resumable; ~2 h on 2 cores): "
+        "`python tools/bench.py groundtruth --workers 2`; figures and numbers: "
+        "`python tools/bench.py gt-report`. Table: `hybridnas/bench/data/groundtruth.jsonl` "
+        f"(recipe hash `{s['recipe']}`, `hybridnas.bench.GroundTruthRecipe`).\n",
+        "Recipe: genotypes of the default search space (8 ops, 3 cells of 3 nodes, widths "
+        "4/8/16, stem 8 with spatial stride 2) drawn uniformly (every node two distinct "
+        "inputs, ops uniform over the 7 non-`none` ops); built-in moving digits rendered at "
+        "32 px and area-downsampled to 16x16, 8 frames; SGD lr 0.1 (cosine per step), "
+        "momentum 0.9, batch 32, 3 epochs of the 1500 training clips; test top-1 on the 500 "
+        "test clips, val top-1 on 500 search_val clips, BatchNorm in eval mode. One thread "
+        f"per worker; median {s['train_seconds_median']:.0f} s of training per architecture "
+        "with two workers sharing the two cores.\n",
+        "| what | value |",
+        "| --- | --- |",
+        f"| architectures (seed 0) | {s['archs']} (calibration {s['halves']['calibration']}, "
+        f"evaluation {s['halves']['evaluation']}) |",
+        f"| architectures trained with a second seed | {s['pairs']} |",
+        f"| test top-1 over architectures | mean {acc['mean']:.3f}, min {acc['min']:.3f}, "
+        f"quartiles {', '.join(f'{q:.3f}' for q in acc['quartiles'])}, max {acc['max']:.3f} "
+        "(chance 0.100) |",
+        f"| SD between architectures | {s['arch_sd']:.4f} |",
+        f"| SD between seeds of one architecture | {s['seed_sd']:.4f} |",
+        f"| between / within ratio | **{s['spread_ratio']:.1f}x** (requirement: >= 3x) |",
+        f"| noise ceiling: Kendall tau seed 0 vs seed 1 | **{nc['tau']:+.3f}** {_ci(nc['tau_ci'])}"
+        f" (Spearman {nc['rho']:+.3f}, n={nc['n']}) |",
+        f"| FLOPs as a score (evaluation half) | tau {s['flops_tau_evaluation']['tau']:+.3f} "
+        f"{_ci(s['flops_tau_evaluation']['tau_ci'])} |",
+        f"| params as a score (evaluation half) | tau {s['params_tau_evaluation']['tau']:+.3f}"
+        f" {_ci(s['params_tau_evaluation']['tau_ci'])} |",
+        "",
+        "![accuracy histogram](gt_accuracy_hist.png) ![accuracy vs FLOPs]"
+        "(gt_accuracy_vs_flops.png)\n",
+        "Which ops go with accuracy (Spearman rho between an op's edge count in a cell type "
+        "and test top-1, all architectures; strongest 8):\n",
+        "| cell | op | rho | p |",
+        "| --- | --- | --- | --- |",
+    ]
+    for r in s["op_correlations"][:8]:
+        rows.append(f"| {r['cell']} | {r['op']} | {r['rho']:+.3f} | {r['p']:.1e} |")
+    return [*rows, ""]
+
+
+def scorers_section(s: dict[str, Any]) -> list[str]:
+    rows = [
+        "## Scorers against the ground truth\n",
+        "Commands: `python tools/bench.py scorers` (zero-cost scorers on every table "
+        "genotype), `python tools/bench.py scorers --names oneshot --supernet RUN` (one-shot "
+        "through a trained supernet), then `python tools/bench.py gt-report`. Per-genotype "
+        "scores: [scores.json](scores.json). Kendall tau and Spearman rho against seed-0 test "
+        "top-1 on the **evaluation half** with bootstrap 95% intervals (1000 resamples); the "
+        "ensemble was chosen on the calibration half only. Cost: median ms per candidate on "
+        "one thread, measured while the table build shared the cores (inflated; compare "
+        "ratios).\n",
+        f"Noise ceiling (seed vs seed): tau {s['noise_ceiling']['tau']:+.3f} "
+        f"{_ci(s['noise_ceiling']['tau_ci'])}.\n",
+        "| scorer | tau (eval half) | 95% CI | rho | 95% CI | top-quartile tau | "
+        "calibration tau | ms / candidate |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in s["rows"]:
+        rows.append(
+            f"| {r['scorer']} | {r['tau']:+.3f} | {_ci(r['tau_ci'])} | {r['rho']:+.3f} | "
+            f"{_ci(r['rho_ci'])} | {r['top_quartile_tau']:+.3f} | {r['calibration_tau']:+.3f} "
+            f"| {r['ms_per_candidate']:.0f} |"
+        )
+    rows.append("")
+    if s.get("reading"):
+        rows += [s["reading"], ""]
+    return rows
+
+
+def signal_sections(dst: Path) -> list[str]:
+    """Both sections, from the JSON files in ``dst`` that exist."""
+    lines: list[str] = []
+    gt, sc = dst / "groundtruth_summary.json", dst / "scorers_summary.json"
+    if gt.is_file():
+        lines += groundtruth_section(json.loads(gt.read_text()))
+    if sc.is_file():
+        lines += scorers_section(json.loads(sc.read_text()))
+    return lines
