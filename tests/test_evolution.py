@@ -1,5 +1,6 @@
 """A tiny evolution on the built-in data: it improves on its seed, its Pareto front is
-non-dominated, and a SIGKILLed-then-resumed run ends with the uninterrupted run's population."""
+non-dominated, the proxy rerank picks the final genotype, every candidate is scored at the same
+proxy budget, and a SIGKILLed-then-resumed run ends with the uninterrupted run's population."""
 
 import json
 import math
@@ -10,14 +11,25 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from scipy.stats import rankdata
 
 from hybridnas.engine.checkpoint import CheckpointError, load_checkpoint
 from hybridnas.engine.distributed import DistContext
 from hybridnas.engine.tracking import Tracker
-from hybridnas.search.evolution import CHECKPOINT, chain_genotype, load_state, run_evolution
+from hybridnas.search.evolution import (
+    CHECKPOINT,
+    chain_genotype,
+    evaluate,
+    load_state,
+    make_context,
+    run_evolution,
+)
+from hybridnas.search.mutations import Guidance, sample_genotype
+from hybridnas.search.proxy import build_proxy, train_stage
 from hybridnas.space.genotype import Genotype
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,7 +77,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory, one_thread):
     run_dir = tmp_path_factory.mktemp("evo_full")
-    best = _run(run_dir, ["evolution.faithfulness_samples=3", "evolution.faithfulness_clips=48"])
+    best = _run(run_dir, ["evolution.faithfulness_samples=8", "evolution.faithfulness_clips=48"])
     return run_dir, best
 
 
@@ -82,34 +94,80 @@ def test_evolution_improves_on_seed_and_front_is_non_dominated(full_run):
         seed["fitness"],
         [h["fitness"] for h in bred],
     )
-    assert best.key() == max(history, key=lambda h: h["fitness"])["key"] != seed["key"]
+    # every fitness is a stage-1 proxy accuracy (no latency budget here)
+    assert all(h["fitness"] == h["accuracy"] == h["scores"]["proxy"] for h in history)
+    assert {h["budget"] for h in history} == {"proxy stage 1 (48 clips, width x0.5)"}
     assert Genotype.load(run_dir / "genotype.json").key() == best.key()
     assert Genotype.load(run_dir / "genotype_differentiable.json").key() == seed["key"]
 
     front = json.loads((run_dir / "pareto.json").read_text())
-    assert front and (run_dir / "pareto.png").stat().st_size > 0
-    for p in front:
+    assert front["objectives"]["minimize"] == ["latency_ms", "flops"]
+    assert front["front"] and (run_dir / "pareto.png").stat().st_size > 0
+    for p in front["front"]:
         Genotype.from_dict(p["genotype"])
         for h in history:  # nothing evaluated dominates a point of the front
-            ge = (
-                h["accuracy"] >= p["accuracy"]
-                and h["latency_ms"] <= p["latency_ms"]
-                and h["flops"] <= p["flops"]
-            )
-            gt = (
-                h["accuracy"] > p["accuracy"]
-                or h["latency_ms"] < p["latency_ms"]
-                or h["flops"] < p["flops"]
-            )
-            assert not (ge and gt)
+            ge = h["score"] >= p["score"] and h["latency_ms"] <= p["latency_ms"]
+            ge = ge and h["flops"] <= p["flops"]
+            gt = h["score"] > p["score"] or h["latency_ms"] < p["latency_ms"]
+            assert not (ge and (gt or h["flops"] < p["flops"]))
 
 
-def test_faithfulness_tau_is_computed_and_in_range(full_run):
+def test_proxy_rerank_chooses_the_final_genotype_among_stage_two_finalists(full_run):
+    run_dir, best = full_run
+    history = [json.loads(line) for line in (run_dir / "evolution_history.jsonl").open()]
+    selection = json.loads((run_dir / "evolution_selection.json").read_text())
+    reranked = [h for h in history if "rerank_scores" in h]
+    # the default rerank: the 4 best by stage-1 fitness, 2 of them promoted to stage 2
+    top = sorted(history, key=lambda h: -h["fitness"])[:4]
+    assert [h["key"] for h in reranked] == [h["key"] for h in history if h in top]
+    finalists = [h for h in reranked if len(h["rerank_scores"]) == 2]
+    assert len(finalists) == 2 and all("rerank_fitness" in h for h in finalists)
+    chosen = max(finalists, key=lambda h: h["rerank_fitness"])
+    assert selection["best_key"] == chosen["key"] == best.key()
+    assert "stage 2" in selection["budget"]
+    meta = json.loads((run_dir / "genotype.json").read_text())["meta"]
+    assert meta["selection"]["fitness"] == chosen["rerank_fitness"]
+
+
+def test_evaluate_compares_every_candidate_at_stage_one(tmp_path):
+    # Before issue 11 a promoted candidate's fitness was its stage-2 accuracy, compared in
+    # tournaments with the others' stage-1 accuracies. Two stages, four candidates: each
+    # fitness must be what a fresh stage-1 training of that candidate gives.
+    cfg = _cfg([f"out_dir={tmp_path}", "evolution.proxy.inherit=false"])
+    c = make_context(cfg, DistContext(), tmp_path)
+    template = chain_genotype(cfg)
+    rng = np.random.default_rng(0)
+    gens = [sample_genotype(template, rng, Guidance.uniform(cfg.model.op_names)) for _ in range(4)]
+    for g, r in zip(gens, evaluate(gens, c), strict=True):
+        fresh = train_stage(build_proxy(g, c.proxy, cfg.seed), c.data, c.proxy)
+        assert r["fitness"] == r["accuracy"] == fresh, (r["fitness"], fresh)
+
+
+def test_zero_cost_scorer_is_a_one_line_switch(tmp_path):
+    run_dir = tmp_path / "zero_cost"
+    overrides = ["evolution.scorer=ensemble:params+flops", "evolution.rerank_scorer=none"]
+    best = _run(run_dir, [*overrides, "evolution.conet_every=0", "evolution.cycles=2"])
+    history = [json.loads(line) for line in (run_dir / "evolution_history.jsonl").open()]
+    assert {h["scorer"] for h in history} == {"ensemble:params+flops"}
+    assert all(set(h["scores"]) == {"params", "flops"} and "accuracy" not in h for h in history)
+    # the score is the mean rank over the whole history, normalised to (0, 1]
+    ranks = [rankdata([h["scores"][n] for h in history]) for n in ("params", "flops")]
+    want = (ranks[0] + ranks[1]) / 2 / len(history)
+    assert [h["score"] for h in history] == pytest.approx(list(want))
+    assert best.key() == max(history, key=lambda h: h["fitness"])["key"]
+    meta = json.loads((run_dir / "genotype.json").read_text())["meta"]
+    assert meta["selection"]["scorer"] == "ensemble:params+flops"
+
+
+def test_faithfulness_tau_is_computed_with_an_interval(full_run):
     faith = json.loads((full_run[0] / "faithfulness.json").read_text())
-    assert len(faith["proxy"]) == len(faith["reference"]) == 3
+    assert faith["n"] == len(faith["scores"]) == len(faith["reference"]) == 8
+    assert faith["scorer"] == "proxy" and "stage 1" in faith["budget"]
     # An uncomputable tau (tied accuracies) is written as null, never as a made-up 0.
     assert faith["tau"] is not None, faith
+    lo, hi = faith["tau_ci"]
     assert math.isfinite(faith["tau"]) and -1.0 <= faith["tau"] <= 1.0, faith
+    assert -1.0 <= lo <= hi <= 1.0 and hi - lo > 0, faith  # 8 pairs: never a point interval
 
 
 def _wait_for_cycle(path: Path, cycle: int, proc: subprocess.Popen, timeout: float) -> None:

@@ -13,7 +13,7 @@ from hybridnas.search.latency import (
     count_params,
     measure_latency,
 )
-from hybridnas.search.pareto import pareto_front, plot_pareto
+from hybridnas.search.pareto import pareto_figure, pareto_front, plot_pareto
 
 
 def _tiny_video_net() -> nn.Sequential:
@@ -99,9 +99,35 @@ def test_pareto_front_points_are_mutually_non_dominating():
 
 def test_plot_pareto_writes_png(tmp_path):
     pts = _pts((0.9, 10), (0.8, 5), (0.7, 6))
-    front = pareto_front(pts, maximize=["acc"], minimize=["ms"])
-    out = plot_pareto(
-        pts, "ms", "acc", front, tmp_path / "sub" / "front.png", labels=["a", "b", "c"]
-    )
+    out = plot_pareto(pts, "ms", "acc", tmp_path / "sub" / "front.png", labels=["a", "b", "c"])
     data = out.read_bytes()
     assert len(data) > 1000 and data[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _drawn_front(fig) -> list[tuple[float, float]]:
+    (line,) = [ln for ln in fig.axes[0].get_lines() if ln.get_label() == "Pareto front"]
+    return list(zip(line.get_xdata(), line.get_ydata(), strict=True))
+
+
+def test_drawn_front_is_non_dominated_in_the_plotted_objectives():
+    # (0.7, 9 ms, few FLOPs) is on the 3-objective front but dominated in the plane by
+    # (0.8, 5 ms): the line must skip it (before issue 11 it joined all three).
+    pts = [
+        {"acc": 0.9, "ms": 10.0, "flops": 50.0},
+        {"acc": 0.8, "ms": 5.0, "flops": 40.0},
+        {"acc": 0.7, "ms": 9.0, "flops": 1.0},
+    ]
+    assert pareto_front(pts, maximize=["acc"], minimize=["ms", "flops"]) == [0, 1, 2]
+    drawn = _drawn_front(pareto_figure(pts, "ms", "acc"))
+    assert drawn == [(5.0, 0.8), (10.0, 0.9)]
+    for x, y in drawn:
+        better = [p for p in pts if p["ms"] <= x and p["acc"] >= y]
+        assert all((p["ms"], p["acc"]) == (x, y) for p in better)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.fixed_dictionaries({"a": _small, "b": _small, "c": _small}), max_size=12))
+def test_drawn_front_never_joins_a_point_dominated_in_the_plane(pts):
+    drawn = set(_drawn_front(pareto_figure(pts, "b", "a")))
+    plane = {(q["b"], q["a"]) for i, q in enumerate(pts) if i in _brute_front(pts, ["a"], ["b"])}
+    assert drawn == plane

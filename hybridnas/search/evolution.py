@@ -1,10 +1,12 @@
 """The evolutionary stage: aging evolution of connectivity, ops and widths under a latency budget.
 
 Read top to bottom: ``EvolutionState`` is the population (FIFO, oldest first), every evaluated
-candidate (``history``, which doubles as a cache: a genotype seen before is never retrained),
-the CONet scaler and the cycle counter; ``evaluate`` scores a batch of genotypes on the staged
-proxy (``proxy.py``), sharded over ranks and gathered so every rank holds the same results;
-``seed_population`` and ``cycle`` are the evolution proper; ``write_outputs`` (in
+candidate (``history``, which doubles as a cache: a genotype seen before is never rescored),
+the CONet scaler and the cycle counter; ``evaluate`` scores a batch of genotypes with the cheap
+scorer (``evolution.scorer``, fitness.py: the stage-1 proxy by default), sharded over ranks and
+gathered so every rank holds the same results; ``seed_population`` and ``cycle`` are the
+evolution proper; ``rerank.choose`` picks the final genotype with the expensive scorer
+(``evolution.rerank_scorer``) among the best candidates only; ``write_outputs`` (in
 evolution_outputs.py) saves the Pareto front, the history and the best genotype.
 ``run_evolution`` strings them together.
 
@@ -15,7 +17,6 @@ uninterrupted one does (latency aside, which is measured; with a budget it can m
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.stats import kendalltau
 
 from hybridnas.data import build_dataset
 from hybridnas.engine.checkpoint import (
@@ -36,23 +36,25 @@ from hybridnas.engine.distributed import DistContext, all_gather_object, barrier
 from hybridnas.engine.tracking import Tracker
 from hybridnas.search.channels import ChannelScaler
 from hybridnas.search.evolution_outputs import last_step, log_cycle, write_outputs
+from hybridnas.search.faithfulness import FaithfulnessConfig, check_faithfulness
+from hybridnas.search.fitness import (
+    FitnessConfig,
+    Scoring,
+    budget_label,
+    cheap_scores,
+    gather,
+    refit,
+    shard,
+)
 from hybridnas.search.latency import LatencyBudget, count_flops, count_params, measure_latency
 from hybridnas.search.mutations import Guidance, load_guidance, mutate, sample_genotype
-from hybridnas.search.proxy import (
-    ProxyConfig,
-    ProxyData,
-    Trained,
-    build_proxy,
-    conet_step,
-    load_proxy_data,
-    train_stage,
-)
+from hybridnas.search.proxy import ProxyConfig, ProxyData, conet_step, load_proxy_data
+from hybridnas.search.rerank import choose
 from hybridnas.space.genotype import CellSpec, Genotype
 from hybridnas.space.macro import MacroSpec
 from hybridnas.space.network import build_network
 
 CHECKPOINT = "checkpoints/evolution_last.pt"
-REJECTED = -1.0  # fitness of an over-budget candidate in "reject" mode: never wins a tournament
 
 
 @dataclass
@@ -70,7 +72,7 @@ class EvolutionState:
         return {h["key"]: h for h in self.history}
 
     def best(self) -> dict:
-        """Best of everything evaluated (first one wins a tie)."""
+        """Best of everything evaluated by the cheap fitness (first one wins a tie)."""
         return max(self.history, key=lambda h: h["fitness"])
 
     def to_dict(self) -> dict:
@@ -79,7 +81,8 @@ class EvolutionState:
 
 @dataclass
 class Context:
-    """What every step needs and nothing changes: config, data, guidance, supernet weights."""
+    """What every step needs and nothing changes: config, data, guidance, supernet weights,
+    and how candidates are scored (``scoring``)."""
 
     cfg: Any
     ctx: DistContext
@@ -89,20 +92,10 @@ class Context:
     guidance: Guidance
     supernet: tuple | None
     budget: LatencyBudget | None
+    scoring: Scoring
 
 
 # ---------------------------------------------------------------- evaluation
-
-
-def _shard(n: int, ctx: DistContext) -> list[int]:
-    return [k for k in range(n) if k % ctx.world_size == ctx.rank]
-
-
-def _gather(local: dict[int, Any], ctx: DistContext) -> dict[int, Any]:
-    merged: dict[int, Any] = {}
-    for part in all_gather_object(local, ctx):
-        merged.update(part)
-    return merged
 
 
 def _cost(genotype: Genotype, c: Context) -> dict[str, float]:
@@ -121,45 +114,27 @@ def _cost(genotype: Genotype, c: Context) -> dict[str, float]:
     }
 
 
-def _fitness(accuracy: float, latency_ms: float, budget: LatencyBudget | None) -> float:
-    if budget is None:
-        return accuracy
-    fit = budget.apply_budget(accuracy, latency_ms)
-    return REJECTED if fit is None else fit
-
-
 def evaluate(genotypes: list[Genotype], c: Context) -> list[dict]:
-    """Score genotypes on the staged proxy: every one trains stage 1, then the best
-    ``promote_fraction`` of those still in go on to each next stage. Ranks split the work and
-    exchange accuracies after each stage. Returns one result dict per genotype, same order."""
-    mine = _shard(len(genotypes), c.ctx)
-    models: dict[int, Trained] = {}
-    acc: dict[int, float] = {}
-    stages: dict[int, int] = {}
-    alive = list(range(len(genotypes)))
-    for stage in range(len(c.proxy.stage_clips)):
-        if stage > 0:
-            keep = max(1, math.ceil(len(alive) * c.proxy.promote_fraction))
-            alive = sorted(alive, key=lambda k: (-acc[k], k))[:keep]
-        local = {}
-        for k in (k for k in alive if k in mine):
-            if k not in models:
-                models[k] = build_proxy(genotypes[k], c.proxy, c.cfg.seed, c.supernet, c.ctx.device)
-            local[k] = train_stage(models[k], c.data, c.proxy)
-        for k, a in _gather(local, c.ctx).items():
-            acc[k], stages[k] = a, stage + 1
-    costs = _gather({k: _cost(genotypes[k], c) for k in mine}, c.ctx)
-    return [
+    """Score genotypes with the cheap scorer (fitness.py) and measure their costs; ranks
+    split the work. Returns one result dict per genotype, same order, with ``score`` and
+    ``fitness`` relative to this batch alone (``refit`` makes them relative to a history)."""
+    scores = cheap_scores(genotypes, c.scoring)
+    costs = gather({k: _cost(genotypes[k], c) for k in shard(len(genotypes), c.ctx)}, c.ctx)
+    budget = budget_label(c.scoring.cfg.scorer, c.scoring)
+    results = [
         {
             "key": g.key(),
             "genotype": g.to_json(),
-            "accuracy": acc[k],
-            "stages": stages[k],
+            **({"accuracy": scores[k]["proxy"]} if "proxy" in scores[k] else {}),
+            "scorer": c.scoring.cfg.scorer,
+            "budget": budget,
+            "scores": scores[k],
             **costs[k],
-            "fitness": _fitness(acc[k], costs[k]["latency_ms"], c.budget),
         }
         for k, g in enumerate(genotypes)
     ]
+    refit(results, [], c.scoring)
+    return results
 
 
 def evaluate_new(
@@ -206,6 +181,7 @@ def seed_population(seed_genotype: Genotype, st: EvolutionState, c: Context) -> 
     results = evaluate_new(list(members.values()), st, c)
     st.population = results
     st.history = list(results)
+    refit(st.history, [st.population], c.scoring)
 
 
 def _mutate(parent: Genotype, rng: np.random.Generator, c: Context) -> tuple[Genotype, dict]:
@@ -265,6 +241,7 @@ def cycle(st: EvolutionState, c: Context) -> list[dict]:
         st.population.pop(0)
         if not r["reused"]:
             st.history.append(r)
+    refit(st.history, [st.population, results], c.scoring)
     return results
 
 
@@ -281,36 +258,6 @@ def load_state(path: Path) -> EvolutionState:
     ckpt = load_checkpoint(path)
     restore_rng_state(ckpt.pop("rng"))
     return EvolutionState(**ckpt)
-
-
-def faithfulness(st: EvolutionState, c: Context) -> dict[str, Any]:
-    """Kendall's tau between proxy accuracy and a longer, wider training (``faithfulness_*``)
-    on up to ``faithfulness_samples`` candidates spread over the proxy ranking."""
-    e = c.cfg.evolution
-    ranked = sorted(st.history, key=lambda h: h["accuracy"])
-    n = min(e.faithfulness_samples, len(ranked))
-    if n < 2:
-        return {}
-    picks = [ranked[int(round(i))] for i in np.linspace(0, len(ranked) - 1, n)]
-    ref = ProxyConfig(
-        **{
-            **c.proxy.__dict__,
-            "width_scale": e.faithfulness_width_scale,
-            "stage_clips": (e.faithfulness_clips,),
-            "inherit": False,
-        }
-    )
-    local = {}
-    for k in _shard(n, c.ctx):
-        t = build_proxy(_parse(picks[k]), ref, c.cfg.seed, None, c.ctx.device)
-        local[k] = train_stage(t, c.data, ref)
-    full = _gather(local, c.ctx)
-    proxy_acc = [p["accuracy"] for p in picks]
-    full_acc = [full[k] for k in range(n)]
-    tau, p_value = kendalltau(proxy_acc, full_acc)
-    # NaN (all proxy or all reference accuracies tied) means uncomputable, not "uncorrelated".
-    tau, p_value = (None, None) if np.isnan(tau) else (float(tau), float(p_value))
-    return {"tau": tau, "p_value": p_value, "proxy": proxy_acc, "reference": full_acc}
 
 
 # ---------------------------------------------------------------- the stage
@@ -345,13 +292,19 @@ def make_context(cfg: Any, ctx: DistContext, run_dir: Path) -> Context:
         (load_guidance(d, cfg.model.op_names) for d in dirs if (d / "alphas.json").is_file()),
         Guidance.uniform(cfg.model.op_names),
     )
-    supernet = _supernet_weights(cfg, dirs) if pcfg.inherit else None
+    fcfg = FitnessConfig.from_cfg(e)
+    FaithfulnessConfig.from_cfg(e)  # a bad value fails here, before any candidate trains
+    wants = pcfg.inherit or "oneshot" in (*fcfg.components, fcfg.rerank_scorer)
+    supernet = _supernet_weights(cfg, dirs) if wants else None
+    if supernet is None and "oneshot" in (*fcfg.components, fcfg.rerank_scorer):
+        raise ValueError("the oneshot scorer needs a trained supernet (checkpoints/search_last.pt)")
     budget = (
         LatencyBudget(e.latency_budget_ms, e.latency_mode, e.latency_weight)
         if e.latency_budget_ms > 0
         else None
     )
-    return Context(cfg, ctx, run_dir, pcfg, data, guidance, supernet, budget)
+    scoring = Scoring(fcfg, pcfg, data, int(cfg.seed), ctx, supernet, budget)
+    return Context(cfg, ctx, run_dir, pcfg, data, guidance, supernet, budget, scoring)
 
 
 def new_state(cfg: Any, run_dir: Path) -> EvolutionState:
@@ -402,12 +355,15 @@ def run_evolution(
         st.cycle_times.append(time.perf_counter() - start)
         log_cycle(st, c, tracker, st.cycle_times[-1])
         save_state(st, c)
-    faith = faithfulness(st, c) if cfg.evolution.faithfulness_samples else {}
+    choice = choose(st.history, c.scoring)
+    faith = check_faithfulness(st.history, c.scoring, FaithfulnessConfig.from_cfg(cfg.evolution))
     if faith and ctx.is_main:
-        tau = "uncomputable (tied accuracies)" if faith["tau"] is None else f"{faith['tau']:.3f}"
+        tau = "uncomputable (tied scores)" if faith["tau"] is None else f"{faith['tau']:+.3f}"
+        lo, hi = faith["tau_ci"]
         print(
-            f"[hybridnas] proxy faithfulness: Kendall tau {tau} on {len(faith['proxy'])} candidates"
+            f"[hybridnas] {faith['scorer']} faithfulness: Kendall tau {tau} "
+            f"(95% interval {lo}, {hi}) on {faith['n']} candidates"
         )
-    best = write_outputs(st, c, tracker, faith)
+    best = write_outputs(st, c, tracker, faith, choice)
     barrier(ctx)
     return best

@@ -1,6 +1,7 @@
 """What the evolutionary stage logs and writes: per-cycle metrics, and at the end the best
-genotype (genotype.json), every evaluated candidate (evolution_history.jsonl) and the Pareto
-front over accuracy, latency and FLOPs (pareto.json, pareto.png, W&B table and image).
+genotype (genotype.json), how it was chosen (evolution_selection.json), every evaluated
+candidate (evolution_history.jsonl) and the Pareto front over the cheap score, latency and
+FLOPs (pareto.json; pareto.png draws score vs latency; W&B table and image).
 
 ``st`` is an ``evolution.EvolutionState`` and ``c`` an ``evolution.Context``.
 """
@@ -19,6 +20,7 @@ from hybridnas.space.genotype import Genotype
 
 if TYPE_CHECKING:
     from hybridnas.search.evolution import Context, EvolutionState
+    from hybridnas.search.rerank import Choice
 
 
 def last_step(run_dir: Path) -> int:
@@ -52,41 +54,67 @@ def log_cycle(st: EvolutionState, c: Context, tracker: Tracker, seconds: float) 
         )
 
 
-def write_outputs(st: EvolutionState, c: Context, tracker: Tracker, faith: dict) -> Genotype:
-    """Best genotype (genotype.json), history, Pareto front (JSON, PNG, W&B table and image)."""
-    best = Genotype.from_json(st.best()["genotype"])
+def _selection_meta(c: Context, choice: Choice) -> dict:
+    """What genotype.json's meta says about how the genotype was chosen: nothing beyond
+    ``proxy_fitness`` when the plain stage-1 proxy chose it (so such files keep their bytes)."""
+    if c.scoring.cfg.scorer == "proxy" and (choice.reused or not choice.reranked):
+        return {}
+    fitness = choice.best.get("rerank_fitness", choice.best["fitness"])
+    return {"selection": {"scorer": choice.scorer, "budget": choice.budget, "fitness": fitness}}
+
+
+def _write_pareto(st: EvolutionState, c: Context, run: Path) -> tuple[list[int], Path]:
+    """pareto.json: the front over (score up, latency and FLOPs down); pareto.png: score vs
+    latency, its line the front of those two objectives alone (a point of the 3-objective
+    front may be dominated in the plane, by a point with more FLOPs). Returns the 3-objective
+    front's indices and the PNG's path."""
+    points = [{k: h[k] for k in ("score", "latency_ms", "flops")} for h in st.history]
+    front = pareto_front(points, maximize=["score"], minimize=["latency_ms", "flops"])
+    doc = {
+        "objectives": {"maximize": ["score"], "minimize": ["latency_ms", "flops"]},
+        "score": f"{c.scoring.cfg.scorer}: {st.history[0]['budget']}",
+        "note": "front over all three objectives; pareto.png draws the front of score and "
+        "latency_ms alone",
+        "front": [
+            {**points[i], "fitness": st.history[i]["fitness"], "key": st.history[i]["key"],
+             "genotype": json.loads(st.history[i]["genotype"])}
+            for i in front
+        ],
+    }  # fmt: skip
+    (run / "pareto.json").write_text(json.dumps(doc, indent=2))
+    ylabel = f"score ({c.scoring.cfg.scorer}, cheap tier)"
+    png = plot_pareto(points, "latency_ms", "score", run / "pareto.png", ylabel=ylabel)
+    return front, png
+
+
+def write_outputs(
+    st: EvolutionState, c: Context, tracker: Tracker, faith: dict, choice: Choice
+) -> Genotype:
+    """Best genotype (``choice``'s; genotype.json), history, how it was chosen
+    (evolution_selection.json), Pareto front (JSON, PNG, W&B table and image)."""
+    best = Genotype.from_json(choice.best["genotype"])
     if not c.ctx.is_main:
         return best
     run = c.run_dir
     step = st.base_step + st.cycle + 1
-    best = best.replace(
-        meta={**dict(best.meta), "stage": "evolution", "proxy_fitness": st.best()["fitness"]}
-    )
+    meta = {"stage": "evolution", "proxy_fitness": choice.best["fitness"]}
+    best = best.replace(meta={**dict(best.meta), **meta, **_selection_meta(c, choice)})
     best.save(run / "genotype.json")
     with open(run / "evolution_history.jsonl", "w") as f:
         for h in st.history:
             f.write(json.dumps(h) + "\n")
-    points = [{k: h[k] for k in ("accuracy", "latency_ms", "flops")} for h in st.history]
-    front = pareto_front(points, maximize=["accuracy"], minimize=["latency_ms", "flops"])
-    doc = [
-        {
-            **points[i],
-            "fitness": st.history[i]["fitness"],
-            "genotype": json.loads(st.history[i]["genotype"]),
-        }
-        for i in front
-    ]
-    (run / "pareto.json").write_text(json.dumps(doc, indent=2))
-    png = plot_pareto(points, "latency_ms", "accuracy", front, run / "pareto.png")
-    cols = ["accuracy", "latency_ms", "flops", "fitness", "on_front"]
+    (run / "evolution_selection.json").write_text(json.dumps(choice.to_dict(), indent=2))
+    front, png = _write_pareto(st, c, run)
+    cols = ["score", "latency_ms", "flops", "fitness", "on_front"]
     rows = [
-        [h["accuracy"], h["latency_ms"], h["flops"], h["fitness"], i in front]
+        [h["score"], h["latency_ms"], h["flops"], h["fitness"], i in front]
         for i, h in enumerate(st.history)
     ]
     tracker.log_table("evolution/candidates", cols, rows, step)
     tracker.log_image("evolution/pareto", png, step)
     summary = {
         "evolution/best_fitness": st.best()["fitness"],
+        "evolution/chosen_fitness": choice.best["fitness"],
         "evolution/seed_fitness": st.history[0]["fitness"],
         "evolution/evaluated": len(st.history),
         "evolution/total_time_s": sum(st.cycle_times),

@@ -37,18 +37,30 @@ def pareto_front(
     return [int(i) for i in np.flatnonzero(~(geq & gt).any(axis=1))]
 
 
-def plot_pareto(
+def plane_front(
+    points: Sequence[Mapping[str, float]], x_key: str, y_key: str, maximize_y: bool = True
+) -> list[int]:
+    """Front of the two plotted objectives only (x minimised; y maximised unless told), sorted
+    by x: the points a line through a 2D plot may join without crossing a dominating point."""
+    ys = ([y_key], []) if maximize_y else ([], [y_key])
+    front = pareto_front(points, maximize=ys[0], minimize=[x_key, *ys[1]])
+    return sorted(front, key=lambda i: (float(points[i][x_key]), i))
+
+
+def pareto_figure(
     points: Sequence[Mapping[str, float]],
     x_key: str,
     y_key: str,
-    front_idx: Sequence[int],
-    path: str | Path,
     labels: Sequence[str] | None = None,
-) -> Path:
-    """Scatter all points (x_key vs y_key), draw the front as a line, write a PNG to path."""
+    ylabel: str | None = None,
+    maximize_y: bool = True,
+) -> Figure:
+    """Scatter all points (x_key vs y_key) and draw, as a line labelled "Pareto front", the
+    front of those two objectives (``plane_front``); a front over more objectives cannot be
+    drawn on two axes without joining points the picture shows dominated."""
     x = np.array([float(p[x_key]) for p in points])
     y = np.array([float(p[y_key]) for p in points])
-    front = sorted(front_idx, key=lambda i: x[i])
+    front = plane_front(points, x_key, y_key, maximize_y)
     fig = Figure(figsize=(5, 4), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
@@ -57,9 +69,23 @@ def plot_pareto(
     for i, text in enumerate(labels or []):
         ax.annotate(text, (x[i], y[i]), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel(x_key)
-    ax.set_ylabel(y_key)
+    ax.set_ylabel(ylabel or y_key)
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+def plot_pareto(
+    points: Sequence[Mapping[str, float]],
+    x_key: str,
+    y_key: str,
+    path: str | Path,
+    labels: Sequence[str] | None = None,
+    ylabel: str | None = None,
+    maximize_y: bool = True,
+) -> Path:
+    """``pareto_figure`` written as a PNG to ``path`` (folders created); returns the path."""
+    fig = pareto_figure(points, x_key, y_key, labels, ylabel, maximize_y)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png")
