@@ -117,7 +117,12 @@ def write_gt_report(gt: GroundTruth, out: Path) -> dict[str, Any]:
 def scorer_summary(gt: GroundTruth, scores_path: Path) -> dict[str, Any]:
     """Rank agreement rows of every scorer in ``scores_path`` plus the calibration-chosen
     mean-rank ensemble, and the noise ceiling."""
-    from hybridnas.bench.scorer_bench import agreement_rows, choose_ensemble, ensemble_scores
+    from hybridnas.bench.scorer_bench import (
+        agreement_rows,
+        best_of_n,
+        choose_ensemble,
+        ensemble_scores,
+    )
 
     doc = json.loads(scores_path.read_text())
     scores, cost = doc["scores"], doc["ms"]
@@ -126,8 +131,18 @@ def scorer_summary(gt: GroundTruth, scores_path: Path) -> dict[str, Any]:
         name = "ensemble:" + "+".join(members)
         scores = {**scores, name: ensemble_scores(members, scores)}
         cost = {**cost, name: sum(cost[m] for m in members)}
+    oracle = {r.arch: r.test_acc for r in gt.archs()}
+    selection = {
+        str(n): {
+            "random": best_of_n(None, gt, n),
+            "oracle": best_of_n(oracle, gt, n),
+            **{name: best_of_n(s, gt, n) for name, s in scores.items()},
+        }
+        for n in (10, 30)
+    }
     return {
         "noise_ceiling": gt.noise_ceiling().to_dict(),
+        "selection": selection,
         "ensemble": {"members": members, "calibration_tau": calib_tau},
         "rows": agreement_rows(scores, cost, gt),
         "reading": (out_reading := (scores_path.parent / "scorers_reading.md")).is_file()

@@ -84,7 +84,7 @@ def choose_ensemble(
     names = [n for n in scores if n not in ("params", "flops")]
     for k in range(2, max_size + 1):
         for members in itertools.combinations(names, k):
-            tau = gt.tau(ensemble_scores(members, scores), half="calibration").tau
+            tau = gt.tau(ensemble_scores(members, scores), "calibration", resamples=0).tau
             if np.isfinite(tau) and tau > best[1]:
                 best = (list(members), tau)
     return best
@@ -105,8 +105,30 @@ def agreement_rows(
                 **ev.to_dict(),
                 "top_quartile_tau": top.tau,
                 "top_quartile_tau_ci": list(top.tau_ci),
-                "calibration_tau": gt.tau(s, "calibration").tau,
+                "calibration_tau": gt.tau(s, "calibration", resamples=0).tau,
                 "ms_per_candidate": cost.get(name, float("nan")),
             }
         )
     return sorted(rows, key=lambda r: -r["tau"] if np.isfinite(r["tau"]) else 2)
+
+
+def best_of_n(
+    scores: Mapping[str, float] | None,
+    gt: GroundTruth,
+    n: int,
+    draws: int = 500,
+    half: str = "evaluation",
+    seed: int = 0,
+) -> dict[str, float]:
+    """Search by selection, simulated on the table: draw ``n`` architectures of ``half``
+    uniformly, keep the one ``scores`` ranks best (``None``: the first drawn, i.e. random
+    search with one training; ``"oracle"`` is not a scorer, pass true accuracies for it);
+    its percentile in the table's random distribution, mean and SD over ``draws`` draws."""
+    recs = [r for r in gt.archs(half) if scores is None or r.arch in scores]
+    rng = np.random.default_rng([seed, n])
+    picked = []
+    for _ in range(draws):
+        idx = rng.choice(len(recs), size=min(n, len(recs)), replace=False)
+        best = idx[0] if scores is None else max(idx, key=lambda i: scores[recs[i].arch])
+        picked.append(gt.percentile(recs[best].test_acc))
+    return {"n": n, "mean": float(np.mean(picked)), "sd": float(np.std(picked)), "draws": draws}

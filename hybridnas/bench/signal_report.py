@@ -87,9 +87,31 @@ def scorers_section(s: dict[str, Any]) -> list[str]:
             f"| {r['ms_per_candidate']:.0f} |"
         )
     rows.append("")
+    rows += selection_rows(s.get("selection", {}))
     if s.get("reading"):
         rows += [s["reading"], ""]
     return rows
+
+
+def selection_rows(selection: dict[str, Any]) -> list[str]:
+    """Best-of-N selection by each scorer, simulated on the evaluation half."""
+    if not selection:
+        return []
+    ns = sorted(selection, key=int)
+    rows = [
+        "Search by selection, simulated on the table (evaluation half): draw N architectures "
+        "uniformly, keep the one the scorer ranks best, place its true test top-1 as a "
+        "percentile of the table's random distribution; mean +- SD over 500 draws. `random` "
+        "keeps the first drawn (one training), `oracle` the truly best of the N.\n",
+        "| selector | " + " | ".join(f"N={n}: percentile" for n in ns) + " |",
+        "| --- | " + " | ".join("---" for _ in ns) + " |",
+    ]
+    names = list(selection[ns[0]])
+    order = sorted(names, key=lambda k: -selection[ns[0]][k]["mean"])
+    for name in order:
+        cells = [f"{selection[n][name]['mean']:.1f} +- {selection[n][name]['sd']:.1f}" for n in ns]
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    return [*rows, ""]
 
 
 def signal_sections(dst: Path) -> list[str]:

@@ -179,6 +179,7 @@ class GroundTruth:
         scores: Mapping[str, float],
         half: str = "evaluation",
         top_quartile: bool = False,
+        resamples: int = 1000,
     ) -> Agreement:
         """Agreement of ``scores`` ({arch id: score}, higher = better) with test accuracy over
         one half's architectures that have a score; ``top_quartile`` keeps only the half's
@@ -187,4 +188,6 @@ class GroundTruth:
         if top_quartile:
             cut = np.percentile([r.test_acc for r in recs], 75)
             recs = [r for r in recs if r.test_acc >= cut]
-        return rank_agreement([scores[r.arch] for r in recs], [r.test_acc for r in recs])
+        return rank_agreement(
+            [scores[r.arch] for r in recs], [r.test_acc for r in recs], resamples=resamples
+        )
