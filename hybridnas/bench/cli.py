@@ -63,7 +63,13 @@ def run_scorers(names: list[str], n_archs: int, out: Path, supernet: Path | None
         from hybridnas.search.scorers import load_supernet_context
 
         load_supernet_context(ctx, supernet)
-    scores, cost = score_table(names, table_genotypes(n_archs), ctx)
+    genotypes = table_genotypes(n_archs)
+    registered = [n for n in names if n != "proxy"]
+    scores, cost = score_table(registered, genotypes, ctx)
+    if "proxy" in names:
+        from hybridnas.bench.scorer_bench import trained_proxy_scores
+
+        scores["proxy"], cost["proxy"] = trained_proxy_scores(genotypes, ctx)
     doc = json.loads(out.read_text()) if out.is_file() else {"scores": {}, "ms": {}}
     doc["scores"].update(scores)
     doc["ms"].update(cost)

@@ -68,6 +68,26 @@ def score_table(
     return scores, cost
 
 
+def trained_proxy_scores(
+    genotypes: Mapping[str, Genotype], ctx: ScoreContext, stage_clips: int = 512
+) -> tuple[dict[str, float], float]:
+    """The evolution's default score, EcoNAS-style: the candidate at half width trained on
+    ``stage_clips`` training clips (one stage, seeded by the genotype), accuracy on 256 held-out
+    clips. Returns ({arch: accuracy}, median ms per candidate)."""
+    from hybridnas.bench.groundtruth import GroundTruthRecipe, load_clips
+    from hybridnas.search.proxy import ProxyConfig, ProxyData, build_proxy, train_stage
+
+    train = load_clips(GroundTruthRecipe())["train"]
+    cfg = ProxyConfig(stage_clips=(stage_clips,), val_clips=256, inherit=False)
+    data = ProxyData(train.x[:stage_clips], train.y[:stage_clips], ctx.val_x[:256], ctx.val_y[:256])
+    scores, times = {}, []
+    for arch, g in genotypes.items():
+        start = time.perf_counter()
+        scores[arch] = train_stage(build_proxy(g, cfg, 0), data, cfg)
+        times.append(1000 * (time.perf_counter() - start))
+    return scores, float(np.median(times))
+
+
 def ensemble_scores(members: Sequence[str], scores: Mapping[str, Mapping[str, float]]) -> dict:
     """{arch: mean rank over ``members``} for the archs every member scored."""
     archs = sorted(set.intersection(*(set(scores[m]) for m in members)))
