@@ -37,3 +37,30 @@ def test_kinetics_sized_baselines_have_the_published_shape():
     assert 3.5e6 < params < 4.0e6  # X3D-XS: 3.8M parameters (Feichtenhofer 2020)
     r2p1 = build_model("r2plus1d", num_classes=400, frames=16, size=224, r2plus1d_width=64)
     assert r2p1(torch.randn(1, 3, 16, 224, 224)).shape == (1, 400)
+
+
+def test_c3d_width_sets_its_stages_and_flops():
+    from hybridnas.search.latency import count_flops
+
+    narrow = build_model("c3d", num_classes=10, frames=8, size=32, c3d_width=8)
+    wide = build_model("c3d", num_classes=10, frames=8, size=32, c3d_width=16)
+    convs = [m.out_channels for m in wide.modules() if isinstance(m, torch.nn.Conv3d)]
+    assert convs == [16, 32, 64, 64, 128, 128]  # C3D's 1, 1, 2, 2 blocks, widths w..8w
+    ratio = count_flops(wide, (3, 8, 32, 32)) / count_flops(narrow, (3, 8, 32, 32))
+    assert 3.5 < ratio < 4.0  # ~w^2 (the first conv, 3 -> w, only grows with w)
+    assert wide(torch.randn(1, 3, 16, 64, 64)).shape == (1, 10)  # any clip shape
+
+
+def test_c3d_width_travels_through_the_train_config():
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+
+    from hybridnas.train.loop import ModelSpec, model_spec
+
+    recipes = Path(__file__).resolve().parent.parent / "recipes"
+    with initialize_config_dir(config_dir=str(recipes), version_base="1.3"):
+        cfg = compose("train", overrides=["model.name=c3d", "model.c3d_width=10"])
+    spec = ModelSpec.from_dict(model_spec(cfg, num_classes=10).to_dict())
+    assert spec.c3d_width == 10
+    assert spec.build()[0].out_channels == 10

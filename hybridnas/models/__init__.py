@@ -1,7 +1,7 @@
 """One entry point for every network the train/evaluate/export tools handle.
 
 ``model.name``: ``genotype`` (a found architecture, scaled by overrides) or a baseline
-(``x3d_xs``, ``r2plus1d``, ``frame2d``). A checkpoint carries the model's *fingerprint*
+(``x3d_xs``, ``r2plus1d``, ``c3d``, ``frame2d``). A checkpoint carries the model's *fingerprint*
 (name, genotype key, classes, clip shape) so that weights are never loaded into another net.
 """
 
@@ -14,25 +14,46 @@ import torch
 from torch import nn
 
 from hybridnas.engine.checkpoint import CheckpointError
-from hybridnas.models.baselines import Frame2D, r2plus1d, x3d_xs
+from hybridnas.models.baselines import Frame2D, create_c3d, r2plus1d, x3d_xs
 from hybridnas.space.genotype import Genotype, GenotypeError
 from hybridnas.space.macro import macro_fields_from_config
 from hybridnas.space.network import build_network
 
-MODELS = ("genotype", "x3d_xs", "r2plus1d", "frame2d")
+MODELS = ("genotype", "x3d_xs", "r2plus1d", "c3d", "frame2d")
 BUILTIN_GENOTYPE = Path(__file__).resolve().parent / "genotypes" / "builtin_sdas.json"
 
 
 def resolve_genotype(model_cfg: Any, *, num_classes: int, frames: int, size: int) -> Genotype:
     """Load ``model_cfg.genotype`` (file or run folder) and scale it: the skeleton keys the
     config sets (``num_cells``, ``stage_widths``, ``stem_channels``, ``stem_stride``; null keeps
-    the genotype's, see ``macro_fields_from_config``) plus the data's clip shape and classes."""
+    the genotype's, see ``macro_fields_from_config``) plus the data's clip shape and classes,
+    then ``model.width_mult`` on its widths (see :func:`scale_widths`)."""
     path = model_cfg.genotype
     if not path:
         raise GenotypeError("model=genotype needs genotype=<genotype.json or a search run folder>")
     g = Genotype.load(BUILTIN_GENOTYPE if path == "builtin" else path)
-    return g.replace(
+    g = g.replace(
         **macro_fields_from_config(model_cfg, frames=frames, size=size, num_classes=num_classes)
+    )
+    mult = model_cfg.get("width_mult")
+    return scale_widths(g, 1.0 if mult is None else float(mult))
+
+
+def scaled_width(width: int, mult: float) -> int:
+    """``width * mult`` rounded half up (3 x 1.5 = 4.5 -> 5), at least 1."""
+    return max(1, int(width * mult + 0.5))
+
+
+def scale_widths(genotype: Genotype, mult: float) -> Genotype:
+    """The genotype with its stage widths and stem channels multiplied by ``mult``
+    (``model.width_mult``), each by :func:`scaled_width`; cells and depth unchanged."""
+    if mult <= 0:
+        raise GenotypeError(f"model.width_mult must be > 0, got {mult}")
+    if mult == 1.0:
+        return genotype
+    return genotype.replace(
+        stage_widths=tuple(scaled_width(w, mult) for w in genotype.stage_widths),
+        stem_channels=scaled_width(genotype.stem_channels, mult),
     )
 
 
@@ -45,6 +66,7 @@ def build_model(
     genotype: Genotype | None = None,
     dropout: float = 0.0,
     r2plus1d_width: int = 16,
+    c3d_width: int = 16,
 ) -> nn.Module:
     """A network for (B, 3, frames, size, size) clips -> (B, num_classes) logits."""
     if name == "genotype":
@@ -55,6 +77,8 @@ def build_model(
         return x3d_xs(num_classes, frames, size, dropout or 0.5)
     if name == "r2plus1d":
         return r2plus1d(num_classes, frames, size, dropout or 0.5, width=r2plus1d_width)
+    if name == "c3d":
+        return create_c3d(num_classes, width=c3d_width, dropout=dropout)
     if name == "frame2d":
         return Frame2D(num_classes, dropout=dropout)
     raise ValueError(f"unknown model {name!r}; choose one of {MODELS}")
@@ -125,9 +149,12 @@ __all__ = [
     "Frame2D",
     "build_model",
     "check_fingerprint",
+    "create_c3d",
     "fingerprint",
     "load_matching",
     "resolve_genotype",
+    "scale_widths",
+    "scaled_width",
     "supernet_to_network",
     "r2plus1d",
     "x3d_xs",

@@ -12,6 +12,8 @@ What is adapted for small clips (the built-in data is 8 x 32 x 32):
 - R(2+1)D keeps the depth-50 layout of (2+1)D bottleneck blocks with temporal stride (1,1,2,2);
   its stem width is ``r2plus1d_width`` (default 16 instead of 64, a quarter of the channels, so it
   trains on CPU) and the head pooling kernel matches the final feature map.
+- C3D (``create_c3d``) is the plain 3D CNN to beat: 3x3x3 conv-BN-ReLU blocks with pooling,
+  widths w/2w/4w/8w (``c3d_width``; w = 10 is about the found nets' FLOPs on 8 x 32 x 32).
 - Frame2D is a per-frame 2D CNN (three stages of two conv-BN-ReLU, widths 16/32/64),
   averaged over time: the baseline
   that cannot see motion.
@@ -82,3 +84,40 @@ class Frame2D(nn.Module):
         frames = x.transpose(1, 2).reshape(b * t, c, h, w)
         feats = self.features(frames).reshape(b, t, -1).mean(1)  # temporal average pool
         return self.head(feats)
+
+
+C3D_STAGES = (1, 1, 2, 2)  # conv blocks per stage (C3D: 1, 1, 2, 2, 2 at 112 px)
+
+
+def create_c3d(
+    num_classes: int, width: int = 16, in_channels: int = 3, dropout: float = 0.0
+) -> nn.Module:
+    """A plain C3D-style 3D CNN (Tran 2015), sized for small clips::
+
+        clip (B, C, T, H, W)
+          -> [Conv3d 3x3x3 -> BN -> ReLU] x 1, width w     -> MaxPool (1, 2, 2)
+          -> [Conv3d 3x3x3 -> BN -> ReLU] x 1, width 2w    -> MaxPool (2, 2, 2)
+          -> [Conv3d 3x3x3 -> BN -> ReLU] x 2, width 4w    -> MaxPool (2, 2, 2)
+          -> [Conv3d 3x3x3 -> BN -> ReLU] x 2, width 8w    -> global average pool
+          -> Dropout -> Linear -> (B, num_classes) logits
+
+    The first pool keeps time (as C3D's pool1 does); the global average pool makes it take any
+    clip length and size. FLOPs grow with w^2: about 0.19M x w^2 multiply-adds on 8 x 32 x 32.
+    """
+    layers: list[nn.Module] = []
+    c = in_channels
+    pools = [(1, 2, 2), (2, 2, 2), (2, 2, 2), None]
+    for s, (blocks, pool) in enumerate(zip(C3D_STAGES, pools, strict=True)):
+        w = width * 2**s
+        for _ in range(blocks):
+            layers += [nn.Conv3d(c, w, 3, padding=1, bias=False), nn.BatchNorm3d(w), nn.ReLU()]
+            c = w
+        if pool is not None:
+            layers.append(nn.MaxPool3d(pool, ceil_mode=True))
+    layers += [
+        nn.AdaptiveAvgPool3d(1),
+        nn.Flatten(),
+        nn.Dropout(dropout),
+        nn.Linear(c, num_classes),
+    ]
+    return nn.Sequential(*layers)

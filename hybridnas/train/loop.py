@@ -62,6 +62,7 @@ class ModelSpec:
     genotype: Genotype | None = None
     dropout: float = 0.0
     r2plus1d_width: int = 16
+    c3d_width: int = 16
 
     def build(self) -> torch.nn.Module:
         return build_model(
@@ -72,6 +73,7 @@ class ModelSpec:
             genotype=self.genotype,
             dropout=self.dropout,
             r2plus1d_width=self.r2plus1d_width,
+            c3d_width=self.c3d_width,
         )
 
     def fingerprint(self) -> dict:
@@ -86,6 +88,7 @@ class ModelSpec:
             "genotype": self.genotype.to_json() if self.genotype else "",
             "dropout": self.dropout,
             "r2plus1d_width": self.r2plus1d_width,
+            "c3d_width": self.c3d_width,
         }
 
     @classmethod
@@ -99,7 +102,16 @@ def model_spec(cfg: Any, num_classes: int) -> ModelSpec:
     g = None
     if m.name == "genotype":
         g = resolve_genotype(m, num_classes=num_classes, frames=frames, size=size)
-    return ModelSpec(m.name, num_classes, frames, size, g, float(m.dropout), int(m.r2plus1d_width))
+    return ModelSpec(
+        m.name,
+        num_classes,
+        frames,
+        size,
+        g,
+        float(m.dropout),
+        int(m.r2plus1d_width),
+        int(m.get("c3d_width", 16)),
+    )
 
 
 def load_trained(path: str | Path, device: str | torch.device = "cpu", ema: bool = True):
