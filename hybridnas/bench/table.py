@@ -188,6 +188,9 @@ class GroundTruth:
         if top_quartile:
             cut = np.percentile([r.test_acc for r in recs], 75)
             recs = [r for r in recs if r.test_acc >= cut]
+        if len(recs) < 3:  # e.g. a scorer run on the other half only
+            nan = float("nan")
+            return Agreement(len(recs), nan, (nan, nan), nan, (nan, nan))
         return rank_agreement(
             [scores[r.arch] for r in recs], [r.test_acc for r in recs], resamples=resamples
         )

@@ -1,0 +1,152 @@
+"""The ground-truth table: recipe, builder (resumable), table API, and the shipped table."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from hybridnas.bench.build import build_table, job_order, read_done
+from hybridnas.bench.groundtruth import (
+    GroundTruthRecipe,
+    arch_id,
+    load_clips,
+    sample_uniform,
+    split_of,
+    train_and_score,
+)
+from hybridnas.bench.table import TABLE_PATH, GroundTruth, rank_agreement
+from hybridnas.space.genotype import Genotype
+
+TINY = GroundTruthRecipe(num_train=64, num_search_val=32, num_test=32, train_clips=64, epochs=1)
+
+
+def test_uniform_sample_is_valid_distinct_and_covers_the_ops():
+    r = GroundTruthRecipe()
+    gs = sample_uniform(r, 40, seed=3)
+    assert len({g.key() for g in gs}) == 40
+    used = {op for g in gs for c in (g.normal, g.reduce) for _, _, op in c.edges}
+    assert used == set(r.op_names) - {"none"}
+    for g in gs:
+        for cell in (g.normal, g.reduce):
+            for j in range(2, 2 + r.steps):
+                sources = [i for i, _ in cell.inputs_of(j)]
+                assert len(sources) == 2 and len(set(sources)) == 2
+        Genotype.from_dict(json.loads(g.to_json()))  # validates
+
+
+def test_split_is_a_stable_function_of_the_architecture():
+    gs = sample_uniform(GroundTruthRecipe(), 60, seed=0)
+    halves = [split_of(g) for g in gs]
+    assert set(halves) == {"calibration", "evaluation"}
+    assert 15 < halves.count("evaluation") < 45
+    assert [split_of(Genotype.from_dict(g.to_dict())) for g in gs] == halves
+
+
+def test_job_order_holds_every_arch_and_every_pair_once():
+    jobs = job_order(150, 30)
+    assert sorted(i for i, s in jobs if s == 0) == list(range(150))
+    assert sorted(i for i, s in jobs if s == 1) == list(range(30))
+    # pairs are spread through the list, not all at the end
+    first_pairs = [k for k, (_, s) in enumerate(jobs) if s == 1][:3]
+    assert first_pairs == [5, 11, 17]
+
+
+def test_recipe_hash_changes_with_any_field():
+    assert GroundTruthRecipe().hash() != GroundTruthRecipe(epochs=4).hash()
+    assert GroundTruthRecipe().hash() == GroundTruthRecipe().hash()
+
+
+def test_rank_agreement_and_its_interval():
+    x = np.arange(30, dtype=float)
+    perfect = rank_agreement(x, x)
+    assert perfect.tau == pytest.approx(1.0) and perfect.tau_ci[0] == pytest.approx(1.0)
+    assert rank_agreement(x, -x).tau == pytest.approx(-1.0)
+    noisy = rank_agreement(x, x + np.random.default_rng(0).normal(0, 10, 30))
+    assert noisy.tau_ci[0] < noisy.tau < noisy.tau_ci[1]
+    assert math.isnan(rank_agreement(np.ones(30), x).tau)  # uncomputable, never 0
+
+
+def test_train_and_score_records_everything_and_repeats_exactly():
+    torch.set_num_threads(1)
+    g = sample_uniform(TINY, 1, seed=0)[0]
+    clips = load_clips(TINY)
+    a = train_and_score(g, TINY, 0, clips)
+    b = train_and_score(g, TINY, 0, clips)
+    for key in ("test_acc", "val_acc", "params", "flops", "ms_per_clip", "train_seconds"):
+        assert key in a
+    assert a["recipe"] == TINY.hash() and a["arch"] == arch_id(TINY.conform(g))
+    assert (a["test_acc"], a["val_acc"], a["train_loss"]) == (
+        b["test_acc"],
+        b["val_acc"],
+        b["train_loss"],
+    )
+    assert a["params"] > 0 and a["flops"] > 0
+
+
+def test_build_appends_and_resumes(tmp_path):
+    out = tmp_path / "gt.jsonl"
+    build_table(out, n_archs=2, n_pairs=1, workers=1, recipe=TINY)
+    lines = out.read_text().splitlines()
+    assert len(lines) == 3
+    assert read_done(out, TINY.hash()) == {
+        (json.loads(x)["arch"], json.loads(x)["seed"]) for x in lines
+    }
+    build_table(out, n_archs=2, n_pairs=1, workers=1, recipe=TINY)  # nothing left to do
+    assert out.read_text().splitlines() == lines
+    gt = GroundTruth.load(out)
+    assert len(gt) == 2 and len(gt.pairs()[0]) == 1
+    assert gt.percentile(2.0) == 100.0 and gt.percentile(-1.0) == 0.0
+
+
+def test_table_mixes_no_recipes(tmp_path):
+    path = tmp_path / "t.jsonl"
+    rows = [
+        {"arch": "a", "seed": 0, "split": "evaluation", "test_acc": 0.5, "recipe": "r1"},
+        {"arch": "b", "seed": 0, "split": "evaluation", "test_acc": 0.6, "recipe": "r2"},
+    ]
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    assert len(GroundTruth.load(path)) == 1
+
+
+# ---------------------------------------------------------------- the shipped table
+
+
+def _shipped() -> GroundTruth:
+    if not TABLE_PATH.is_file():
+        pytest.fail(f"the ground-truth table is not shipped at {TABLE_PATH}")
+    return GroundTruth.load()
+
+
+def test_shipped_table_size_and_recipe():
+    gt = _shipped()
+    assert len(gt) >= 150, len(gt)
+    assert len(gt.pairs()[0]) >= 30
+    assert {e["recipe"] for e in gt.entries} == {GroundTruthRecipe().hash()}
+    assert min(len(gt.archs("calibration")), len(gt.archs("evaluation"))) >= 50
+
+
+def test_shipped_table_ranks_architectures_above_its_seed_noise():
+    """The goal is a spread between architectures >= 3x the spread between seeds; this recipe
+    reaches 1.3x and its seed-vs-seed Kendall tau is ~0.1 (BENCHMARKS.md gives the figures):
+    not met. What the shipped table must at least show: more spread between architectures than
+    between seeds of one architecture."""
+    gt = _shipped()
+    assert gt.arch_sd() > gt.seed_sd(), (gt.arch_sd(), gt.seed_sd())
+
+
+@pytest.mark.slow
+def test_retraining_two_entries_reproduces_them_within_seed_noise():
+    torch.set_num_threads(1)
+    gt = _shipped()
+    recipe = GroundTruthRecipe()
+    clips = load_clips(recipe)
+    records = gt.archs()[:2]
+    tolerance = max(3 * gt.seed_sd(), 0.02)
+    for rec in records:
+        entry = train_and_score(Genotype.from_dict(rec.genotype), recipe, 0, clips)
+        assert entry["arch"] == rec.arch
+        assert abs(entry["test_acc"] - rec.test_acc) <= tolerance, (entry["test_acc"], rec.test_acc)
