@@ -52,6 +52,9 @@ def summary(gt: GroundTruth) -> dict[str, Any]:
         "archs": len(gt),
         "halves": {h: len(gt.archs(h)) for h in ("calibration", "evaluation")},
         "pairs": len(a),
+        "pairs_within_0.05": int(np.sum(np.abs(a - b) <= 0.05)),
+        "pairs_over_0.15": int(np.sum(np.abs(a - b) > 0.15)),
+        "pair_max_diff": float(np.max(np.abs(a - b))) if len(a) else float("nan"),
         "test_acc": {
             "mean": float(acc.mean()),
             "min": float(acc.min()),

@@ -62,9 +62,10 @@ def groundtruth_section(s: dict[str, Any]) -> list[str]:
         rows.append(f"| {r['cell']} | {r['op']} | {r['rho']:+.3f} | {r['p']:.1e} |")
     rows += [
         "",
-        "Reading: only 10 of the 30 seed pairs agree within 0.05 and four differ by more than "
-        "0.15 (up to 0.25): some seeds of an architecture miss the motion cue that another "
-        "seed finds, so the recipe "
+        f"Reading: {s['pairs_within_0.05']} of the {s['pairs']} seed pairs agree within 0.05 "
+        f"and {s['pairs_over_0.15']} differ by more than 0.15 (up to {s['pair_max_diff']:.2f}): "
+        "some seeds of an architecture miss the motion cue that another seed finds, so the "
+        "recipe "
         "agrees with itself only weakly; no scorer can be expected to rank above the noise "
         "ceiling. An earlier 3-epoch recipe was worse (seed SD 0.098 = arch SD 0.102 over its "
         "first 40 entries) and was discarded. Next: a second seed for every architecture "
