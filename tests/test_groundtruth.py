@@ -102,6 +102,19 @@ def test_build_appends_and_resumes(tmp_path):
     assert gt.percentile(2.0) == 100.0 and gt.percentile(-1.0) == 0.0
 
 
+def test_truth_can_be_the_seed_mean():
+    rows = [
+        {"arch": "a", "seed": 0, "split": "evaluation", "test_acc": 0.5, "recipe": "r"},
+        {"arch": "a", "seed": 1, "split": "evaluation", "test_acc": 0.7, "recipe": "r"},
+        {"arch": "b", "seed": 0, "split": "evaluation", "test_acc": 0.55, "recipe": "r"},
+    ]
+    assert GroundTruth(rows).archs()[0].test_acc == 0.5
+    assert GroundTruth(rows, truth="mean").archs()[0].test_acc == pytest.approx(0.6)
+    assert GroundTruth(rows, truth="mean").archs()[1].test_acc == 0.55
+    with pytest.raises(ValueError, match="truth"):
+        GroundTruth(rows, truth="max")
+
+
 def test_table_mixes_no_recipes(tmp_path):
     path = tmp_path / "t.jsonl"
     rows = [

@@ -108,21 +108,27 @@ class ArchRecord:
 class GroundTruth:
     """The table's entries (one per trained (architecture, seed)) and the statistics over them."""
 
-    def __init__(self, entries: Sequence[Mapping[str, Any]]) -> None:
+    def __init__(self, entries: Sequence[Mapping[str, Any]], truth: str = "seed0") -> None:
+        """``truth``: what an architecture's accuracy is: ``seed0`` (every arch has it) or
+        ``mean`` over the seeds it was trained with (less noise where pairs exist)."""
+        if truth not in ("seed0", "mean"):
+            raise ValueError(f"truth must be 'seed0' or 'mean', got {truth!r}")
         self.entries = [dict(e) for e in entries]
         by_arch: dict[str, dict[int, dict[str, Any]]] = {}
         for e in self.entries:
             by_arch.setdefault(e["arch"], {})[int(e["seed"])] = e
-        self._records = {
-            a: ArchRecord(
-                a, s[0]["split"], s[0]["test_acc"], {k: v["test_acc"] for k, v in s.items()}, s[0]
-            )
-            for a, s in by_arch.items()
-            if 0 in s
-        }
+        self._records = {}
+        for arch, seeds in by_arch.items():
+            if 0 not in seeds:
+                continue
+            accs = {k: v["test_acc"] for k, v in seeds.items()}
+            acc = accs[0] if truth == "seed0" else float(np.mean(list(accs.values())))
+            self._records[arch] = ArchRecord(arch, seeds[0]["split"], acc, accs, seeds[0])
 
     @classmethod
-    def load(cls, path: str | Path | None = None, recipe: str | None = None) -> GroundTruth:
+    def load(
+        cls, path: str | Path | None = None, recipe: str | None = None, truth: str = "seed0"
+    ) -> GroundTruth:
         """Read a JSONL table (default: the shipped one); keep entries of one recipe hash
         (default: the hash of the first entry, so a table never mixes recipes)."""
         path = Path(path) if path else TABLE_PATH
@@ -132,7 +138,7 @@ class GroundTruth:
         if entries:
             recipe = recipe or entries[0]["recipe"]
             entries = [e for e in entries if e["recipe"] == recipe]
-        return cls(entries)
+        return cls(entries, truth)
 
     def archs(self, half: str | None = None) -> list[ArchRecord]:
         """Records of every architecture (or of one half), in table order."""
