@@ -51,6 +51,11 @@ def job_order(n_archs: int, n_pairs: int) -> list[tuple[int, int]]:
     return jobs
 
 
+def table_genotypes(recipe: GroundTruthRecipe, n_archs: int) -> list[Genotype]:
+    """The table's architectures in build order, on the recipe's skeleton."""
+    return [recipe.conform(g) for g in sample_uniform(recipe, n_archs, SAMPLE_SEED)]
+
+
 def read_done(path: Path, recipe_hash: str) -> set[tuple[str, int]]:
     """(arch id, seed) pairs already in the table under this recipe."""
     if not path.is_file():
@@ -93,7 +98,7 @@ def build_table(
     recipe = recipe or GroundTruthRecipe()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    genotypes = [recipe.conform(g) for g in sample_uniform(recipe, n_archs, SAMPLE_SEED)]
+    genotypes = table_genotypes(recipe, n_archs)
     done = read_done(out, recipe.hash())
     todo = [
         (genotypes[i].to_dict(), recipe, seed)

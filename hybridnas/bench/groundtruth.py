@@ -31,7 +31,7 @@ from torch import nn
 
 import hybridnas
 from hybridnas.data.builtin import MEAN, STD, load_or_build
-from hybridnas.search.latency import count_flops, count_params
+from hybridnas.search.latency import count_flops, count_params, measure_latency
 from hybridnas.search.mutations import Guidance, sample_genotype
 from hybridnas.space.genotype import CellSpec, Genotype
 from hybridnas.space.network import build_network
@@ -220,20 +220,6 @@ def accuracy(model: nn.Module, clips: Clips, batch_size: int = 100) -> float:
     return correct / len(clips.x)
 
 
-@torch.no_grad()
-def ms_per_clip(model: nn.Module, clip_shape: tuple[int, ...], repeats: int = 5) -> float:
-    """Median forward time of one clip in eval mode, in ms (this process's thread count)."""
-    model.eval()
-    x = torch.zeros(1, *clip_shape)
-    model(x)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model(x)
-        times.append(time.perf_counter() - start)
-    return 1000 * float(np.median(times))
-
-
 def train_and_score(
     genotype: Genotype,
     recipe: GroundTruthRecipe,
@@ -260,7 +246,7 @@ def train_and_score(
         "train_loss": losses[-1],
         "params": count_params(model),
         "flops": count_flops(model, shape),
-        "ms_per_clip": ms_per_clip(model, shape),
+        "ms_per_clip": measure_latency(model, shape, min_run_time=0.1).median_ms,
         "train_seconds": seconds,
         "recipe": recipe.hash(),
         "version": hybridnas.__version__,

@@ -29,12 +29,10 @@ ZERO_COST = ("params", "flops", "synflow", "snip", "grad_norm", "naswot", "zico"
 def table_genotypes(n_archs: int) -> dict[str, Genotype]:
     """{arch id: genotype} of the table's architectures, drawn as the build draws them (so
     scores can be computed before the table has finished training)."""
-    from hybridnas.bench.build import SAMPLE_SEED
-    from hybridnas.bench.groundtruth import GroundTruthRecipe, arch_id, sample_uniform
+    from hybridnas.bench import build
+    from hybridnas.bench.groundtruth import GroundTruthRecipe, arch_id
 
-    recipe = GroundTruthRecipe()
-    drawn = [recipe.conform(g) for g in sample_uniform(recipe, n_archs, SAMPLE_SEED)]
-    return {arch_id(g): g for g in drawn}
+    return {arch_id(g): g for g in build.table_genotypes(GroundTruthRecipe(), n_archs)}
 
 
 def score_context(n_clips: int = 64, batch_size: int = 32) -> ScoreContext:
