@@ -3,6 +3,7 @@
 python tools/bench.py groundtruth --workers 2               # build (or continue) the table
 python tools/bench.py regret runs/<search>/genotype.json     # percentile of a found genotype
 python tools/bench.py gt-report                               # figures + numbers of the table
+python tools/bench.py quality --seeds 0,1,2                  # search methods vs the table
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from hybridnas.bench.scorer_bench import ZERO_COST
 from hybridnas.bench.table import TABLE_PATH, GroundTruth
 
-COMMANDS = ("groundtruth", "regret", "gt-report", "scorers")
+COMMANDS = ("groundtruth", "regret", "gt-report", "scorers", "quality")
 
 
 def regret(genotype_path: str, seeds: tuple[int, ...] = (0,), table: Path = TABLE_PATH) -> dict:
@@ -95,6 +96,13 @@ def main(argv: list[str]) -> None:
     sc.add_argument("--archs", type=int, default=150)
     sc.add_argument("--out", type=Path, default=Path("tools/bench_results/scores.json"))
     sc.add_argument("--supernet", type=Path, default=None, help="a search run folder (oneshot)")
+    q = sub.add_parser("quality", help="search methods x seeds, found cells placed in the table")
+    q.add_argument("--methods", default="hybrid,sdas,sdas_pt,darts,random,evolution")
+    q.add_argument("--seeds", default="0,1,2")
+    q.add_argument("--gt-seeds", default="0,1", help="ground-truth training seeds per genotype")
+    q.add_argument("--out", type=Path, default=Path("runs/bench_gt_quality"))
+    q.add_argument("--search-only", action="store_true", help="searches now, regrets later")
+    q.add_argument("--summary", type=Path, default=Path("tools/bench_results/quality_gt.json"))
     p = sub.add_parser("gt-report", help="figures and statistics of the table")
     p.add_argument("--table", type=Path, default=TABLE_PATH)
     p.add_argument("--out", type=Path, default=Path("tools/bench_results"))
@@ -115,6 +123,17 @@ def main(argv: list[str]) -> None:
         )
         if args.json:
             args.json.write_text(json.dumps(result, indent=2))
+    elif args.cmd == "quality":
+        from hybridnas.bench.gt_quality import run_quality, write_summary
+
+        summary = run_quality(
+            args.out,
+            args.methods.split(","),
+            [int(s) for s in args.seeds.split(",")],
+            tuple(int(s) for s in args.gt_seeds.split(",")),
+            args.search_only,
+        )
+        write_summary(summary, args.summary)
     elif args.cmd == "scorers":
         run_scorers(args.names.split(","), args.archs, args.out, args.supernet)
     else:

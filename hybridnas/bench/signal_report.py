@@ -126,12 +126,50 @@ def selection_rows(selection: dict[str, Any]) -> list[str]:
     return [*rows, ""]
 
 
+def _fmt(x: float | None, spec: str) -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def quality_section(s: dict[str, Any]) -> list[str]:
+    """Search methods at equal compute, found cells placed in the table (gt_quality.py)."""
+    meta, b = s["meta"], s["meta"].get("budgets", {})
+    rows = [
+        "## Search quality on the ground truth\n",
+        "Command: `python tools/bench.py quality --seeds 0,1,2` (resumable), then "
+        "`python tools/bench.py gt-report`. Raw items: `runs/bench_gt_quality/results.json`; "
+        "summary: [quality_gt.json](quality_gt.json). Every method searches the default space "
+        f"(`{' '.join(meta['config']['space'])}`) with the same number of weight-training "
+        f"clips ({b.get('clips')}); each found genotype's cells are trained with the "
+        f"ground-truth recipe with seeds {meta.get('gt_seeds')} and the mean test top-1 is "
+        "placed as a percentile of the table's random architectures (50 = the median random "
+        "draw).\n",
+        "| method | percentile mean +- SD | per seed | test top-1 per seed | MFLOPs | "
+        "search wall s |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in s["methods"].values():
+        mean, sd = r["percentile_mean_sd"]
+        per_seed = ", ".join(f"{p:.0f}" for p in r["percentiles"]) or "-"
+        accs = ", ".join(f"{a:.3f}" for a in r["test_acc"]) or "-"
+        failed = f" (failed: seeds {r['failed']})" if r["failed"] else ""
+        rows.append(
+            f"| {r['label']}{failed} | {_fmt(mean, '.1f')} +- {_fmt(sd, '.1f')} | {per_seed} | "
+            f"{accs} | {_fmt(r['mflops'], '.1f')} | {_fmt(r['search_wall_s'], '.0f')} |"
+        )
+    if s.get("reading"):
+        rows += ["", s["reading"]]
+    return [*rows, ""]
+
+
 def signal_sections(dst: Path) -> list[str]:
-    """Both sections, from the JSON files in ``dst`` that exist."""
+    """The signal sections, from the JSON files in ``dst`` that exist."""
     lines: list[str] = []
-    gt, sc = dst / "groundtruth_summary.json", dst / "scorers_summary.json"
-    if gt.is_file():
-        lines += groundtruth_section(json.loads(gt.read_text()))
-    if sc.is_file():
-        lines += scorers_section(json.loads(sc.read_text()))
+    parts = (
+        ("groundtruth_summary.json", groundtruth_section),
+        ("scorers_summary.json", scorers_section),
+        ("quality_gt.json", quality_section),
+    )
+    for name, section in parts:
+        if (dst / name).is_file():
+            lines += section(json.loads((dst / name).read_text()))
     return lines

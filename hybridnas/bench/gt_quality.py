@@ -1,0 +1,142 @@
+"""Search quality on the ground truth: does a method find better cells than random sampling?
+
+    python tools/bench.py quality --seeds 0,1,2 --out runs/bench_gt_quality
+
+Each method searches the default space at equal compute (equal weight-training clips, the
+budgets of ``hybridnas.bench.modes.budgets``) with each seed; every found genotype's cells are
+then trained with the ground-truth recipe (the table's seeds) and placed as a percentile in the
+table's random distribution (``tools/bench.py regret``)::
+
+    method x seed --search (child process)--> genotype.json --regret--> percentile, FLOPs
+
+Searches and regrets are items of one results.json (``hybridnas.bench.harness.Results``), so a
+killed run continues where it stopped. The summary (per method: percentile mean and SD over
+seeds, FLOPs, search seconds) goes to ``tools/bench_results/quality_gt.json``, which the
+"Search quality on the ground truth" section of BENCHMARKS.md is made from.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+from hybridnas.bench.harness import Results, measure_search
+from hybridnas.bench.modes import budgets, differentiable_overrides
+from hybridnas.bench.sections.quality import _evolution_alone, _hybrid, _random
+
+#: The search budget: the ground truth's skeleton (the default space) on 16 px clips with
+#: 6 px digits, the resolution the table's networks see; 8 epochs x 10 steps x 16 clips.
+MODE: dict[str, Any] = {
+    "space": ["data.size=16", "data.digit_px=6", "data.batch_size=16"],
+    "epochs": 8,
+    "steps_per_epoch": 10,
+    "warmup_epochs": 2,
+    "proxy_clips": 64,
+    "proxy_val_clips": 128,
+    "hybrid_population": 4,
+    "evo_population": 6,
+    "children": 2,
+}
+
+METHODS: dict[str, str] = {
+    "hybrid": "hybrid (SDAS + evolution, the default)",
+    "sdas": "SDAS alone, alpha selection",
+    "sdas_pt": "SDAS alone, perturbation selection",
+    "darts": "DARTS",
+    "random": "random search (proxy-scored)",
+    "evolution": "evolution alone (EvaNet-style)",
+}
+
+
+def _search(R: Results, method: str, seed: int) -> dict | None:
+    """Run one method's search with ``seed`` (skipped when done); its results item."""
+    b = budgets(MODE)
+    key, info = f"q_{method}_s{seed}", {"section": "gt_quality", "seed": seed, "method": method}
+    differentiable = [*differentiable_overrides(MODE), f"seed={seed}"]
+    if method == "hybrid":
+        measure_search(R, key, "sdas_video", _hybrid(MODE, b, seed), info)
+    elif method == "sdas":
+        measure_search(R, key, "sdas_video", differentiable, info)
+    elif method == "sdas_pt":
+        measure_search(R, key, "sdas_video", [*differentiable, "search.select=perturbation"], info)
+    elif method == "darts":
+        measure_search(R, key, "darts_video", differentiable, info)
+    elif method == "evolution":
+        measure_search(R, key, "sdas_video", _evolution_alone(R, MODE, b, seed), info)
+    elif method == "random":
+        _random(R, MODE, b, seed, info)
+    else:
+        raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+    return R.items.get(key)
+
+
+def _regret(R: Results, method: str, seed: int, gt_seeds: tuple[int, ...]) -> None:
+    """Train the found genotype with the ground-truth recipe; store its percentile."""
+    from hybridnas.bench.cli import regret
+
+    key = f"regret_{method}_s{seed}"
+    found = R.items.get(f"q_{method}_s{seed}") or {}
+    if R.done(key) or not found.get("genotype"):
+        return
+    print(f"[bench] {key}: ground-truth training of {found['genotype']}", flush=True)
+    rec = regret(found["genotype"], gt_seeds)
+    R.put(key, {**rec, "rc": 0, "method": method, "seed": seed})
+    print(f"[bench]   percentile {rec['percentile']:.1f} (test {rec['test_acc']:.3f})", flush=True)
+
+
+def run_quality(
+    out: Path,
+    methods: list[str],
+    seeds: list[int],
+    gt_seeds: tuple[int, ...],
+    search_only: bool = False,
+) -> dict:
+    """Search, then regret, every (method, seed); returns the summary. ``search_only``: the
+    searches alone (their regrets on a later call)."""
+    import torch
+
+    torch.set_num_threads(1)
+    R = Results(out, "gt_quality", threads=1)
+    R.doc["meta"] |= {"config": MODE, "budgets": budgets(MODE), "gt_seeds": list(gt_seeds)}
+    R.save()
+    for seed in seeds:
+        for method in methods:
+            _search(R, method, seed)
+            if not search_only:
+                _regret(R, method, seed, gt_seeds)
+    return summarize(R)
+
+
+def _mean_sd(values: list[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def summarize(R: Results) -> dict:
+    """Per method: percentiles per seed, their mean and SD, test top-1, FLOPs, search seconds."""
+    rows = {}
+    for method, label in METHODS.items():
+        regrets = [v for k, v in R.items.items() if k.startswith(f"regret_{method}_s")]
+        searches = [v for k, v in R.items.items() if k.startswith(f"q_{method}_s")]
+        if not searches:
+            continue
+        pct = [r["percentile"] for r in regrets]
+        rows[method] = {
+            "label": label,
+            "seeds": [r["seed"] for r in regrets],
+            "percentiles": pct,
+            "percentile_mean_sd": _mean_sd(pct),
+            "test_acc": [r["test_acc"] for r in regrets],
+            "mflops": _mean_sd([r["flops"] / 1e6 for r in regrets])[0],
+            "search_wall_s": _mean_sd([s["wall_s"] for s in searches if s.get("rc") == 0])[0],
+            "failed": [s.get("seed") for s in searches if s.get("rc") != 0],
+        }
+    return {"meta": R.doc["meta"], "methods": rows}
+
+
+def write_summary(summary: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(summary, indent=1))

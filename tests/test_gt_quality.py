@@ -1,0 +1,55 @@
+"""The quality-on-ground-truth bench: method summaries and their BENCHMARKS.md section.
+
+The searches and ground-truth trainings themselves are the bench's job (minutes each); here the
+bookkeeping around them is checked on a results file with hand-made items."""
+
+from __future__ import annotations
+
+import pytest
+
+from hybridnas.bench.gt_quality import MODE, METHODS, _search, summarize
+from hybridnas.bench.harness import Results
+from hybridnas.bench.modes import budgets
+from hybridnas.bench.signal_report import quality_section
+
+
+def _fill(R: Results) -> None:
+    for seed, (pct, acc) in enumerate([(80.0, 0.70), (60.0, 0.66), (40.0, 0.62)]):
+        R.put(f"q_sdas_s{seed}", {"rc": 0, "wall_s": 10.0 + seed, "method": "sdas"})
+        R.put(
+            f"regret_sdas_s{seed}",
+            {"rc": 0, "seed": seed, "percentile": pct, "test_acc": acc, "flops": 2e6},
+        )
+    R.put("q_darts_s0", {"rc": 1, "wall_s": 3.0, "method": "darts", "seed": 0})
+
+
+def test_summary_is_per_method_over_seeds(tmp_path):
+    R = Results(tmp_path, "gt_quality")
+    R.doc["meta"] |= {"config": MODE, "budgets": budgets(MODE), "gt_seeds": [0, 1]}
+    _fill(R)
+    s = summarize(R)
+    sdas = s["methods"]["sdas"]
+    assert sdas["percentiles"] == [80.0, 60.0, 40.0]
+    assert sdas["percentile_mean_sd"] == pytest.approx((60.0, 20.0))
+    assert sdas["search_wall_s"] == pytest.approx(11.0)
+    assert sdas["mflops"] == pytest.approx(2.0)
+    # a failed search is reported as failed, never as a percentile
+    assert s["methods"]["darts"]["failed"] == [0]
+    assert s["methods"]["darts"]["percentiles"] == []
+    assert "hybrid" not in s["methods"]  # never searched: no row
+    text = "\n".join(quality_section(s))
+    assert "60.0 +- 20.0" in text and "failed: seeds [0]" in text
+
+
+def test_every_method_has_equal_weight_training_clips():
+    b = budgets(MODE)
+    assert b["clips"] == MODE["epochs"] * MODE["steps_per_epoch"] * 16
+    # random search and evolution alone spend about the supernet's clips on proxies
+    assert b["random_candidates"] * MODE["proxy_clips"] == b["clips"]
+    assert abs(b["evo_clips"] - b["clips"]) <= MODE["children"] * MODE["proxy_clips"]
+    assert abs(b["hybrid_clips"] - b["clips"]) <= MODE["children"] * MODE["proxy_clips"]
+
+
+def test_unknown_method_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="known: " + ", ".join(METHODS)):
+        _search(Results(tmp_path), "bogus", 0)
