@@ -7,10 +7,20 @@ from __future__ import annotations
 
 import pytest
 
-from hybridnas.bench.gt_quality import MODE, METHODS, _search, summarize
+from hybridnas.bench.gt_quality import METHODS, MODE, _search, summarize
 from hybridnas.bench.harness import Results
 from hybridnas.bench.modes import budgets
 from hybridnas.bench.signal_report import quality_section
+from hybridnas.bench.table import GroundTruth
+
+
+def _table() -> GroundTruth:
+    """100 architectures with test top-1 0.005, 0.015, ..., 0.995: percentile(a) = 100 a."""
+    entries = [
+        {"arch": f"a{i}", "seed": 0, "split": "evaluation", "test_acc": (i + 0.5) / 100}
+        for i in range(100)
+    ]
+    return GroundTruth(entries, truth="mean")
 
 
 def _fill(R: Results) -> None:
@@ -27,10 +37,11 @@ def test_summary_is_per_method_over_seeds(tmp_path):
     R = Results(tmp_path, "gt_quality")
     R.doc["meta"] |= {"config": MODE, "budgets": budgets(MODE), "gt_seeds": [0, 1]}
     _fill(R)
-    s = summarize(R)
+    s = summarize(R, _table())
     sdas = s["methods"]["sdas"]
-    assert sdas["percentiles"] == [80.0, 60.0, 40.0]
-    assert sdas["percentile_mean_sd"] == pytest.approx((60.0, 20.0))
+    # placed by test accuracy in the given table, not by the percentile stored at search time
+    assert sdas["percentiles"] == pytest.approx([70.0, 66.0, 62.0])
+    assert sdas["percentile_mean_sd"] == pytest.approx((66.0, 4.0))
     assert sdas["search_wall_s"] == pytest.approx(11.0)
     assert sdas["mflops"] == pytest.approx(2.0)
     # a failed search is reported as failed, never as a percentile
@@ -38,7 +49,7 @@ def test_summary_is_per_method_over_seeds(tmp_path):
     assert s["methods"]["darts"]["percentiles"] == []
     assert "hybrid" not in s["methods"]  # never searched: no row
     text = "\n".join(quality_section(s))
-    assert "60.0 +- 20.0" in text and "failed: seeds [0]" in text
+    assert "66.0 +- 4.0" in text and "failed: seeds [0]" in text
 
 
 def test_every_method_has_equal_weight_training_clips():

@@ -25,6 +25,7 @@ from typing import Any
 from hybridnas.bench.harness import Results, measure_search
 from hybridnas.bench.modes import budgets, differentiable_overrides
 from hybridnas.bench.sections.quality import _evolution_alone, _hybrid, _random
+from hybridnas.bench.table import GroundTruth
 
 #: The search budget: the ground truth's skeleton (the default space) on 16 px clips with
 #: 6 px digits, the resolution the table's networks see; 8 epochs x 10 steps x 16 clips.
@@ -115,15 +116,18 @@ def _mean_sd(values: list[float]) -> tuple[float | None, float | None]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def summarize(R: Results) -> dict:
-    """Per method: percentiles per seed, their mean and SD, test top-1, FLOPs, search seconds."""
+def summarize(R: Results, gt: GroundTruth | None = None) -> dict:
+    """Per method: percentiles per seed, their mean and SD, test top-1, FLOPs, search seconds.
+    Percentiles are placed in ``gt`` (default: the shipped table, each architecture's mean
+    over its seeds) at summary time, so a table grown after the searches ranks them anew."""
+    gt = gt or GroundTruth.load(truth="mean")
     rows = {}
     for method, label in METHODS.items():
         regrets = [v for k, v in R.items.items() if k.startswith(f"regret_{method}_s")]
         searches = [v for k, v in R.items.items() if k.startswith(f"q_{method}_s")]
         if not searches:
             continue
-        pct = [r["percentile"] for r in regrets]
+        pct = [gt.percentile(r["test_acc"]) for r in regrets]
         rows[method] = {
             "label": label,
             "seeds": [r["seed"] for r in regrets],
@@ -134,7 +138,8 @@ def summarize(R: Results) -> dict:
             "search_wall_s": _mean_sd([s["wall_s"] for s in searches if s.get("rc") == 0])[0],
             "failed": [s.get("seed") for s in searches if s.get("rc") != 0],
         }
-    return {"meta": R.doc["meta"], "methods": rows}
+    table = {"archs": len(gt), "truth": gt.truth}
+    return {"meta": {**R.doc["meta"], "table": table}, "methods": rows}
 
 
 def write_summary(summary: dict, path: Path) -> None:

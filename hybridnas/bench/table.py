@@ -113,6 +113,7 @@ class GroundTruth:
         ``mean`` over the seeds it was trained with (less noise where pairs exist)."""
         if truth not in ("seed0", "mean"):
             raise ValueError(f"truth must be 'seed0' or 'mean', got {truth!r}")
+        self.truth = truth
         self.entries = [dict(e) for e in entries]
         by_arch: dict[str, dict[int, dict[str, Any]]] = {}
         for e in self.entries:
