@@ -106,6 +106,7 @@ def main(argv: list[str]) -> None:
     p = sub.add_parser("gt-report", help="figures and statistics of the table")
     p.add_argument("--table", type=Path, default=TABLE_PATH)
     p.add_argument("--out", type=Path, default=Path("tools/bench_results"))
+    p.add_argument("--truth", choices=("mean", "seed0"), default="mean", help="an arch's accuracy")
     args = ap.parse_args(argv)
 
     if args.cmd == "groundtruth":
@@ -140,6 +141,6 @@ def main(argv: list[str]) -> None:
         from hybridnas.bench.gt_report import write_gt_report
         from hybridnas.bench.report import write_report
 
-        write_gt_report(GroundTruth.load(args.table), args.out)
+        write_gt_report(GroundTruth.load(args.table, truth=args.truth), args.out)
         if (args.out / "results.json").is_file():
             write_report(args.out, args.out)

@@ -39,11 +39,31 @@ def op_correlations(gt: GroundTruth) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: -abs(r["rho"]))
 
 
+def mean_truth_figures(gt: GroundTruth) -> dict[str, float]:
+    """How much the mean over an architecture's seeds helps: the SD of that mean due to seeds
+    (seed SD / sqrt(seeds)), the spread ratio against it, and the Spearman-Brown reliability of
+    the mean (its expected correlation with a re-run of the same number of seeds)."""
+    a, b = gt.pairs()
+    seeds = float(np.mean([len(r.seed_accs) for r in gt.archs()]))
+    r = float(np.corrcoef(a, b)[0, 1]) if len(a) > 2 else float("nan")
+    mean_seed_sd = gt.seed_sd() / np.sqrt(seeds)
+    mean_arch_sd = GroundTruth(gt.entries, truth="mean").arch_sd()
+    return {
+        "seeds_per_arch": seeds,
+        "pair_pearson": r,
+        "mean_arch_sd": mean_arch_sd,
+        "mean_seed_sd": float(mean_seed_sd),
+        "mean_spread_ratio": mean_arch_sd / max(float(mean_seed_sd), 1e-9),
+        "mean_reliability": seeds * r / (1 + (seeds - 1) * r),
+    }
+
+
 def summary(gt: GroundTruth) -> dict[str, Any]:
     """The numbers the report quotes: sizes, spreads, noise ceiling, trivial-proxy taus."""
     acc = gt.accuracies()
     a, b = gt.pairs()
     recs = gt.archs()
+    single = GroundTruth(gt.entries, truth="seed0")  # the spread the recipe has per training
     flops = {r.arch: float(r.entry["flops"]) for r in recs}
     params = {r.arch: float(r.entry["params"]) for r in recs}
     return {
@@ -61,9 +81,11 @@ def summary(gt: GroundTruth) -> dict[str, Any]:
             "max": float(acc.max()),
             "quartiles": [float(q) for q in np.percentile(acc, [25, 50, 75])],
         },
-        "arch_sd": gt.arch_sd(),
+        "truth": gt.truth,
+        "arch_sd": single.arch_sd(),
         "seed_sd": gt.seed_sd(),
-        "spread_ratio": gt.arch_sd() / max(gt.seed_sd(), 1e-9),
+        "spread_ratio": single.arch_sd() / max(gt.seed_sd(), 1e-9),
+        **mean_truth_figures(gt),
         "noise_ceiling": gt.noise_ceiling().to_dict(),
         "train_seconds_median": float(np.median([e["train_seconds"] for e in gt.entries])),
         "flops_tau_evaluation": gt.tau(flops).to_dict(),

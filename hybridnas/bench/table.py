@@ -178,7 +178,7 @@ class GroundTruth:
         return float(np.sqrt(np.mean((a - b) ** 2) / 2))
 
     def arch_sd(self) -> float:
-        """SD of seed-0 test accuracy across architectures."""
+        """SD across architectures of their accuracy (seed 0's, or the mean over seeds)."""
         return float(np.std(self.accuracies(), ddof=1))
 
     def tau(
