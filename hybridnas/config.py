@@ -101,7 +101,7 @@ def check_config(cfg: DictConfig, tool: str) -> None:
     check_choices(cfg)
 
 
-def check_data_root(cfg: Any) -> None:
+def check_data_root(cfg: DictConfig) -> None:
     """A clear error before any work when an on-disk dataset has no (or an empty) root."""
     if cfg.data.name == "builtin":
         return

@@ -56,11 +56,13 @@ def test_c3d_width_travels_through_the_train_config():
 
     from hydra import compose, initialize_config_dir
 
+    from hybridnas.stage_config import TrainRun
     from hybridnas.train.loop import ModelSpec, model_spec
 
     recipes = Path(__file__).resolve().parent.parent / "recipes"
     with initialize_config_dir(config_dir=str(recipes), version_base="1.3"):
         cfg = compose("train", overrides=["model.name=c3d", "model.c3d_width=10"])
-    spec = ModelSpec.from_dict(model_spec(cfg, num_classes=10).to_dict())
+    run = TrainRun.from_cfg(cfg)
+    spec = ModelSpec.from_dict(model_spec(run.model, run.data, num_classes=10).to_dict())
     assert spec.c3d_width == 10
     assert spec.build()[0].out_channels == 10

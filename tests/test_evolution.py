@@ -31,6 +31,7 @@ from hybridnas.search.evolution import (
 from hybridnas.search.mutations import Guidance, sample_genotype
 from hybridnas.search.proxy import build_proxy, train_stage
 from hybridnas.space.genotype import Genotype
+from hybridnas.stage_config import SearchRun
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = [
@@ -53,9 +54,9 @@ TINY = [
 ]
 
 
-def _cfg(overrides):
+def _cfg(overrides) -> SearchRun:
     with initialize_config_dir(config_dir=str(ROOT / "recipes"), version_base="1.3"):
-        return compose("search", overrides=[*TINY, *overrides])
+        return SearchRun.from_cfg(compose("search", overrides=[*TINY, *overrides]))
 
 
 def _run(run_dir: Path, overrides=()):

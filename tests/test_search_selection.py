@@ -20,6 +20,7 @@ from hybridnas.search.selection import PerturbationChooser
 from hybridnas.search.splits import search_datasets
 from hybridnas.space.genotype import Genotype
 from hybridnas.space.supernet import Supernet, SupernetConfig
+from hybridnas.stage_config import SearchRun
 
 OPS = ["none", "skip", "max_pool_1x3x3", "conv3d_3x3x3", "dil_temporal_d2"]
 VIDEOS_PER_CLASS = 7
@@ -230,9 +231,14 @@ def folder(tmp_path_factory):
     return root
 
 
+def _datasets(cfg):
+    run = SearchRun.from_cfg(cfg)
+    return search_datasets(run.data, run.search.alpha_split)
+
+
 def test_folder_search_steps_alphas_on_the_other_half_of_train(folder):
     cfg = ts._compose(*VIDEO, f"data.root={folder}")
-    weights, alphas, split = search_datasets(cfg)
+    weights, alphas, split = _datasets(cfg)
     train = build_dataset(cfg.data, "train")
     search_val = build_dataset(cfg.data, "search_val")
     assert split == "half_train"
@@ -250,7 +256,7 @@ def test_folder_search_steps_alphas_on_the_other_half_of_train(folder):
     clip, label = alphas[0]  # decodes through the subset
     assert clip.shape == (3, 4, 16, 16) and label == train.entries[alphas.indices[0]].label
     # the old behaviour on request, and a found network trains on everything
-    w2, a2, split2 = search_datasets(ts._compose(*VIDEO, f"data.root={folder}",
+    w2, a2, split2 = _datasets(ts._compose(*VIDEO, f"data.root={folder}",
                                                  "search.alpha_split=search_val"))  # fmt: skip
     assert split2 == "search_val" and len(w2) == len(train) and len(a2) == len(search_val)
     assert len(whole_train_set(cfg.data)) == 3 * VIDEOS_PER_CLASS > len(train)
@@ -259,9 +265,9 @@ def test_folder_search_steps_alphas_on_the_other_half_of_train(folder):
 def test_builtin_keeps_its_search_val_split():
     cfg = ts._compose("data.num_train=48", "data.num_search_val=24", "data.num_test=8",
                       "data.frames=4", "data.size=16", "data.digit_px=6")  # fmt: skip
-    weights, alphas, split = search_datasets(cfg)
+    weights, alphas, split = _datasets(cfg)
     assert split == "search_val" and (len(weights), len(alphas)) == (48, 24)
-    weights, alphas, split = search_datasets(ts._compose(
+    weights, alphas, split = _datasets(ts._compose(
         "data.num_train=48", "data.num_search_val=24", "data.num_test=8", "data.frames=4",
         "data.size=16", "data.digit_px=6", "search.alpha_split=half_train"))  # fmt: skip
     assert split == "half_train" and (len(weights), len(alphas)) == (24, 24)

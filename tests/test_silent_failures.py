@@ -157,6 +157,7 @@ def test_search_val_smaller_than_a_batch_is_refused(tmp_path):
 @pytest.mark.slow  # ~40 s on a loaded 2-core box: video decoding plus a proxy evolution
 def test_evolution_skips_a_video_that_fails_to_decode(tmp_path):
     from hybridnas.search.evolution import chain_genotype
+    from hybridnas.stage_config import SearchRun
 
     sys.path.insert(0, str(Path(__file__).parent))
     from videos import write_truncated
@@ -175,7 +176,7 @@ def test_evolution_skips_a_video_that_fails_to_decode(tmp_path):
         "evolution.proxy.batch_size=2", "evolution.proxy.inherit=false",
     ]  # fmt: skip
     genotype = tmp_path / "genotype.json"
-    chain_genotype(ts._compose(*overrides)).save(genotype)
+    chain_genotype(SearchRun.from_cfg(ts._compose(*overrides))).save(genotype)
     out = tmp_path / "run"
     cmd = [sys.executable, str(ROOT / "tools" / "search.py"), f"out_dir={out}", *overrides]
     proc = subprocess.run(

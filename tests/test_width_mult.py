@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 
 from hybridnas.models import build_model, resolve_genotype, scaled_width
 from hybridnas.space.genotype import Genotype, GenotypeError
+from hybridnas.stage_config import TrainRun
 from hybridnas.train.loop import model_spec
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
@@ -60,7 +61,8 @@ def test_width_mult_must_be_positive():
 def test_train_config_carries_width_mult_into_the_model_spec():
     with initialize_config_dir(config_dir=str(RECIPES), version_base="1.3"):
         cfg = compose("train", overrides=["genotype=builtin", "model.width_mult=0.5"])
-    spec = model_spec(cfg, num_classes=10)
+    run = TrainRun.from_cfg(cfg)
+    spec = model_spec(run.model, run.data, num_classes=10)
     assert spec.genotype.stage_widths == (4, 8, 16) and spec.genotype.stem_channels == 8
     rebuilt = type(spec).from_dict(spec.to_dict())  # what a checkpoint stores and reloads
     assert rebuilt.genotype.stage_widths == (4, 8, 16)

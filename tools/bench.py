@@ -36,11 +36,12 @@ def random_search(n: int, overrides: list[str]) -> None:
     from hybridnas.bench.harness import compose
     from hybridnas.engine.distributed import init_distributed
     from hybridnas.search.random_search import random_search as search
+    from hybridnas.stage_config import SearchRun
 
     if os.environ.get("OMP_NUM_THREADS"):
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     cfg = compose("search", ["tracking=none", *overrides])
-    search(cfg, init_distributed(), Path(cfg.out_dir), n)
+    search(SearchRun.from_cfg(cfg), init_distributed(), Path(cfg.out_dir), n)
 
 
 def parser(sections: list[str], modes: list[str]) -> argparse.ArgumentParser:

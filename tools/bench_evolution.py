@@ -21,6 +21,7 @@ import hybridnas  # noqa: F401
 from hybridnas.engine.distributed import cleanup, init_distributed
 from hybridnas.engine.tracking import Tracker
 from hybridnas.search.evolution import chain_genotype, load_state, run_evolution
+from hybridnas.stage_config import SearchRun
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 
@@ -35,7 +36,8 @@ def main(overrides: list[str]) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
     tracker = Tracker(run_dir, None, enabled=ctx.is_main)
     try:
-        run_evolution(cfg, ctx, run_dir, tracker, chain_genotype(cfg))
+        run = SearchRun.from_cfg(cfg)
+        run_evolution(run, ctx, run_dir, tracker, chain_genotype(run))
         if ctx.is_main:
             st = load_state(run_dir / "checkpoints" / "evolution_last.pt")
             times = st.cycle_times[1:]

@@ -28,6 +28,7 @@ from hybridnas.engine.checkpoint import CheckpointError, DivergedError
 from hybridnas.engine.distributed import barrier, cleanup, init_distributed, set_cpu_threads
 from hybridnas.engine.tracking import tracker_for_run
 from hybridnas.space.genotype import Genotype, GenotypeError
+from hybridnas.stage_config import SearchRun
 
 
 def run(cfg: DictConfig) -> Genotype:
@@ -35,11 +36,12 @@ def run(cfg: DictConfig) -> Genotype:
     to the run folder before the run (or its resume) is accepted."""
     check_config(cfg, "search")
     check_data_root(cfg)
+    run = SearchRun.from_cfg(cfg)  # what the stages see of the config
     if cfg.stage in ("hybrid", "differentiable"):
         from hybridnas.search.differentiable import supernet_config
 
         try:  # an impossible space stops here, before any data is built or run started
-            supernet_config(cfg, num_classes=1)
+            supernet_config(run, num_classes=1)
         except ValueError as err:
             raise ConfigError(str(err)) from None
     check_run_dir(cfg, strict_resume=True)
@@ -55,13 +57,13 @@ def run(cfg: DictConfig) -> Genotype:
         if cfg.stage in ("hybrid", "differentiable"):
             from hybridnas.search.differentiable import run_differentiable
 
-            genotype, _ = run_differentiable(cfg, ctx, run_dir, tracker)
+            genotype, _ = run_differentiable(run, ctx, run_dir, tracker)
         if cfg.stage in ("hybrid", "evolution"):
             if genotype is None:
                 raise ConfigError("stage=evolution needs genotype=<genotype.json or run folder>")
             from hybridnas.search.evolution import run_evolution
 
-            genotype = run_evolution(cfg, ctx, run_dir, tracker, genotype)
+            genotype = run_evolution(run, ctx, run_dir, tracker, genotype)
         if ctx.is_main:
             print(f"[hybridnas] genotype written to {run_dir / 'genotype.json'}")
         return genotype

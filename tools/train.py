@@ -25,6 +25,7 @@ from hybridnas.config import (
     check_config,
     check_data_root,
     check_run_dir,
+    config_changes,
     prepare_run_dir,
     reopen_run_logs,
 )
@@ -32,6 +33,7 @@ from hybridnas.engine.checkpoint import CheckpointError, DivergedError
 from hybridnas.engine.distributed import barrier, cleanup, init_distributed, set_cpu_threads
 from hybridnas.engine.tracking import tracker_for_run
 from hybridnas.space.genotype import GenotypeError
+from hybridnas.stage_config import TrainRun
 
 
 def run(cfg: DictConfig):
@@ -42,11 +44,13 @@ def run(cfg: DictConfig):
     check_config(cfg, "train")
     check_data_root(cfg)
     check_run_dir(cfg, strict_resume=False)
+    run = TrainRun.from_cfg(cfg)
+    changes = config_changes(cfg, Path(cfg.out_dir)) if cfg.resume else []
     ctx = init_distributed()
     if ctx.device.type == "cpu":
         set_cpu_threads(cfg.threads)
     try:
-        st = start_training(cfg, ctx, Path(cfg.out_dir))  # refuses another model's checkpoint
+        st = start_training(run, ctx, Path(cfg.out_dir), changes)  # refuses another net's
         run_dir = prepare_run_dir(cfg, ctx.is_main, strict_resume=False)
         barrier(ctx)
         reopen_run_logs(run_dir)  # rank 0 may have moved the old run (overwrite=true) aside

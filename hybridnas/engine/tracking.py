@@ -13,10 +13,13 @@ import os
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import wandb
 from wandb.sdk.lib import runid
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 __all__ = ["MODES", "Tracker", "read_wandb_history", "read_wandb_records", "resolve_mode"]
 
@@ -231,7 +234,9 @@ def read_wandb_history(run_dir: str | Path) -> list[dict]:
     return [r["history"]["item"] for r in records if r.get("type") == "history"]
 
 
-def tracker_for_run(cfg: Any, run_dir: Path, rank: int = 0, name: str | None = None) -> Tracker:
+def tracker_for_run(
+    cfg: DictConfig, run_dir: Path, rank: int = 0, name: str | None = None
+) -> Tracker:
     """The tracker a tool config asks for: keys ``tracking``, ``wandb_project``, ``run_name``."""
     from omegaconf import OmegaConf
 

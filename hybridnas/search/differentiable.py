@@ -47,13 +47,8 @@ from hybridnas.search.sdas import FixSchedule
 from hybridnas.search.splits import note_epoch_cap, search_datasets
 from hybridnas.space.cells import edge_list
 from hybridnas.space.genotype import CELL_TYPES, Genotype
-from hybridnas.space.macro import MacroSpec
-from hybridnas.space.supernet import (
-    Architecture,
-    Supernet,
-    SupernetConfig,
-    derive_genotype,
-)
+from hybridnas.space.supernet import Architecture, Supernet, SupernetConfig, derive_genotype
+from hybridnas.stage_config import SearchConfig, SearchRun
 from hybridnas.viz import draw_genotype, plot_alpha_history
 
 CHECKPOINT = "checkpoints/search_last.pt"
@@ -63,7 +58,7 @@ CHECKPOINT = "checkpoints/search_last.pt"
 class SearchState:
     """Everything the loop mutates; ``checkpoint_state`` / ``restore`` make it resumable."""
 
-    cfg: Any
+    cfg: SearchRun
     ctx: DistContext
     run_dir: Path
     supernet: Supernet
@@ -84,30 +79,30 @@ class SearchState:
     loss_fn: LossFn = F.cross_entropy
 
 
-def supernet_config(cfg: Any, num_classes: int) -> SupernetConfig:
+def supernet_config(cfg: SearchRun, num_classes: int) -> SupernetConfig:
+    """The supernet of ``cfg.model``'s space for clips of ``cfg.data``."""
     m = cfg.model
     return SupernetConfig(
         op_names=list(m.op_names),
         steps=m.steps,
         partial_k=m.partial_k,
         edge_norm=m.edge_norm,
-        macro=MacroSpec.from_config(m, cfg.data, num_classes),
+        macro=m.macro(cfg.data, num_classes),
     )
 
 
-def weight_lr(cfg: Any, epoch: int) -> float:
+def weight_lr(s: SearchConfig, epoch: int) -> float:
     """Cosine from ``w_lr`` to ``w_lr_min`` over the search epochs (DARTS), stateless."""
-    s = cfg.search
     return s.w_lr_min + 0.5 * (s.w_lr - s.w_lr_min) * (1 + math.cos(math.pi * epoch / s.epochs))
 
 
 def setup(
-    cfg: Any, ctx: DistContext, run_dir: Path, loss_fn: LossFn = F.cross_entropy
+    cfg: SearchRun, ctx: DistContext, run_dir: Path, loss_fn: LossFn = F.cross_entropy
 ) -> SearchState:
     """Data, supernet, architecture, optimizers; all ranks start from rank 0's values.
     ``loss_fn(logits, labels)`` is the training and architecture loss."""
     s = cfg.search
-    train_set, val_set, alpha_split = search_datasets(cfg)
+    train_set, val_set, alpha_split = search_datasets(cfg.data, s.alpha_split)
     loader_args = dict(
         batch_size=cfg.data.batch_size,
         train=True,
@@ -253,8 +248,8 @@ def to_device(clips: torch.Tensor, device: torch.device, channels_last: bool) ->
 
 def train_epoch(st: SearchState, tracker: Tracker) -> None:
     """One pass over the training shard; resumes mid-epoch at ``st.batch_in_epoch``."""
-    cfg, s = st.cfg, st.cfg.search
-    lr = weight_lr(cfg, st.epoch)
+    s = st.cfg.search
+    lr = weight_lr(s, st.epoch)
     st.trainer.set_lr(lr)
     st.supernet.train()
     for loader in (st.train_loader, st.val_loader):
@@ -314,7 +309,7 @@ def epoch_metrics(st: SearchState, seconds: float) -> dict:
         "epoch": st.epoch,
         "train/loss": r.get("train_loss", 0.0) / max(r.get("train_seen", 1), 1),
         "train/acc": r.get("train_correct", 0.0) / max(r.get("train_seen", 1), 1),
-        "lr/weights": weight_lr(st.cfg, st.epoch),
+        "lr/weights": weight_lr(st.cfg.search, st.epoch),
         "lr/arch": st.cfg.search.a_lr,
         "time/epoch_s": seconds,
         "sdas/decided_edges": 2 * st.arch.num_edges - st.arch.num_free(),
@@ -411,7 +406,7 @@ def write_outputs(st: SearchState, tracker: Tracker, genotype: Genotype) -> None
 
 
 def run_differentiable(
-    cfg: Any,
+    cfg: SearchRun,
     ctx: DistContext,
     run_dir: Path,
     tracker: Tracker,

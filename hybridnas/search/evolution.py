@@ -20,7 +20,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -36,9 +35,8 @@ from hybridnas.engine.distributed import DistContext, all_gather_object, barrier
 from hybridnas.engine.tracking import Tracker
 from hybridnas.search.channels import ChannelScaler
 from hybridnas.search.evolution_outputs import last_step, log_cycle, write_outputs
-from hybridnas.search.faithfulness import FaithfulnessConfig, check_faithfulness
+from hybridnas.search.faithfulness import check_faithfulness
 from hybridnas.search.fitness import (
-    FitnessConfig,
     Scoring,
     budget_label,
     cheap_scores,
@@ -53,6 +51,7 @@ from hybridnas.search.rerank import choose
 from hybridnas.space.genotype import CellSpec, Genotype
 from hybridnas.space.macro import MacroSpec
 from hybridnas.space.network import build_network
+from hybridnas.stage_config import SearchRun
 
 CHECKPOINT = "checkpoints/evolution_last.pt"
 
@@ -84,7 +83,7 @@ class Context:
     """What every step needs and nothing changes: config, data, guidance, supernet weights,
     and how candidates are scored (``scoring``)."""
 
-    cfg: Any
+    cfg: SearchRun
     ctx: DistContext
     run_dir: Path
     proxy: ProxyConfig
@@ -263,7 +262,7 @@ def load_state(path: Path) -> EvolutionState:
 # ---------------------------------------------------------------- the stage
 
 
-def _guidance_dirs(cfg: Any, run_dir: Path) -> list[Path]:
+def _guidance_dirs(cfg: SearchRun, run_dir: Path) -> list[Path]:
     dirs = [run_dir]
     if cfg.genotype:
         src = Path(cfg.genotype)
@@ -271,7 +270,7 @@ def _guidance_dirs(cfg: Any, run_dir: Path) -> list[Path]:
     return dirs
 
 
-def _supernet_weights(cfg: Any, dirs: list[Path]) -> tuple | None:
+def _supernet_weights(cfg: SearchRun, dirs: list[Path]) -> tuple | None:
     """(state dict, steps, op names) of the supernet, for weight inheritance, if one is saved."""
     for d in dirs:
         path = d / "checkpoints" / "search_last.pt"
@@ -281,19 +280,19 @@ def _supernet_weights(cfg: Any, dirs: list[Path]) -> tuple | None:
     return None
 
 
-def make_context(cfg: Any, ctx: DistContext, run_dir: Path) -> Context:
+def make_context(cfg: SearchRun, ctx: DistContext, run_dir: Path) -> Context:
     """Data at proxy resolution, guidance from the supernet's alphas, budget from the recipe."""
     e = cfg.evolution
-    pcfg = ProxyConfig.from_cfg(dict(e.proxy))
-    splits = [build_dataset(cfg.data, split) for split in ("train", "search_val")]
+    pcfg = e.proxy
+    splits = [build_dataset(cfg.data.dataset, split) for split in ("train", "search_val")]
     data = load_proxy_data(*splits, pcfg, cfg.seed)
     dirs = _guidance_dirs(cfg, run_dir)
     guidance = next(
         (load_guidance(d, cfg.model.op_names) for d in dirs if (d / "alphas.json").is_file()),
         Guidance.uniform(cfg.model.op_names),
     )
-    fcfg = FitnessConfig.from_cfg(e)
-    FaithfulnessConfig.from_cfg(e)  # a bad value fails here, before any candidate trains
+    fcfg = e.fitness
+    _ = e.faithfulness  # a bad value fails here, before any candidate trains
     wants = pcfg.inherit or "oneshot" in (*fcfg.components, fcfg.rerank_scorer)
     supernet = _supernet_weights(cfg, dirs) if wants else None
     if supernet is None and "oneshot" in (*fcfg.components, fcfg.rerank_scorer):
@@ -307,13 +306,13 @@ def make_context(cfg: Any, ctx: DistContext, run_dir: Path) -> Context:
     return Context(cfg, ctx, run_dir, pcfg, data, guidance, supernet, budget, scoring)
 
 
-def new_state(cfg: Any, run_dir: Path) -> EvolutionState:
+def new_state(cfg: SearchRun, run_dir: Path) -> EvolutionState:
     e = cfg.evolution
     scaler = ChannelScaler(min_width=e.min_width, max_width=e.max_width)
     return EvolutionState(scaler=scaler.to_dict(), base_step=last_step(run_dir) + 1)
 
 
-def chain_genotype(cfg: Any) -> Genotype:
+def chain_genotype(cfg: SearchRun) -> Genotype:
     """A plain genotype from the model config when no supernet ran (benchmarks, tests): node j
     takes nodes 0 and j-1 through the first two non-trivial ops, alternating."""
     ops = [o for o in cfg.model.op_names if o not in ("none", "skip")][:2]
@@ -324,12 +323,12 @@ def chain_genotype(cfg: Any) -> Genotype:
     )
     cell = CellSpec(edges=edges, concat=tuple(range(2, 2 + cfg.model.steps)))
     # no dataset is read here: the class count stays the skeleton's default
-    macro = MacroSpec.from_config(cfg.model, cfg.data, num_classes=MacroSpec.num_classes)
+    macro = cfg.model.macro(cfg.data, num_classes=MacroSpec.num_classes)
     return Genotype(normal=cell, reduce=cell, macro=macro)
 
 
 def run_evolution(
-    cfg: Any, ctx: DistContext, run_dir: Path, tracker: Tracker, genotype: Genotype
+    cfg: SearchRun, ctx: DistContext, run_dir: Path, tracker: Tracker, genotype: Genotype
 ) -> Genotype:
     """Evolve from ``genotype`` (the differentiable stage's); write and return the best one."""
     run_dir = Path(run_dir)
@@ -356,7 +355,7 @@ def run_evolution(
         log_cycle(st, c, tracker, st.cycle_times[-1])
         save_state(st, c)
     choice = choose(st.history, c.scoring)
-    faith = check_faithfulness(st.history, c.scoring, FaithfulnessConfig.from_cfg(cfg.evolution))
+    faith = check_faithfulness(st.history, c.scoring, cfg.evolution.faithfulness)
     if faith and ctx.is_main:
         tau = "uncomputable (tied scores)" if faith["tau"] is None else f"{faith['tau']:+.3f}"
         lo, hi = faith["tau_ci"]

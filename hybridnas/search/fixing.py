@@ -48,7 +48,7 @@ def fix_early(st: SearchState) -> list[dict]:
     reached the threshold now, mid-epoch, so it stops running its other ops at once (inside the
     timed epoch, so a perturbation measurement here is counted too)."""
     s, arch, steps = st.cfg.search, st.arch, st.cfg.model.steps
-    margin = s.get("fix_margin", 0.0)
+    margin = s.fix_margin
     if not margin or st.schedule.kind == "none" or st.epoch < st.schedule.warmup_epochs:
         return []
     if not any(
@@ -80,7 +80,7 @@ def fix_early(st: SearchState) -> list[dict]:
 
 
 def _perturbation_chooser(st: SearchState) -> PerturbationChooser | None:
-    if st.cfg.search.get("select", "alpha") != "perturbation":
+    if st.cfg.search.select != "perturbation":
         return None
     return PerturbationChooser(st.supernet, _select_batches(st), st.ctx)
 
@@ -106,7 +106,7 @@ def _select_batches(st: SearchState) -> list[tuple[torch.Tensor, torch.Tensor]]:
     cfg = st.cfg
     batches = select_batches(
         st.val_loader.dataset,
-        cfg.search.get("select_batches", 2),
+        cfg.search.select_batches,
         batch_size=cfg.data.batch_size,
         seed=cfg.seed + 2,
         epoch=st.epoch,

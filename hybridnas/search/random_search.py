@@ -11,15 +11,15 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from hybridnas.engine.distributed import DistContext
 from hybridnas.space.genotype import Genotype
+from hybridnas.stage_config import SearchRun
 
 
-def random_search(cfg: Any, ctx: DistContext, run_dir: Path, n: int) -> Genotype:
+def random_search(cfg: SearchRun, ctx: DistContext, run_dir: Path, n: int) -> Genotype:
     """Score ``n`` uniform genotypes of ``cfg``'s space; write ``run_dir``/genotype.json (the
     best) and candidates.jsonl (accuracy, latency, FLOPs of each); return the best."""
     from hybridnas.search.evolution import chain_genotype, evaluate, make_context

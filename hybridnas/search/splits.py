@@ -18,12 +18,15 @@ search_val carve included.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils.data import Dataset, Subset
 
 from hybridnas.data import build_dataset
+
+if TYPE_CHECKING:
+    from hybridnas.stage_config import DataConfig
 
 ALPHA_SPLITS = ("auto", "half_train", "search_val")
 
@@ -71,13 +74,13 @@ def split_halves(dataset: Dataset, seed: int) -> tuple[DataPart, DataPart]:
     return DataPart(dataset, order[0::2]), DataPart(dataset, order[1::2])
 
 
-def search_datasets(cfg: Any) -> tuple[Dataset, Dataset, str]:
+def search_datasets(data: DataConfig, alpha_split: str = "auto") -> tuple[Dataset, Dataset, str]:
     """(weight set, alpha set, resolved alpha split) for the differentiable stage."""
-    split = resolve_alpha_split(cfg.data.name, cfg.search.get("alpha_split", "auto"))
-    train_set = build_dataset(cfg.data, "train")
+    split = resolve_alpha_split(data.name, alpha_split)
+    train_set = build_dataset(data.dataset, "train")
     if split == "search_val":
-        return train_set, build_dataset(cfg.data, "search_val"), split
-    weights, alphas = split_halves(train_set, seed=cfg.data.get("seed", 0) or 0)
+        return train_set, build_dataset(data.dataset, "search_val"), split
+    weights, alphas = split_halves(train_set, seed=data.seed)
     return weights, alphas, split
 
 

@@ -9,18 +9,17 @@ from hybridnas.bench.harness import Results, compose, loadavg
 from hybridnas.bench.markdown import ReportInput, fmt, table
 
 
-def _proxy_config(cfg, m: dict, pover: dict):
-    from hybridnas.search.proxy import ProxyConfig
+def _proxy_config(run, m: dict, pover: dict):
+    """The run's proxy at this benchmark proxy's stages and width, without inheritance."""
+    from dataclasses import replace
 
-    return ProxyConfig(
-        **{
-            **ProxyConfig.from_cfg(dict(cfg.evolution.proxy)).__dict__,
-            "stage_clips": tuple(pover["stage_clips"]),
-            "width_scale": pover["width_scale"],
-            "val_clips": m["proxy_val_clips"],
-            "batch_size": min(16, m["proxy_clips"]),
-            "inherit": False,
-        }
+    return replace(
+        run.evolution.proxy,
+        stage_clips=tuple(pover["stage_clips"]),
+        width_scale=pover["width_scale"],
+        val_clips=m["proxy_val_clips"],
+        batch_size=min(16, m["proxy_clips"]),
+        inherit=False,
     )
 
 
@@ -55,13 +54,15 @@ def run(R: Results, m: dict) -> None:
     if len(trained) < 3:
         print("[bench] faithfulness: fewer than 3 trained genotypes, skipped", flush=True)
         return
-    cfg = compose("search", [*m["space"]])
-    splits = [build_dataset(cfg.data, s) for s in ("train", "search_val")]
+    from hybridnas.stage_config import SearchRun
+
+    run = SearchRun.from_cfg(compose("search", [*m["space"]]))
+    splits = [build_dataset(run.data.dataset, s) for s in ("train", "search_val")]
     for pname, pover in m["faith_proxies"].items():
         key = f"faith_{pname}"
         if R.items.get(key, {}).get("n") == len(trained):
             continue
-        proxy_acc, full_acc, names, seconds = _score(trained, _proxy_config(cfg, m, pover), splits)
+        proxy_acc, full_acc, names, seconds = _score(trained, _proxy_config(run, m, pover), splits)
         tau, p = kendalltau(proxy_acc, full_acc)
         R.put(
             key,

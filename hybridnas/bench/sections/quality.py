@@ -25,9 +25,10 @@ def _evolution_alone(R: Results, m: dict, b: dict, seed: int) -> list[str]:
     chain = R.out / "runs" / f"chain_s{seed}.json"
     if not chain.is_file():
         from hybridnas.search.evolution import chain_genotype
+        from hybridnas.stage_config import SearchRun
 
         chain.parent.mkdir(parents=True, exist_ok=True)
-        chain_genotype(compose("search", [*m["space"]])).save(chain)
+        chain_genotype(SearchRun.from_cfg(compose("search", [*m["space"]]))).save(chain)
     return [
         *m["space"],
         "stage=evolution",
