@@ -143,3 +143,31 @@ def test_avg_pool_matches_torch_where_torch_accepts_the_size(stride):
     x = torch.randn(2, 3, 5, 6, 7)
     ref = F.avg_pool3d(x, 3, stride, 1, count_include_pad=False)
     torch.testing.assert_close(create_op("avg_pool_3x3x3", 3, 3, stride)(x), ref)
+
+
+def _group_norm(channels: int) -> nn.Module:
+    return nn.GroupNorm(1, channels)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_OPS))
+def test_ops_take_norm_and_activation(name):
+    op = create_op(name, 4, 4, (1, 2, 2), norm=_group_norm, activation=nn.SiLU)
+    assert not any(isinstance(m, nn.BatchNorm3d | nn.ReLU) for m in op.modules())
+    assert op(torch.randn(2, 4, 3, 6, 6)).shape == (2, 4, 3, 3, 3)
+
+
+def test_cells_take_norm_and_activation():
+    from hybridnas.space.cells import Cell, SearchCell
+    from hybridnas.space.genotype import CellSpec
+
+    spec = CellSpec(edges=((0, 2, "conv3d_3x3x3"), (1, 2, "skip")), concat=(2,))
+    layers = {"norm": _group_norm, "activation": nn.SiLU}
+    shape = {"c_pp": 4, "c_p": 4, "c": 4, "reduction": True, "reduction_prev": True}
+    cells = [
+        Cell(spec, **shape, reduction_stride=(1, 2, 2), **layers),
+        SearchCell(steps=1, **shape, reduction_stride=(1, 2, 2), op_names=["skip"], **layers),
+    ]
+    for cell in cells:
+        assert not any(isinstance(m, nn.BatchNorm3d | nn.ReLU) for m in cell.modules())
+    default = Cell(spec, **shape, reduction_stride=(1, 2, 2))
+    assert any(isinstance(m, nn.BatchNorm3d) for m in default.modules())

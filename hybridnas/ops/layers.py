@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 Triple = tuple[int, int, int]
 Stride3 = int | Triple
+Norm = Callable[[int], nn.Module]  # channels -> a normalisation layer (default BatchNorm3d)
+Activation = Callable[[], nn.Module]  # () -> an activation layer (default ReLU)
 
 
 def out_size(size: int, stride: int) -> int:
@@ -74,8 +78,11 @@ def conv_bn(
     dilation: Triple = (1, 1, 1),
     groups: int = 1,
     relu_first: bool = True,
+    norm: Norm = nn.BatchNorm3d,
+    activation: Activation = nn.ReLU,
 ) -> nn.Sequential:
     """DARTS unit ReLU -> Conv3d (no bias) -> BN; temporal-only kernels use TemporalConv3d.
+    ``norm(channels)`` and ``activation()`` replace BN and ReLU (as pytorchvideo's builders).
 
     (B, C_in, T, H, W) -> (B, C_out, ceil(T/st), ceil(H/sh), ceil(W/sw)) for odd kernels.
     """
@@ -92,5 +99,18 @@ def conv_bn(
             groups,
             bias=False,
         )
-    layers = [nn.ReLU(inplace=False)] if relu_first else []
-    return nn.Sequential(*layers, conv, nn.BatchNorm3d(c_out, affine=True))
+    layers = [activation()] if relu_first else []
+    return nn.Sequential(*layers, conv, norm(c_out))
+
+
+def swap_layers(module: nn.Module, norm: Norm, activation: Activation) -> nn.Module:
+    """``module`` with every BatchNorm3d replaced by ``norm(channels)`` and every ReLU by
+    ``activation()``, in place; the defaults leave it untouched (no module is rebuilt)."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm3d) and norm is not nn.BatchNorm3d:
+            setattr(module, name, norm(child.num_features))
+        elif isinstance(child, nn.ReLU) and activation is not nn.ReLU:
+            setattr(module, name, activation())
+        else:
+            swap_layers(child, norm, activation)
+    return module

@@ -10,6 +10,8 @@ from collections.abc import Callable
 
 from torch import nn
 
+from hybridnas.ops.layers import Activation, Norm, swap_layers
+
 Stride = int | tuple[int, int, int]
 OpFactory = Callable[[int, int, tuple[int, int, int]], nn.Module]
 
@@ -38,11 +40,19 @@ def register_op(name: str) -> Callable[[OpFactory], OpFactory]:
     return wrap
 
 
-def create_op(name: str, c_in: int, c_out: int, stride: Stride = 1) -> nn.Module:
-    """Build the op ``name`` mapping c_in to c_out channels with the given stride."""
+def create_op(
+    name: str,
+    c_in: int,
+    c_out: int,
+    stride: Stride = 1,
+    norm: Norm = nn.BatchNorm3d,
+    activation: Activation = nn.ReLU,
+) -> nn.Module:
+    """Build the op ``name`` mapping c_in to c_out channels with the given stride; its
+    BatchNorm3d and ReLU layers become ``norm(channels)`` and ``activation()``."""
     if name not in _OPS:
         raise ValueError(f"unknown op {name!r}; known ops: {', '.join(list_ops())}")
-    return _OPS[name](c_in, c_out, normalize_stride(stride))
+    return swap_layers(_OPS[name](c_in, c_out, normalize_stride(stride)), norm, activation)
 
 
 def list_ops() -> list[str]:

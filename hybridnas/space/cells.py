@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hybridnas.ops import create_op
+from hybridnas.ops.layers import Activation, Norm
 from hybridnas.space.genotype import CellSpec
 
 FREE, PRUNED = -1, -2
@@ -29,22 +30,32 @@ def edge_list(steps: int) -> list[tuple[int, int]]:
 
 
 class ReLUConvBN(nn.Sequential):
-    """ReLU -> 1x1x1 Conv3d -> BN: the preprocessing that aligns a cell input to C channels."""
+    """ReLU -> 1x1x1 Conv3d -> BN: the preprocessing that aligns a cell input to C channels
+    (``activation()`` and ``norm(c_out)`` in place of ReLU and BN)."""
 
-    def __init__(self, c_in: int, c_out: int) -> None:
-        super().__init__(
-            nn.ReLU(inplace=False),
-            nn.Conv3d(c_in, c_out, 1, bias=False),
-            nn.BatchNorm3d(c_out),
-        )
+    def __init__(
+        self, c_in: int, c_out: int, norm: Norm = nn.BatchNorm3d, activation: Activation = nn.ReLU
+    ) -> None:
+        super().__init__(activation(), nn.Conv3d(c_in, c_out, 1, bias=False), norm(c_out))
 
 
 def make_preprocess(
-    c_pp: int, c_p: int, c: int, reduction_prev: bool, stride: tuple[int, int, int]
+    c_pp: int,
+    c_p: int,
+    c: int,
+    reduction_prev: bool,
+    stride: tuple[int, int, int],
+    norm: Norm = nn.BatchNorm3d,
+    activation: Activation = nn.ReLU,
 ) -> tuple[nn.Module, nn.Module]:
     """Preprocessing of both cell inputs; s0 is reduced when the previous cell reduced."""
-    pre0 = create_op("skip", c_pp, c, stride) if reduction_prev else ReLUConvBN(c_pp, c)
-    return pre0, ReLUConvBN(c_p, c)
+    layers = {"norm": norm, "activation": activation}
+    pre0 = (
+        create_op("skip", c_pp, c, stride, **layers)
+        if reduction_prev
+        else ReLUConvBN(c_pp, c, **layers)
+    )
+    return pre0, ReLUConvBN(c_p, c, **layers)
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -64,7 +75,13 @@ class MixedOp(nn.Module):
     """
 
     def __init__(
-        self, channels: int, stride: tuple[int, int, int], op_names: list[str], partial_k: int = 1
+        self,
+        channels: int,
+        stride: tuple[int, int, int],
+        op_names: list[str],
+        partial_k: int = 1,
+        norm: Norm = nn.BatchNorm3d,
+        activation: Activation = nn.ReLU,
     ) -> None:
         super().__init__()
         if channels % partial_k:
@@ -73,7 +90,9 @@ class MixedOp(nn.Module):
         self.stride = stride
         self.partial_k = partial_k
         mixed = channels // partial_k
-        self.ops = nn.ModuleList(create_op(name, mixed, mixed, stride) for name in op_names)
+        self.ops = nn.ModuleList(
+            create_op(name, mixed, mixed, stride, norm, activation) for name in op_names
+        )
         self.state = FREE
 
     @property
@@ -123,15 +142,21 @@ class SearchCell(nn.Module):
         reduction_stride: tuple[int, int, int],
         op_names: list[str],
         partial_k: int = 1,
+        norm: Norm = nn.BatchNorm3d,
+        activation: Activation = nn.ReLU,
     ) -> None:
         super().__init__()
         self.steps, self.reduction = steps, reduction
-        self.pre0, self.pre1 = make_preprocess(c_pp, c_p, c, reduction_prev, reduction_stride)
+        layers = {"norm": norm, "activation": activation}
+        self.pre0, self.pre1 = make_preprocess(
+            c_pp, c_p, c, reduction_prev, reduction_stride, **layers
+        )
         self.edges = edge_list(steps)
         self.mixed_ops = nn.ModuleList(
-            MixedOp(c, reduction_stride if reduction and i < 2 else (1, 1, 1), op_names, partial_k)
+            MixedOp(c, reduction_stride if reduction and i < 2 else (1, 1, 1), op_names, partial_k,
+                    **layers)
             for i, _ in self.edges
-        )
+        )  # fmt: skip
 
     def forward(
         self,
@@ -172,12 +197,17 @@ class Cell(nn.Module):
         reduction: bool,
         reduction_prev: bool,
         reduction_stride: tuple[int, int, int],
+        norm: Norm = nn.BatchNorm3d,
+        activation: Activation = nn.ReLU,
     ) -> None:
         super().__init__()
         self.spec = spec
-        self.pre0, self.pre1 = make_preprocess(c_pp, c_p, c, reduction_prev, reduction_stride)
+        layers = {"norm": norm, "activation": activation}
+        self.pre0, self.pre1 = make_preprocess(
+            c_pp, c_p, c, reduction_prev, reduction_stride, **layers
+        )
         self.ops = nn.ModuleList(
-            create_op(op, c, c, reduction_stride if reduction and i < 2 else (1, 1, 1))
+            create_op(op, c, c, reduction_stride if reduction and i < 2 else (1, 1, 1), **layers)
             for i, _, op in spec.edges
         )
         self.drop_prob = 0.0
