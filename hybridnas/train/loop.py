@@ -100,15 +100,14 @@ class ModelSpec:
 
 def model_spec(m: ModelConfig, data: DataConfig, num_classes: int) -> ModelSpec:
     """The network ``m`` names, for ``data``'s clips and ``num_classes`` classes."""
-    frames, size = data.frames, data.size
     g = None
     if m.name == "genotype":
-        g = resolve_genotype(vars(m), num_classes=num_classes, frames=frames, size=size)
+        g = resolve_genotype(vars(m), num_classes=num_classes, frames=data.frames, size=data.size)
     return ModelSpec(
         m.name,
         num_classes,
-        frames,
-        size,
+        data.frames,
+        data.size,
         g,
         float(m.dropout),
         int(m.r2plus1d_width),
@@ -286,8 +285,7 @@ def save(st: TrainState, path: str = LAST) -> None:
 
 
 def restore(st: TrainState, path: Path, changes: Sequence[str] = ()) -> None:
-    """Resume from ``path``; a checkpoint of another network is refused, naming the
-    ``changes`` (``key: old -> new``) made to the run's settings since it started."""
+    """Resume from ``path``; another network's checkpoint is refused, naming ``changes``."""
     ckpt = load_checkpoint(path, map_location=st.ctx.device)
     try:
         check_fingerprint(ckpt["fingerprint"], st.spec.fingerprint(), path)
