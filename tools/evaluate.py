@@ -67,7 +67,7 @@ def warn_clip_shape(path: str, trained: tuple[int, int], cfg: DictConfig) -> boo
 
 
 def run(cfg: DictConfig) -> dict:
-    from hybridnas.models import check_fingerprint
+    from hybridnas.models import check_fingerprint, check_model_streams
     from hybridnas.train import evaluation as ev
     from hybridnas.train.loop import load_trained
 
@@ -91,6 +91,7 @@ def run(cfg: DictConfig) -> dict:
     members, first = {}, None
     for path in paths:
         model, spec, _ = load_trained(path, device, ema=cfg.ema)
+        check_model_streams(spec.name, spec.genotype, cfg.data.get("streams"))
         warn_clip_shape(path, (spec.frames, spec.size), cfg)
         if spec.num_classes != len(names):
             raise CheckpointError(

@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"hybridnas: error: {err}", file=sys.stderr)
         sys.exit(2)
     out = Path(args.out_dir or Path(args.ckpt).parent.parent / "export")
-    clip_shape = (3, spec.frames, spec.size, spec.size)
+    channels = spec.genotype.in_channels if spec.genotype else 3  # 3 per stream
+    clip_shape = (channels, spec.frames, spec.size, spec.size)
     report = {
         "model": spec.name,
         "clip_shape": list(clip_shape),

@@ -27,6 +27,7 @@ DEFAULTS = {
     "frames": 8,
     "size": None,  # builtin: 32; video: 112
     "seed": 0,
+    "streams": ["rgb"],  # and/or "motion" (frame differences), stacked on channels in order
     # builtin
     "num_train": 1500,
     "num_search_val": 500,
@@ -71,8 +72,9 @@ def resolve(cfg: Mapping) -> dict:
 def build_dataset(cfg: Mapping, split: str) -> Dataset:
     """The dataset ``cfg["name"]`` for ``split`` in {"train", "search_val", "val", "test"}.
 
-    Items: (clip float (C, T, H, W), label int); for a video dataset's "test" split with clip
-    sampling, (clips (V, C, T, H, W), label, video_index) with V = test_clips x test_crops.
+    Items: (clip float (C, T, H, W), label int), C = 3 per stream of ``cfg["streams"]``; for a
+    video dataset's "test" split with clip sampling, (clips (V, C, T, H, W), label,
+    video_index) with V = test_clips x test_crops.
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -88,6 +90,7 @@ def build_dataset(cfg: Mapping, split: str) -> Dataset:
             num_search_val=c["num_search_val"],
             num_test=c["num_test"],
             cache_dir=c["cache_dir"],
+            streams=tuple(c["streams"]),
         )
     if c["name"] not in LAYOUTS:
         raise ValueError(f"unknown dataset {c['name']!r}: builtin, {', '.join(LAYOUTS)}")
@@ -148,4 +151,5 @@ def _video_dataset(c: dict, split: str) -> VideoDataset:
         root=str(c["root"]),
         index_bad=index.bad,
         train=train,
+        streams=tuple(c["streams"]),
     )

@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 
 from hybridnas.data.bad import BadItemLog
 from hybridnas.data.classes import save_class_index
+from hybridnas.data.streams import add_streams, check_streams
 
 SPLITS = ("train", "search_val", "test")
 # Mean and std of a pixel over the built-in clips (scaled to [0, 1]), measured once at the
@@ -169,7 +170,8 @@ def load_or_build(
 
 
 class MovingDigits(BadItemLog, Dataset):
-    """Moving-digit clips. Items: (clip float (3, T, H, W) normalised, label int)."""
+    """Moving-digit clips. Items: (clip float (3, T, H, W) normalised, label int); with
+    ``streams`` other than ``("rgb",)``, (3 * len(streams), T, H, W) (see streams.py)."""
 
     class_names = [str(d) for d in range(10)]
     num_classes = 10
@@ -186,6 +188,7 @@ class MovingDigits(BadItemLog, Dataset):
         num_search_val: int = 500,
         num_test: int = 500,
         cache_dir: str | os.PathLike | None = None,
+        streams: tuple[str, ...] = ("rgb",),
     ) -> None:
         split = {"val": "test"}.get(split, split)
         if split not in SPLITS:
@@ -195,14 +198,17 @@ class MovingDigits(BadItemLog, Dataset):
         self.split = split
         self.clips, self.labels = data["clips"], data["labels"]
         self.source_ids = data["sources"]  # which load_digits images this split drew from
+        self.streams = check_streams(streams)
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        """Clip (3, T, H, W) float, normalised with the fixed MEAN/STD; label int."""
+        """Clip (3, T, H, W) float, normalised with the fixed MEAN/STD (its streams stacked on
+        channels); label int."""
         clip = (self.clips[index].float() / 255.0 - MEAN) / STD
-        return clip[None].expand(3, -1, -1, -1).contiguous(), int(self.labels[index])
+        rgb = clip[None].expand(3, -1, -1, -1).contiguous()
+        return add_streams(rgb, self.streams), int(self.labels[index])
 
     def save_class_index(self, path: str | os.PathLike) -> None:
         """Write the class names/indices (JSON) for the run folder."""

@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 from hybridnas.data.bad import BadItem, BadItemLog
 from hybridnas.data.classes import save_class_index
 from hybridnas.data.layouts import Entry
+from hybridnas.data.streams import add_streams, check_streams
 
 MODES = ("random", "center", "multiview", "tsn")
 
@@ -56,6 +57,7 @@ class VideoDataset(BadItemLog, Dataset):
     - "random" (train) / "center" (val): (clip (C, T, H, W), label)
     - "tsn": (clip (C, T, H, W), label), T = segments x frames-per-snippet, in time order
     - "multiview" (test): (clips (V, C, T, H, W), label, video_index), V = clips x crops
+    C is 3 per stream of ``streams`` (stacked in order, see streams.py); 3 by default.
     A video that cannot be read yields a :class:`BadItem`, which the loader's collate drops.
     """
 
@@ -76,6 +78,7 @@ class VideoDataset(BadItemLog, Dataset):
         root: str = "",
         index_bad: list[tuple[str, str]] | None = None,
         train: bool = False,
+        streams: tuple[str, ...] = ("rgb",),
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -86,6 +89,7 @@ class VideoDataset(BadItemLog, Dataset):
         self.transform, self.crop_views = transform, crop_views
         self.clip_duration = clip_duration or frames * sampling_rate / fps
         self.segments, self.num_clips, self.train = segments, num_clips, train
+        self.streams = check_streams(streams)
         self._init_bad_log(index_bad)
 
     @property
@@ -111,6 +115,7 @@ class VideoDataset(BadItemLog, Dataset):
             return BadItem(index, path, f"cannot decode: {e}".splitlines()[0])
         finally:
             video.close()
+        clip = add_streams(clip, self.streams)
         if self.mode == "multiview":
             return clip, label, index
         return clip, label

@@ -13,10 +13,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from hybridnas.config import ConfigError
 from hybridnas.engine.checkpoint import CheckpointError
 from hybridnas.models.baselines import Frame2D, create_c3d, r2plus1d, x3d_xs
 from hybridnas.space.genotype import Genotype, GenotypeError
-from hybridnas.space.macro import macro_fields_from_config
+from hybridnas.space.macro import DEFAULT_STREAMS, macro_fields_from_config
 from hybridnas.space.network import build_network
 
 MODELS = ("genotype", "x3d_xs", "r2plus1d", "c3d", "frame2d")
@@ -37,6 +38,18 @@ def resolve_genotype(model_cfg: Any, *, num_classes: int, frames: int, size: int
     )
     mult = model_cfg.get("width_mult")
     return scale_widths(g, 1.0 if mult is None else float(mult))
+
+
+def check_model_streams(name: str, genotype: Genotype | None, streams: Any) -> None:
+    """Refuse data whose streams (``data.streams``; None: RGB) are not the ones the network
+    reads (a genotype's ``streams``; a baseline reads RGB), naming the setting to pass."""
+    given = tuple(streams or DEFAULT_STREAMS)
+    wanted = genotype.streams if name == "genotype" and genotype is not None else DEFAULT_STREAMS
+    if given != wanted:
+        raise ConfigError(
+            f"the {name} network reads streams {list(wanted)} but data.streams is "
+            f"{list(given)}: pass data.streams=[{','.join(wanted)}]"
+        )
 
 
 def scaled_width(width: int, mult: float) -> int:
@@ -68,7 +81,8 @@ def build_model(
     r2plus1d_width: int = 16,
     c3d_width: int = 16,
 ) -> nn.Module:
-    """A network for (B, 3, frames, size, size) clips -> (B, num_classes) logits."""
+    """A network for (B, C, frames, size, size) clips -> (B, num_classes) logits; C is 3 except
+    for a genotype with two streams (``genotype.in_channels``)."""
     if name == "genotype":
         if genotype is None:
             raise GenotypeError("model=genotype needs a genotype")
@@ -149,6 +163,7 @@ __all__ = [
     "Frame2D",
     "build_model",
     "check_fingerprint",
+    "check_model_streams",
     "create_c3d",
     "fingerprint",
     "load_matching",

@@ -21,6 +21,12 @@ Nodes 0 and 1 of a cell are its two inputs (the outputs of the two previous cell
 and needs ``i < j``. The cell output concatenates the ``concat`` nodes. Stage ``s`` uses
 ``stage_widths[s]`` channels per node; reduction cells sit at 1/3 and 2/3 of the depth.
 
+Version 2 adds ``"streams"``, the input streams in clip-channel order (one or two of
+``rgb``, ``motion``), e.g. ``"streams": ["rgb", "motion"], "clip": {"channels": 6, ...}``: each
+stream has its own stem of the ``stem`` shape, and the streams feed the first cell's two inputs
+(see network.py). A genotype with only the RGB stream is written as version 1, as before;
+version-1 documents load as RGB-only genotypes.
+
 Loading validates everything and names the offending field in a ``GenotypeError``.
 """
 
@@ -35,10 +41,17 @@ from pathlib import Path
 from typing import Any
 
 from hybridnas.ops import is_op, list_ops
-from hybridnas.space.macro import MACRO_FIELDS, MacroSpec, reads_macro, split_macro
+from hybridnas.space.macro import (
+    MACRO_FIELDS,
+    MacroSpec,
+    reads_macro,
+    split_macro,
+    stream_problem,
+)
 
 FORMAT = "hybridnas.genotype"
-VERSION = 1
+VERSION = 2  # the newest version this code reads; 1 is still read (and written when RGB-only)
+STREAMS_VERSION = 2  # the first version that records streams
 CELL_TYPES = ("normal", "reduce")
 
 
@@ -108,11 +121,12 @@ class Genotype:
         return new
 
     def to_dict(self) -> dict[str, Any]:
+        macro = self.macro.to_dict()
         return {
             "format": FORMAT,
-            "version": VERSION,
+            "version": STREAMS_VERSION if "streams" in macro else 1,
             "cells": {"normal": self.normal.to_dict(), "reduce": self.reduce.to_dict()},
-            **self.macro.to_dict(),
+            **macro,
             "meta": dict(self.meta),
         }
 
@@ -263,9 +277,9 @@ def validate(doc: Mapping[str, Any]) -> None:
     if fmt != FORMAT:
         raise GenotypeError(f"'format' is {fmt!r}, expected {FORMAT!r}")
     version = _require(doc, "version", "")
-    if version != VERSION:
+    if isinstance(version, bool) or version not in range(1, VERSION + 1):
         raise GenotypeError(
-            f"'version' {version!r} is not supported (this hybridnas reads {VERSION})"
+            f"'version' {version!r} is not supported (this hybridnas reads 1 to {VERSION})"
         )
     cells = _require(doc, "cells", "")
     for name in CELL_TYPES:
@@ -288,3 +302,14 @@ def validate(doc: Mapping[str, Any]) -> None:
     for key in ("channels", "frames", "size"):
         _positive_int(_require(clip, key, "clip"), f"clip.{key}")
     _positive_int(_require(doc, "num_classes", ""), "num_classes")
+    _validate_streams(doc, version)
+
+
+def _validate_streams(doc: Mapping[str, Any], version: int) -> None:
+    if version < STREAMS_VERSION:
+        if "streams" in doc:
+            raise GenotypeError(f"'streams' needs 'version' {STREAMS_VERSION}, got {version}")
+        return
+    problem = stream_problem(_require(doc, "streams", ""), doc["clip"]["channels"])
+    if problem:
+        raise GenotypeError(f"'streams' {problem}")

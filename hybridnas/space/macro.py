@@ -9,6 +9,10 @@ read from a Hydra tree. In a genotype document its fields are the ``stem``, ``st
     num_cells cells; stage s (between reductions) uses stage_widths[s] channels per node;
     reduction cells at 1/3 and 2/3 of the depth stride by reduction_stride
     clips (in_channels, frames, size, size) -> num_classes logits
+
+``streams`` names the input streams (``STREAMS``): ``("rgb",)`` by default; with two streams the
+clip holds them stacked on channels (``in_channels / len(streams)`` each, in order) and every
+stream has its own stem of the shape above (see network.py).
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 Triple = tuple[int, int, int]
+STREAMS = ("rgb", "motion")  # rgb frames; motion: frame differences (hybridnas.data.streams)
+DEFAULT_STREAMS = ("rgb",)
+CHANNELS_PER_STREAM = 3  # what the data layer gives each stream
 
 
 @dataclass(frozen=True)
@@ -33,14 +40,16 @@ class MacroSpec:
     frames: int = 8
     size: int = 32
     num_classes: int = 10
+    streams: tuple[str, ...] = DEFAULT_STREAMS
 
     def __post_init__(self) -> None:
-        for name in ("stage_widths", "stem_kernel", "stem_stride", "reduction_stride"):
+        for name in ("stage_widths", "stem_kernel", "stem_stride", "reduction_stride", "streams"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
 
     def to_dict(self) -> dict[str, Any]:
-        """The skeleton's keys of a genotype document, in document order."""
-        return {
+        """The skeleton's keys of a genotype document, in document order; ``streams`` only when
+        they are not the default RGB stream (a version-1 document has none)."""
+        doc = {
             "stem": {
                 "channels": self.stem_channels,
                 "kernel": list(self.stem_kernel),
@@ -52,6 +61,9 @@ class MacroSpec:
             "clip": {"channels": self.in_channels, "frames": self.frames, "size": self.size},
             "num_classes": self.num_classes,
         }
+        if self.streams != DEFAULT_STREAMS:
+            doc["streams"] = list(self.streams)
+        return doc
 
     @classmethod
     def from_dict(cls, doc: Any) -> MacroSpec:
@@ -68,13 +80,18 @@ class MacroSpec:
             frames=int(clip["frames"]),
             size=int(clip["size"]),
             num_classes=int(doc["num_classes"]),
+            streams=tuple(doc.get("streams", DEFAULT_STREAMS)),
         )
 
     @classmethod
     def from_config(cls, model: Any, data: Any, num_classes: int) -> MacroSpec:
         """The skeleton a search config describes (keys it leaves out keep their defaults)."""
         fields = macro_fields_from_config(
-            model, frames=data.frames, size=data.size, num_classes=num_classes
+            model,
+            frames=data.frames,
+            size=data.size,
+            num_classes=num_classes,
+            streams=data.get("streams"),
         )
         return cls(**fields)
 
@@ -86,18 +103,37 @@ SCALARS = ("num_cells", "stem_channels")
 
 
 def macro_fields_from_config(
-    model: Any, *, frames: int, size: int, num_classes: int
+    model: Any, *, frames: int, size: int, num_classes: int, streams: Any = None
 ) -> dict[str, Any]:
     """The macro fields a config sets: ``model.{stage_widths, num_cells, stem_channels,
     stem_stride, reduction_stride}`` where present and not null (a search config
     sets them all; a training config's null keeps the genotype's), the clip shape
-    (``data.frames``, ``data.size``) and ``num_classes`` (the dataset's)."""
+    (``data.frames``, ``data.size``), ``num_classes`` (the dataset's) and, when given,
+    ``streams`` (``data.streams``) with the input channels they stack to."""
     out: dict[str, Any] = {}
     for key in CONFIG_KEYS:
         value = model.get(key)
         if value is not None:
             out[key] = int(value) if key in SCALARS else tuple(int(v) for v in value)
+    if streams is not None:
+        out["streams"] = tuple(str(s) for s in streams)
+        out["in_channels"] = CHANNELS_PER_STREAM * len(out["streams"])
     return {**out, "frames": frames, "size": size, "num_classes": num_classes}
+
+
+def stream_problem(streams: Any, in_channels: int | None = None) -> str | None:
+    """Why ``streams`` is not a valid stream list (one or two distinct names of ``STREAMS``
+    whose clip channels ``in_channels`` split evenly), or None when it is."""
+    if isinstance(streams, str) or not isinstance(streams, list | tuple) or not streams:
+        return f"must be a list of 1 or 2 stream names from {list(STREAMS)}, got {streams!r}"
+    unknown = [s for s in streams if s not in STREAMS]
+    if unknown:
+        return f"names unknown stream(s) {unknown}; known streams: {list(STREAMS)}"
+    if len(streams) > 2 or len(set(streams)) != len(streams):
+        return f"must list 1 or 2 distinct streams, got {list(streams)}"
+    if in_channels is not None and in_channels % len(streams):
+        return f"{len(streams)} streams cannot split {in_channels} clip channels evenly"
+    return None
 
 
 def split_macro(changes: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -8,7 +8,23 @@
       -> global average pool -> dropout -> Linear                (B, num_classes)
 
 Each cell takes the outputs of the two previous cells. ``Network(genotype)`` is the fixed
-network a genotype describes; the supernet reuses ``build_stem`` and ``cell_plan``.
+network a genotype describes; the supernet reuses ``build_stems``, ``cell_inputs`` and
+``cell_plan``.
+
+Two streams (``genotype.streams == ("rgb", "motion")``): the clip stacks them on channels, each
+goes through its own stem, and the two stem outputs are the first cell's two inputs, in the
+order the genotype lists the streams::
+
+    clip (B, 6, T, H, W) -> split -> rgb (B, 3, ...)    -> rgb stem    -> c_{k-2}  (node 0)
+                                  -> motion (B, 3, ...) -> motion stem -> c_{k-1}  (node 1)
+    cell 0 (nodes 0, 1 = rgb, motion):     its edges from 0 and 1 mix the streams
+    cell 1 (nodes 0, 1 = motion, cell 0):  the second stream reaches cell 1 directly, as c_{k-2}
+    cell 2 ... as in one stream
+
+So the cross-stream connections are the DARTS cells' own edges: a node of the first cell that
+takes nodes 0 and 1 fuses the streams, one that takes only node 0 stays within one, and the
+second cell again chooses between the second stream and the fused output. The search needs
+nothing new: the supernet's first two cells search these edges like any other.
 """
 
 from __future__ import annotations
@@ -20,6 +36,7 @@ from torch import nn
 
 from hybridnas.space.cells import Cell
 from hybridnas.space.genotype import Genotype, reduction_indices
+from hybridnas.space.macro import MacroSpec
 
 
 @dataclass(frozen=True)
@@ -41,6 +58,38 @@ def build_stem(in_channels: int, channels: int, kernel, stride) -> nn.Sequential
         nn.Conv3d(in_channels, channels, tuple(kernel), tuple(stride), padding, bias=False),
         nn.BatchNorm3d(channels),
     )
+
+
+class StreamStems(nn.Module):
+    """One stem per stream: (B, S * C, T, H, W) clips, streams stacked on channels in order ->
+    (first stream's, last stream's) stem outputs, each (B, stem, T', H', W')."""
+
+    def __init__(self, streams, in_channels: int, channels: int, kernel, stride) -> None:
+        super().__init__()
+        self.streams = tuple(streams)
+        self.per_stream = in_channels // len(self.streams)
+        self.stems = nn.ModuleDict(
+            {s: build_stem(self.per_stream, channels, kernel, stride) for s in self.streams}
+        )
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        parts = torch.split(x, self.per_stream, dim=1)
+        outs = [self.stems[s](part) for s, part in zip(self.streams, parts, strict=True)]
+        return outs[0], outs[-1]
+
+
+def build_stems(macro: MacroSpec) -> nn.Module:
+    """The stem of ``macro``'s one stream (a plain ``build_stem``), or ``StreamStems``."""
+    m = macro
+    if len(m.streams) == 1:
+        return build_stem(m.in_channels, m.stem_channels, m.stem_kernel, m.stem_stride)
+    return StreamStems(m.streams, m.in_channels, m.stem_channels, m.stem_kernel, m.stem_stride)
+
+
+def cell_inputs(stem: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first cell's (s0, s1): one stem's output twice, or the two streams' stems."""
+    out = stem(x)
+    return out if isinstance(out, tuple) else (out, out)
 
 
 def cell_plan(
@@ -86,7 +135,7 @@ class Network(nn.Module):
         self.genotype = genotype
         self.num_classes = num_classes or genotype.num_classes
         g = genotype
-        self.stem = build_stem(g.in_channels, g.stem_channels, g.stem_kernel, g.stem_stride)
+        self.stem = build_stems(g.macro)
         self.cells = nn.ModuleList()
         multipliers = (len(g.normal.concat), len(g.reduce.concat))
         for p in cell_plan(g.num_cells, g.stage_widths, g.stem_channels, multipliers):
@@ -108,7 +157,7 @@ class Network(nn.Module):
             cell.drop_prob = prob
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s0 = s1 = self.stem(x)
+        s0, s1 = cell_inputs(self.stem, x)
         for cell in self.cells:
             s0, s1 = s1, cell(s0, s1)
         return self.head(s1)

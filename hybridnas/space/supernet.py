@@ -25,8 +25,8 @@ from torch import nn
 from hybridnas.ops import DEFAULT_SEARCH_OPS, is_op
 from hybridnas.space.cells import FREE, PRUNED, SearchCell, edge_list
 from hybridnas.space.genotype import CELL_TYPES, CellSpec, Genotype, num_stages
-from hybridnas.space.macro import MacroSpec, reads_macro
-from hybridnas.space.network import ClassifierHead, build_stem, cell_plan
+from hybridnas.space.macro import MacroSpec, reads_macro, stream_problem
+from hybridnas.space.network import ClassifierHead, build_stems, cell_inputs, cell_plan
 
 
 @reads_macro
@@ -70,6 +70,9 @@ class SupernetConfig:
             raise ValueError(f"model.steps must be >= 1, got {self.steps}")
         if self.num_cells < 1:
             raise ValueError(f"model.num_cells must be >= 1, got {self.num_cells}")
+        problem = stream_problem(self.streams, self.in_channels)
+        if problem:
+            raise ValueError(f"data.streams {problem}")
         if len(self.stage_widths) != num_stages(self.num_cells):
             raise ValueError(
                 f"model.stage_widths needs {num_stages(self.num_cells)} entries for "
@@ -201,7 +204,7 @@ class Supernet(nn.Module):
         super().__init__()
         self.config = c = config
         m = c.macro
-        self.stem = build_stem(m.in_channels, m.stem_channels, m.stem_kernel, m.stem_stride)
+        self.stem = build_stems(m)
         self.cells = nn.ModuleList()
         for p in cell_plan(m.num_cells, m.stage_widths, m.stem_channels, (c.steps, c.steps)):
             self.cells.append(
@@ -239,7 +242,7 @@ class Supernet(nn.Module):
         self.apply_edge_state(arch)
         steps = self.config.steps
         mixing = {t: (arch.op_weights(t), arch.edge_weights(t, steps)) for t in CELL_TYPES}
-        s0 = s1 = self.stem(x)
+        s0, s1 = cell_inputs(self.stem, x)
         for cell in self.cells:
             weights, edge_weights = mixing["reduce" if cell.reduction else "normal"]
             s0, s1 = s1, cell(s0, s1, weights, edge_weights)
