@@ -39,6 +39,7 @@ from hybridnas.stage_config import TrainRun
 def run(cfg: DictConfig):
     """Check the config, data and run folder, train, return the final TrainState. Nothing is
     written to the run folder before the run (or its resume) is accepted."""
+    from hybridnas.models import check_model_streams
     from hybridnas.train.loop import run_training, start_training
 
     check_config(cfg, "train")
@@ -51,6 +52,7 @@ def run(cfg: DictConfig):
         set_cpu_threads(cfg.threads)
     try:
         st = start_training(run, ctx, Path(cfg.out_dir), changes)  # refuses another net's
+        check_model_streams(st.spec.name, st.spec.genotype, cfg.data.get("streams"))
         run_dir = prepare_run_dir(cfg, ctx.is_main, strict_resume=False)
         barrier(ctx)
         reopen_run_logs(run_dir)  # rank 0 may have moved the old run (overwrite=true) aside

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,6 @@ from timm.scheduler import create_scheduler_v2
 from timm.utils import ModelEmaV3
 from tqdm import tqdm
 
-from hybridnas.config import config_changes
 from hybridnas.data import VideoMixup, build_dataset, build_loader, whole_train_set
 from hybridnas.engine.backend import WeightTrainer
 from hybridnas.engine.checkpoint import (
@@ -40,13 +40,13 @@ from hybridnas.engine.tracking import Tracker
 from hybridnas.models import (
     build_model,
     check_fingerprint,
-    check_model_streams,
     fingerprint,
     load_matching,
     resolve_genotype,
     supernet_to_network,
 )
 from hybridnas.space.genotype import Genotype
+from hybridnas.stage_config import DataConfig, ModelConfig, TrainRun
 
 LAST = "checkpoints/last.pt"
 BEST = "checkpoints/best.pt"
@@ -98,21 +98,20 @@ class ModelSpec:
         return cls(**{**d, "genotype": g})
 
 
-def model_spec(cfg: Any, num_classes: int) -> ModelSpec:
-    m, frames, size = cfg.model, int(cfg.data.frames), int(cfg.data.size or 32)
+def model_spec(m: ModelConfig, data: DataConfig, num_classes: int) -> ModelSpec:
+    """The network ``m`` names, for ``data``'s clips and ``num_classes`` classes."""
     g = None
     if m.name == "genotype":
-        g = resolve_genotype(m, num_classes=num_classes, frames=frames, size=size)
-    check_model_streams(m.name, g, cfg.data.get("streams"))
+        g = resolve_genotype(vars(m), num_classes=num_classes, frames=data.frames, size=data.size)
     return ModelSpec(
         m.name,
         num_classes,
-        frames,
-        size,
+        data.frames,
+        data.size,
         g,
         float(m.dropout),
         int(m.r2plus1d_width),
-        int(m.get("c3d_width", 16)),
+        int(m.c3d_width),
     )
 
 
@@ -137,7 +136,7 @@ def load_trained(path: str | Path, device: str | torch.device = "cpu", ema: bool
 class TrainState:
     """Everything the loop mutates; ``checkpoint_state`` / ``restore`` make it resumable."""
 
-    cfg: Any
+    cfg: TrainRun
     ctx: DistContext
     run_dir: Path
     spec: ModelSpec
@@ -158,10 +157,10 @@ class TrainState:
     history: list = field(default_factory=list)
 
 
-def init_weights(model: torch.nn.Module, spec: ModelSpec, cfg: Any) -> None:
+def init_weights(model: torch.nn.Module, spec: ModelSpec, init_from: str | Path) -> None:
     """Start from ``init_from``: a train.py checkpoint or a search run (its supernet), copying
     every tensor whose name and shape match (fine-tuning to new classes drops the head)."""
-    src = Path(cfg.init_from)
+    src = Path(init_from)
     if src.is_dir():
         src = src / "checkpoints" / "search_last.pt"
     ckpt = load_checkpoint(src)
@@ -180,8 +179,9 @@ def init_weights(model: torch.nn.Module, spec: ModelSpec, cfg: Any) -> None:
     print(f"[hybridnas] init_from {src}: {copied}/{total} tensors copied (name and shape match)")
 
 
-def setup(cfg: Any, ctx: DistContext, run_dir: Path) -> TrainState:
-    t, dcfg = cfg.train, cfg.data  # build_dataset ignores the loader keys
+def setup(cfg: TrainRun, ctx: DistContext, run_dir: Path) -> TrainState:
+    """Data, model (from ``init_from`` if set), optimizer, scheduler, EMA and mixup."""
+    t, dcfg = cfg.train, cfg.data.dataset
     train_set = whole_train_set(dcfg)
     val_set = build_dataset(dcfg, "val" if cfg.data.name != "builtin" else "test")
     loader = dict(workers=cfg.data.workers, rank=ctx.rank, world_size=ctx.world_size)
@@ -194,12 +194,12 @@ def setup(cfg: Any, ctx: DistContext, run_dir: Path) -> TrainState:
         **loader,
     )
     val_loader = build_loader(val_set, batch_size=cfg.data.batch_size, train=False, **loader)
-    spec = model_spec(cfg, train_set.num_classes)
+    spec = model_spec(cfg.model, cfg.data, train_set.num_classes)
 
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     model = spec.build()
     if cfg.init_from:
-        init_weights(model, spec, cfg)
+        init_weights(model, spec, cfg.init_from)
     on_gpu = ctx.device.type == "cuda"
     model = model.to(ctx.device, memory_format=torch.channels_last_3d if on_gpu else None)
     optimizer = create_optimizer_v2(
@@ -284,12 +284,12 @@ def save(st: TrainState, path: str = LAST) -> None:
     barrier(st.ctx)
 
 
-def restore(st: TrainState, path: Path) -> None:
+def restore(st: TrainState, path: Path, changes: Sequence[str] = ()) -> None:
+    """Resume from ``path``; another network's checkpoint is refused, naming ``changes``."""
     ckpt = load_checkpoint(path, map_location=st.ctx.device)
     try:
         check_fingerprint(ckpt["fingerprint"], st.spec.fingerprint(), path)
     except CheckpointError as err:
-        changes = config_changes(st.cfg, st.run_dir)
         raise CheckpointError(
             f"{err}" + (f" (changed since it started: {'; '.join(changes)})" if changes else "")
         ) from None
@@ -418,13 +418,15 @@ def end_epoch(st: TrainState, tracker: Tracker, seconds: float) -> dict:
     return metrics
 
 
-def start_training(cfg: Any, ctx: DistContext, run_dir: Path) -> TrainState:
+def start_training(
+    cfg: TrainRun, ctx: DistContext, run_dir: Path, changes: Sequence[str] = ()
+) -> TrainState:
     """Build the run and restore ``resume=true``'s checkpoint; writes nothing, so a refused
-    resume leaves the run folder as it was."""
+    resume leaves the run folder as it was (its message names ``changes``, see ``restore``)."""
     st = setup(cfg, ctx, run_dir)
     ckpt = run_dir / LAST
     if cfg.resume and ckpt.is_file():
-        restore(st, ckpt)
+        restore(st, ckpt, changes)
         if ctx.is_main:
             print(f"[hybridnas] resumed training at epoch {st.epoch}, batch {st.batch_in_epoch}")
     return st
