@@ -115,6 +115,24 @@ def test_truth_can_be_the_seed_mean():
         GroundTruth(rows, truth="max")
 
 
+def _paired(seed1: np.ndarray) -> GroundTruth:
+    """100 archs with seed-0 accuracy i / 100 and the given seed-1 accuracies."""
+    rows = []
+    for i, b in enumerate(seed1):
+        for seed, acc in ((0, i / 100), (1, float(b))):
+            rows.append({"arch": f"a{i}", "seed": seed, "split": "evaluation", "test_acc": acc})
+    return GroundTruth(rows)
+
+
+def test_selection_ceiling_tells_a_reliable_recipe_from_noise():
+    from hybridnas.bench.gt_report import selection_ceiling
+
+    reliable = selection_ceiling(_paired(np.arange(100) / 100))
+    assert reliable["archs"] == 10 and reliable["seed1_percentile_mean"] > 90
+    noise = np.random.default_rng(0).permutation(100) / 100  # seed 1 unrelated to seed 0
+    assert 25 < selection_ceiling(_paired(noise))["seed1_percentile_mean"] < 75
+
+
 def test_table_mixes_no_recipes(tmp_path):
     path = tmp_path / "t.jsonl"
     rows = [

@@ -58,6 +58,19 @@ def mean_truth_figures(gt: GroundTruth) -> dict[str, float]:
     }
 
 
+def selection_ceiling(gt: GroundTruth, top: float = 0.1) -> dict[str, float]:
+    """What picking the best architectures can show under the recipe's seed noise: the archs in
+    the top ``top`` share by seed 0, placed by their seed-1 accuracy among all seed-1
+    accuracies (percentile; 50 = no better than a random draw). A search that knew each
+    architecture's seed-0 result exactly would score this on a fresh training."""
+    a, b = gt.pairs()
+    if len(a) < 10:
+        return {}
+    chosen = b[a >= np.quantile(a, 1 - top)]
+    pct = [100 * (np.mean(b < x) + 0.5 * np.mean(b == x)) for x in chosen]
+    return {"share": top, "archs": len(chosen), "seed1_percentile_mean": float(np.mean(pct))}
+
+
 def summary(gt: GroundTruth) -> dict[str, Any]:
     """The numbers the report quotes: sizes, spreads, noise ceiling, trivial-proxy taus."""
     acc = gt.accuracies()
@@ -87,6 +100,7 @@ def summary(gt: GroundTruth) -> dict[str, Any]:
         "spread_ratio": single.arch_sd() / max(gt.seed_sd(), 1e-9),
         **mean_truth_figures(gt),
         "noise_ceiling": gt.noise_ceiling().to_dict(),
+        "selection_ceiling": selection_ceiling(gt),
         "train_seconds_median": float(np.median([e["train_seconds"] for e in gt.entries])),
         "flops_tau_evaluation": gt.tau(flops).to_dict(),
         "params_tau_evaluation": gt.tau(params).to_dict(),

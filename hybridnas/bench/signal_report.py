@@ -27,6 +27,17 @@ def _mean_rows(s: dict[str, Any]) -> list[str]:
         f"| between / within ratio, seed mean | **{s['mean_spread_ratio']:.1f}x** |",
         f"| seed 0 vs seed 1 Pearson r; reliability of the seed mean (Spearman-Brown) | "
         f"{s['pair_pearson']:.2f}; {s['mean_reliability']:.2f} |",
+        *_ceiling_row(s.get("selection_ceiling") or {}),
+    ]
+
+
+def _ceiling_row(c: dict[str, Any]) -> list[str]:
+    if not c:
+        return []
+    return [
+        f"| selection ceiling: the top {100 * c['share']:.0f}% by seed 0 ({c['archs']} archs), "
+        f"placed by their seed-1 accuracy | percentile {c['seed1_percentile_mean']:.0f} "
+        "(what a search that knew every seed-0 result would show on a fresh training) |"
     ]
 
 
