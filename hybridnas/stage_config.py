@@ -138,6 +138,7 @@ class SearchConfig:
     select: str = "alpha"
     select_batches: int = 2
     fix_margin: float = 0.0
+    decide_by: int = -1
     alpha_split: str = "auto"
     max_skips: int = 2
     order: int = 1

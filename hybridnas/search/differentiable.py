@@ -152,6 +152,7 @@ def setup(
         epochs=s.epochs,
         warmup_epochs=s.warmup_epochs,
         kind=s.schedule if s.method == "sdas" else "none",
+        decide_by=None if s.decide_by < 0 else s.decide_by,
     )
     return SearchState(
         cfg,

@@ -38,12 +38,14 @@ class FixSchedule:
     """How many edges (per cell type) are decided after each epoch.
 
     ``kind``: linear, cosine (slow start, fast end), step (half at the midpoint, all at the
-    end), or none (plain DARTS: nothing fixed during the search).
+    end), or none (plain DARTS: nothing fixed during the search). ``decide_by``: the first epoch
+    (0-based) that runs with every edge decided; None: the last epoch.
     """
 
     epochs: int
     warmup_epochs: int = 2
     kind: str = "linear"
+    decide_by: int | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in SCHEDULES:
@@ -53,14 +55,20 @@ class FixSchedule:
                 f"search.warmup_epochs={self.warmup_epochs} must be in [0, search.epochs="
                 f"{self.epochs})"
             )
+        if self.decide_by is not None and not self.warmup_epochs < self.decide_by < self.epochs:
+            raise ValueError(
+                f"search.decide_by={self.decide_by} must be in (search.warmup_epochs="
+                f"{self.warmup_epochs}, search.epochs={self.epochs})"
+            )
 
     def fraction_after(self, epoch: int) -> float:
         """Share of edges decided once epoch ``epoch`` (0-based) has ended."""
         if self.kind == "none" or epoch < self.warmup_epochs:
             return 0.0
-        # Everything is decided one epoch before the end, so the last epoch trains the chosen
-        # ops alone (when there is room for that).
-        span = max(1, self.epochs - 1 - self.warmup_epochs)
+        # By default everything is decided one epoch before the end, so the last epoch trains
+        # the chosen ops alone (when there is room for that).
+        last = self.epochs - 1 if self.decide_by is None else self.decide_by
+        span = max(1, last - self.warmup_epochs)
         progress = min(1.0, (epoch - self.warmup_epochs + 1) / span)
         if self.kind == "linear":
             return progress
