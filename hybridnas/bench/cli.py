@@ -4,6 +4,7 @@ python tools/bench.py groundtruth --workers 2               # build (or continue
 python tools/bench.py regret runs/<search>/genotype.json     # percentile of a found genotype
 python tools/bench.py gt-report                               # figures + numbers of the table
 python tools/bench.py quality --seeds 0,1,2                  # search methods vs the table
+python tools/bench.py schedule --repeats 3                   # SDAS schedules vs DARTS, time
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from hybridnas.bench.scorer_bench import ZERO_COST
 from hybridnas.bench.table import TABLE_PATH, GroundTruth
 
-COMMANDS = ("groundtruth", "regret", "gt-report", "scorers", "quality")
+COMMANDS = ("groundtruth", "regret", "gt-report", "scorers", "quality", "schedule")
 
 
 def regret(genotype_path: str, seeds: tuple[int, ...] = (0,), table: Path = TABLE_PATH) -> dict:
@@ -78,7 +79,7 @@ def run_scorers(names: list[str], n_archs: int, out: Path, supernet: Path | None
     out.write_text(json.dumps(doc, indent=1, sort_keys=True))
 
 
-def main(argv: list[str]) -> None:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="tools/bench.py", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     g = sub.add_parser("groundtruth", help="build or continue the ground-truth table")
@@ -103,11 +104,20 @@ def main(argv: list[str]) -> None:
     q.add_argument("--out", type=Path, default=Path("runs/bench_gt_quality"))
     q.add_argument("--search-only", action="store_true", help="searches now, regrets later")
     q.add_argument("--summary", type=Path, default=Path("tools/bench_results/quality_gt.json"))
+    t = sub.add_parser("schedule", help="SDAS schedules vs DARTS: total search time")
+    t.add_argument("--repeats", type=int, default=3)
+    t.add_argument("--variants", default="darts,sdas,sdas_w1,sdas_fast,sdas_fast_pt")
+    t.add_argument("--out", type=Path, default=Path("runs/bench_schedule"))
+    t.add_argument("--summary", type=Path, default=Path("tools/bench_results/schedule.json"))
     p = sub.add_parser("gt-report", help="figures and statistics of the table")
     p.add_argument("--table", type=Path, default=TABLE_PATH)
     p.add_argument("--out", type=Path, default=Path("tools/bench_results"))
     p.add_argument("--truth", choices=("mean", "seed0"), default="mean", help="an arch's accuracy")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str]) -> None:
+    args = _parser().parse_args(argv)
 
     if args.cmd == "groundtruth":
         from hybridnas.bench.build import build_table
@@ -135,6 +145,11 @@ def main(argv: list[str]) -> None:
             args.search_only,
         )
         write_summary(summary, args.summary)
+    elif args.cmd == "schedule":
+        from hybridnas.bench.schedule_bench import run_schedule
+        from hybridnas.bench.schedule_bench import write_summary as write_schedule
+
+        write_schedule(run_schedule(args.out, args.repeats, args.variants.split(",")), args.summary)
     elif args.cmd == "scorers":
         run_scorers(args.names.split(","), args.archs, args.out, args.supernet)
     else:
