@@ -29,7 +29,7 @@ def resolve_genotype(model_cfg: Any, *, num_classes: int, frames: int, size: int
     config sets (``num_cells``, ``stage_widths``, ``stem_channels``, ``stem_stride``; null keeps
     the genotype's, see ``macro_fields_from_config``) plus the data's clip shape and classes,
     then ``model.width_mult`` on its widths (see :func:`scale_widths`)."""
-    path = model_cfg.genotype
+    path = model_cfg.get("genotype")  # a DictConfig or a mapping (vars of a ModelConfig)
     if not path:
         raise GenotypeError("model=genotype needs genotype=<genotype.json or a search run folder>")
     g = Genotype.load(BUILTIN_GENOTYPE if path == "builtin" else path)
