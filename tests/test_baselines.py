@@ -66,3 +66,50 @@ def test_c3d_width_travels_through_the_train_config():
     spec = ModelSpec.from_dict(model_spec(run.model, run.data, num_classes=10).to_dict())
     assert spec.c3d_width == 10
     assert spec.build()[0].out_channels == 10
+
+
+SMALL = dict(spatial_strides=(2, 1, 2, 2, 2))
+RECIPE_KW = {  # recipes/recipe/train_builtin_baseline.yaml
+    "c3d": dict(c3d_width=10),
+    "r2plus1d": dict(r2plus1d_width=8, **SMALL),
+    "x3d_xs": dict(x3d_width_factor=0.5, **SMALL),
+}
+
+
+def _last_stage_map(model: torch.nn.Module) -> tuple[int, ...]:
+    """(T, H, W) of the feature map a pytorchvideo net hands its head, on one 8 x 32 x 32 clip."""
+    seen = []
+    model.blocks[-2].register_forward_hook(lambda m, i, o: seen.append(tuple(o.shape[2:])))
+    model(torch.randn(1, 3, 8, 32, 32))
+    return seen[0]
+
+
+@pytest.mark.parametrize("name", ["x3d_xs", "r2plus1d"])
+def test_small_input_strides_keep_a_map_before_the_head(name):
+    # the published strides (32 in all) leave 1x1 on 32 px: the cause of near-chance training
+    assert _last_stage_map(build_model(name, num_classes=10, frames=8, size=32))[1:] == (1, 1)
+    small = build_model(name, num_classes=10, frames=8, size=32, **RECIPE_KW[name])
+    assert _last_stage_map(small)[1:] == (2, 2)
+
+
+def test_spatial_strides_are_checked_against_the_clip():
+    with pytest.raises(ValueError, match="downsample by 32, more than the 16 px"):
+        build_model("x3d_xs", num_classes=10, frames=4, size=16)
+    with pytest.raises(ValueError, match="5 positive strides"):
+        build_model("r2plus1d", num_classes=10, frames=8, size=32, spatial_strides=(2, 2))
+
+
+def test_baseline_recipe_keys_reach_the_network():
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from hybridnas.train.loop import ModelSpec
+
+    recipe = Path(__file__).resolve().parent.parent / "recipes/recipe/train_builtin_baseline.yaml"
+    m = OmegaConf.load(recipe).model
+    assert list(m.spatial_strides) == [2, 1, 2, 2, 2] and m.x3d_width_factor == 0.5
+    spec = ModelSpec("x3d_xs", 10, 8, 32, spatial_strides=(2, 1, 2, 2, 2), x3d_width_factor=0.5)
+    spec = ModelSpec.from_dict(spec.to_dict())  # what a checkpoint carries
+    assert spec.spatial_strides == (2, 1, 2, 2, 2)
+    assert _last_stage_map(spec.build())[1:] == (2, 2)

@@ -15,7 +15,12 @@ from torch import nn
 
 from hybridnas.config import ConfigError
 from hybridnas.engine.checkpoint import CheckpointError
-from hybridnas.models.baselines import Frame2D, create_c3d, r2plus1d, x3d_xs
+from hybridnas.models.baselines import (
+    Frame2D,
+    create_c3d,
+    create_r2plus1d,
+    create_x3d_xs,
+)
 from hybridnas.space.genotype import Genotype, GenotypeError
 from hybridnas.space.macro import DEFAULT_STREAMS, macro_fields_from_config
 from hybridnas.space.network import build_network
@@ -80,6 +85,8 @@ def build_model(
     dropout: float = 0.0,
     r2plus1d_width: int = 16,
     c3d_width: int = 16,
+    x3d_width_factor: float = 2.0,
+    spatial_strides: tuple[int, ...] | None = None,
 ) -> nn.Module:
     """A network for (B, C, frames, size, size) clips -> (B, num_classes) logits; C is 3 except
     for a genotype with two streams (``genotype.in_channels``)."""
@@ -88,9 +95,22 @@ def build_model(
             raise GenotypeError("model=genotype needs a genotype")
         return build_network(genotype, num_classes=num_classes, dropout=dropout)
     if name == "x3d_xs":
-        return x3d_xs(num_classes, frames, size, dropout or 0.5)
+        return create_x3d_xs(
+            num_classes=num_classes,
+            frames=frames,
+            size=size,
+            dropout=dropout or 0.5,
+            width_factor=x3d_width_factor,
+            spatial_strides=spatial_strides,
+        )
     if name == "r2plus1d":
-        return r2plus1d(num_classes, frames, size, dropout or 0.5, width=r2plus1d_width)
+        return create_r2plus1d(
+            num_classes=num_classes,
+            dropout=dropout or 0.5,
+            width=r2plus1d_width,
+            size=size,
+            spatial_strides=spatial_strides,
+        )
     if name == "c3d":
         return create_c3d(num_classes, width=c3d_width, dropout=dropout)
     if name == "frame2d":
@@ -165,12 +185,12 @@ __all__ = [
     "check_fingerprint",
     "check_model_streams",
     "create_c3d",
+    "create_r2plus1d",
+    "create_x3d_xs",
     "fingerprint",
     "load_matching",
     "resolve_genotype",
     "scale_widths",
     "scaled_width",
     "supernet_to_network",
-    "r2plus1d",
-    "x3d_xs",
 ]

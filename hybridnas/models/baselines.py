@@ -4,61 +4,100 @@ All map (B, C, T, H, W) clips to (B, num_classes) logits and start from random w
 pretrained weights can be downloaded here). pytorchvideo's builders end in a Softmax by default;
 we pass ``head_activation=None`` because training uses cross-entropy on logits.
 
-What is adapted for small clips (the built-in data is 8 x 32 x 32):
+X3D-XS and R(2+1)D come from pytorchvideo's builders, whose spatial strides (stem 2, then 2 in
+each of 4 stages: 32 in all) are made for 160-224 px crops, where they leave a 5x5-7x7 map
+before the head. On the built-in 32 px clips the same strides leave 1x1 from the last stage on
+(the 3x3 convs of the deepest blocks see only zero padding around one pixel), and both nets stay
+near chance. ``spatial_strides`` (stem, stage 1..4) sets them; ``SMALL_INPUT_STRIDES`` is
+R(2+1)D's own paper layout (Tran 2018: conv1 stride 2, conv2_x none, conv3-5_x stride 2; 16 in
+all, 112 px -> 7x7), which leaves 2x2 on 32 px. The width then brings the FLOPs back to the
+found nets' budget: X3D ``width_factor`` (2.0 in X3D-XS), R(2+1)D stem width (64 in the paper).
 
-- X3D-XS keeps its published shape (width factor 2.0, depth factor 2.2, bottleneck factor 2.25,
-  SE ratio 1/16, depthwise 3x3x3 blocks, 5x3x3 stem, 2048-d head); only the clip length and
-  crop size (hence the head's pooling kernel) follow the data.
-- R(2+1)D keeps the depth-50 layout of (2+1)D bottleneck blocks with temporal stride (1,1,2,2);
-  its stem width is ``r2plus1d_width`` (default 16 instead of 64, a quarter of the channels, so it
-  trains on CPU) and the head pooling kernel matches the final feature map.
+- X3D-XS otherwise keeps its published shape (depth factor 2.2, bottleneck factor 2.25, SE ratio
+  1/16, depthwise 3x3x3 blocks, 5x3x3 stem, 2048-d head); the head's pooling follows the clip.
+- R(2+1)D keeps pytorchvideo's depth-50 layout of (2+1)D bottleneck blocks with temporal stride
+  (1, 1, 2, 2); its head pools adaptively, so it takes any clip shape.
 - C3D (``create_c3d``) is the plain 3D CNN to beat: 3x3x3 conv-BN-ReLU blocks with pooling,
   widths w/2w/4w/8w (``c3d_width``; w = 10 is about the found nets' FLOPs on 8 x 32 x 32).
 - Frame2D is a per-frame 2D CNN (three stages of two conv-BN-ReLU, widths 16/32/64),
-  averaged over time: the baseline
-  that cannot see motion.
+  averaged over time: the baseline that cannot see motion.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
-
-def _final_size(size: int, strides: int) -> int:
-    for _ in range(strides):
-        size = (size + 1) // 2
-    return max(size, 1)
+PUBLISHED_STRIDES = (2, 2, 2, 2, 2)  # pytorchvideo's X3D / R(2+1)D: stem, stages 1-4
+SMALL_INPUT_STRIDES = (2, 1, 2, 2, 2)  # R(2+1)D paper: no stride in the first stage
 
 
-def x3d_xs(num_classes: int, frames: int, size: int, dropout: float = 0.5) -> nn.Module:
-    """X3D-XS (Feichtenhofer 2020) for (B, 3, frames, size, size) clips."""
+def check_spatial_strides(strides: Sequence[int] | None, size: int) -> tuple[int, ...]:
+    """``strides`` (stem, stage 1..4; None: ``PUBLISHED_STRIDES``) as a 5-tuple, refused when
+    malformed or when they would take a ``size`` px clip below one pixel."""
+    out = PUBLISHED_STRIDES if strides is None else tuple(int(s) for s in strides)
+    if len(out) != 5 or min(out) < 1:
+        raise ValueError(
+            f"model.spatial_strides needs 5 positive strides (stem, stage 1-4), got {list(out)}"
+        )
+    if math.prod(out) > size:
+        raise ValueError(
+            f"model.spatial_strides {list(out)} downsample by {math.prod(out)}, more than the "
+            f"{size} px clip: use fewer strides of 2, e.g. {list(SMALL_INPUT_STRIDES)}"
+        )
+    return out
+
+
+def create_x3d_xs(
+    *,
+    num_classes: int,
+    frames: int,
+    size: int,
+    dropout: float = 0.5,
+    width_factor: float = 2.0,
+    spatial_strides: Sequence[int] | None = None,
+) -> nn.Module:
+    """X3D-XS (Feichtenhofer 2020) for (B, 3, frames, size, size) clips -> (B, num_classes)."""
     from pytorchvideo.models.x3d import create_x3d
 
+    stem, *stages = check_spatial_strides(spatial_strides, size)
     return create_x3d(
         input_clip_length=frames,
         input_crop_size=size,
         model_num_class=num_classes,
         dropout_rate=dropout,
-        width_factor=2.0,
+        width_factor=width_factor,
         depth_factor=2.2,
+        stem_conv_stride=(1, stem, stem),
+        stage_spatial_stride=tuple(stages),
         head_activation=None,
     )
 
 
-def r2plus1d(
-    num_classes: int, frames: int, size: int, dropout: float = 0.5, width: int = 16
+def create_r2plus1d(
+    *,
+    num_classes: int,
+    dropout: float = 0.5,
+    width: int = 16,
+    size: int = 32,
+    spatial_strides: Sequence[int] | None = None,
 ) -> nn.Module:
-    """R(2+1)D-50 (Tran 2018, pytorchvideo layout) with stem width ``width``."""
-    from pytorchvideo.models.r2plus1d import create_r2plus1d
+    """R(2+1)D-50 (Tran 2018, pytorchvideo layout) with stem width ``width``:
+    (B, 3, T, size, size) clips -> (B, num_classes) logits, any T."""
+    from pytorchvideo.models.r2plus1d import create_r2plus1d as _create
 
-    t_out = max(frames // 4, 1)  # temporal strides (1, 1, 2, 2)
-    s_out = _final_size(size, 5)  # stem + 4 stages, each spatial stride 2
-    return create_r2plus1d(
+    stem, *stages = check_spatial_strides(spatial_strides, size)
+    return _create(
         model_num_class=num_classes,
         dropout_rate=dropout,
         stem_dim_out=width,
-        head_pool_kernel_size=(t_out, s_out, s_out),
+        stem_conv_stride=(1, stem, stem),
+        stage_spatial_stride=tuple(stages),
+        head_pool=nn.AdaptiveAvgPool3d,  # a fixed kernel would tie the net to one clip shape
+        head_output_size=(1, 1, 1),
         head_activation=None,
     )
 

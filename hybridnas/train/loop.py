@@ -64,6 +64,12 @@ class ModelSpec:
     dropout: float = 0.0
     r2plus1d_width: int = 16
     c3d_width: int = 16
+    x3d_width_factor: float = 2.0
+    spatial_strides: tuple[int, ...] | None = None  # X3D / R(2+1)D: stem, stages 1-4
+
+    def __post_init__(self) -> None:
+        if self.spatial_strides is not None:  # a checkpoint's dict holds a list
+            self.spatial_strides = tuple(int(s) for s in self.spatial_strides)
 
     def build(self) -> torch.nn.Module:
         return build_model(
@@ -75,6 +81,8 @@ class ModelSpec:
             dropout=self.dropout,
             r2plus1d_width=self.r2plus1d_width,
             c3d_width=self.c3d_width,
+            x3d_width_factor=self.x3d_width_factor,
+            spatial_strides=self.spatial_strides,
         )
 
     def fingerprint(self) -> dict:
@@ -90,6 +98,8 @@ class ModelSpec:
             "dropout": self.dropout,
             "r2plus1d_width": self.r2plus1d_width,
             "c3d_width": self.c3d_width,
+            "x3d_width_factor": self.x3d_width_factor,
+            "spatial_strides": list(self.spatial_strides) if self.spatial_strides else None,
         }
 
     @classmethod
@@ -112,6 +122,8 @@ def model_spec(m: ModelConfig, data: DataConfig, num_classes: int) -> ModelSpec:
         float(m.dropout),
         int(m.r2plus1d_width),
         int(m.c3d_width),
+        float(m.x3d_width_factor),
+        tuple(m.spatial_strides) if m.spatial_strides else None,
     )
 
 
