@@ -21,10 +21,13 @@ order the genotype lists the streams::
     cell 1 (nodes 0, 1 = motion, cell 0):  the second stream reaches cell 1 directly, as c_{k-2}
     cell 2 ... as in one stream
 
-So the cross-stream connections are the DARTS cells' own edges: a node of the first cell that
-takes nodes 0 and 1 fuses the streams, one that takes only node 0 stays within one, and the
-second cell again chooses between the second stream and the fused output. The search needs
-nothing new: the supernet's first two cells search these edges like any other.
+So the cross-stream connections are the DARTS cells' own edges: a node of the first cell fed
+(directly or through earlier nodes) from both nodes 0 and 1 fuses the streams, one fed from
+only one of them stays within that stream, and the second cell again chooses between the
+second stream and the fused output. The search needs nothing new: the supernet's first two
+cells search these edges like any other. The price of this simplicity: a cell type's edges
+are shared by all its cells, so the edges that read the streams in cell 0 are the same edges
+that read the two previous cells in the later cells of its type.
 """
 
 from __future__ import annotations
