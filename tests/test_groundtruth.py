@@ -108,8 +108,8 @@ def test_truth_can_be_the_seed_mean():
         {"arch": "a", "seed": 1, "split": "evaluation", "test_acc": 0.7, "recipe": "r"},
         {"arch": "b", "seed": 0, "split": "evaluation", "test_acc": 0.55, "recipe": "r"},
     ]
-    assert GroundTruth(rows).archs()[0].test_acc == 0.5
-    assert GroundTruth(rows, truth="mean").archs()[0].test_acc == pytest.approx(0.6)
+    assert GroundTruth(rows, truth="seed0").archs()[0].test_acc == 0.5
+    assert GroundTruth(rows).archs()[0].test_acc == pytest.approx(0.6)  # the mean by default
     assert GroundTruth(rows, truth="mean").archs()[1].test_acc == 0.55
     with pytest.raises(ValueError, match="truth"):
         GroundTruth(rows, truth="max")
@@ -155,15 +155,15 @@ def _shipped() -> GroundTruth:
 def test_shipped_table_size_and_recipe():
     gt = _shipped()
     assert len(gt) >= 150, len(gt)
-    assert len(gt.pairs()[0]) >= 30
+    assert len(gt.pairs()[0]) == len(gt)  # every architecture trained with two seeds
     assert {e["recipe"] for e in gt.entries} == {GroundTruthRecipe().hash()}
     assert min(len(gt.archs("calibration")), len(gt.archs("evaluation"))) >= 50
 
 
 def test_shipped_table_ranks_architectures_above_its_seed_noise():
     """The goal is a spread between architectures >= 3x the spread between seeds; this recipe
-    reaches 1.3x and its seed-vs-seed Kendall tau is ~0.17 (BENCHMARKS.md gives the figures):
-    not met. What the shipped table must at least show: more spread between architectures than
+    reaches 1.4x with two seeds for every architecture, its seed-vs-seed Kendall tau is 0.21
+    (BENCHMARKS.md gives the figures): not met. What the shipped table must at least show: more spread between architectures than
     between seeds of one architecture."""
     gt = _shipped()
     assert gt.arch_sd() > gt.seed_sd(), (gt.arch_sd(), gt.seed_sd())

@@ -85,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     g = sub.add_parser("groundtruth", help="build or continue the ground-truth table")
     g.add_argument("--out", type=Path, default=TABLE_PATH)
     g.add_argument("--archs", type=int, default=150)
-    g.add_argument("--pairs", type=int, default=30)
+    g.add_argument("--pairs", type=int, default=150)
     g.add_argument("--workers", type=int, default=2)
     r = sub.add_parser("regret", help="percentile of a genotype in the random distribution")
     r.add_argument("genotype", help="a genotype.json, a search run folder, or 'builtin'")

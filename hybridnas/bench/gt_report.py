@@ -121,7 +121,7 @@ def write_gt_report(gt: GroundTruth, out: Path) -> dict[str, Any]:
     fig, ax = plt.subplots(figsize=(5, 3.2))
     ax.hist(acc, bins=20, color="tab:blue", alpha=0.8)
     ax.axvline(0.1, color="grey", ls=":", label="chance")
-    ax.set_xlabel("test top-1 (seed 0)")
+    ax.set_xlabel(f"test top-1 ({gt.truth})")
     ax.set_ylabel("architectures")
     ax.set_title(f"{len(gt)} uniformly drawn architectures")
     ax.legend()
@@ -140,7 +140,7 @@ def write_gt_report(gt: GroundTruth, out: Path) -> dict[str, Any]:
             label=half,
         )
     ax.set_xlabel("MFLOPs per clip")
-    ax.set_ylabel("test top-1 (seed 0)")
+    ax.set_ylabel(f"test top-1 ({gt.truth})")
     ax.legend()
     fig.tight_layout()
     fig.savefig(out / "gt_accuracy_vs_flops.png", dpi=120)

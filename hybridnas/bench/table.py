@@ -8,9 +8,10 @@
     gt.tau({arch_id: score, ...})               # Kendall tau / Spearman rho with 95% intervals
     gt.noise_ceiling()                          # tau between the two seeds of the paired archs
 
-The target of every ranking is an architecture's seed-0 test accuracy (every architecture has
-one; some have a second seed, which only measures noise). Scorers and search settings may be
-tuned on the ``calibration`` half only; every reported tau uses the ``evaluation`` half.
+The target of every ranking is an architecture's test accuracy averaged over its seeds (every
+architecture of the shipped table has two; ``truth="seed0"`` ranks by the first alone).
+Scorers and search settings may be tuned on the ``calibration`` half only; every reported tau
+uses the ``evaluation`` half.
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ class ArchRecord:
 class GroundTruth:
     """The table's entries (one per trained (architecture, seed)) and the statistics over them."""
 
-    def __init__(self, entries: Sequence[Mapping[str, Any]], truth: str = "seed0") -> None:
+    def __init__(self, entries: Sequence[Mapping[str, Any]], truth: str = "mean") -> None:
         """``truth``: what an architecture's accuracy is: ``seed0`` (every arch has it) or
         ``mean`` over the seeds it was trained with (less noise where pairs exist)."""
         if truth not in ("seed0", "mean"):
@@ -128,7 +129,7 @@ class GroundTruth:
 
     @classmethod
     def load(
-        cls, path: str | Path | None = None, recipe: str | None = None, truth: str = "seed0"
+        cls, path: str | Path | None = None, recipe: str | None = None, truth: str = "mean"
     ) -> GroundTruth:
         """Read a JSONL table (default: the shipped one); keep entries of one recipe hash
         (default: the hash of the first entry, so a table never mixes recipes)."""
