@@ -39,9 +39,11 @@ def run(cfg: DictConfig) -> Genotype:
     run = SearchRun.from_cfg(cfg)  # what the stages see of the config
     if cfg.stage in ("hybrid", "differentiable"):
         from hybridnas.search.differentiable import supernet_config
+        from hybridnas.search.sdas import FixSchedule
 
-        try:  # an impossible space stops here, before any data is built or run started
+        try:  # an impossible space or schedule stops here, before any data or run folder
             supernet_config(run, num_classes=1)
+            FixSchedule.from_config(run.search)
         except ValueError as err:
             raise ConfigError(str(err)) from None
     check_run_dir(cfg, strict_resume=True)

@@ -148,12 +148,7 @@ def setup(
         all_reduce=lambda grads: all_reduce_mean_(grads, ctx),
         loss_fn=loss_fn,
     )
-    schedule = FixSchedule(
-        epochs=s.epochs,
-        warmup_epochs=s.warmup_epochs,
-        kind=s.schedule if s.method == "sdas" else "none",
-        decide_by=None if s.decide_by < 0 else s.decide_by,
-    )
+    schedule = FixSchedule.from_config(s)
     return SearchState(
         cfg,
         ctx,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -46,6 +47,16 @@ class FixSchedule:
     warmup_epochs: int = 2
     kind: str = "linear"
     decide_by: int | None = None
+
+    @classmethod
+    def from_config(cls, s: Any) -> FixSchedule:
+        """The schedule ``search.*`` (a SearchConfig) asks for; ValueError when impossible."""
+        return cls(
+            epochs=s.epochs,
+            warmup_epochs=s.warmup_epochs,
+            kind=s.schedule if s.method == "sdas" else "none",
+            decide_by=None if s.decide_by < 0 else s.decide_by,
+        )
 
     def __post_init__(self) -> None:
         if self.kind not in SCHEDULES:
