@@ -45,6 +45,7 @@ METHODS: dict[str, str] = {
     "hybrid": "hybrid (SDAS + evolution, the default)",
     "sdas": "SDAS alone, alpha selection",
     "sdas_pt": "SDAS alone, perturbation selection",
+    "sdas_fast": "SDAS alone, fast schedule (warm-up 1, all decided by epoch 4 of 8)",
     "darts": "DARTS",
     "random": "random search (proxy-scored)",
     "evolution": "evolution alone (EvaNet-style)",
@@ -62,6 +63,10 @@ def _search(R: Results, method: str, seed: int) -> dict | None:
         measure_search(R, key, "sdas_video", differentiable, info)
     elif method == "sdas_pt":
         measure_search(R, key, "sdas_video", [*differentiable, "search.select=perturbation"], info)
+    elif method == "sdas_fast":
+        fast = [o for o in differentiable if not o.startswith("search.warmup_epochs=")]
+        fast += ["search.warmup_epochs=1", "search.decide_by=4"]
+        measure_search(R, key, "sdas_video", fast, info)
     elif method == "darts":
         measure_search(R, key, "darts_video", differentiable, info)
     elif method == "evolution":
@@ -93,13 +98,18 @@ def run_quality(
     seeds: list[int],
     gt_seeds: tuple[int, ...],
     search_only: bool = False,
+    merge: tuple[Path, ...] = (),
 ) -> dict:
     """Search, then regret, every (method, seed); returns the summary. ``search_only``: the
-    searches alone (their regrets on a later call)."""
+    searches alone (their regrets on a later call). ``merge``: results folders of other
+    processes (e.g. other seeds run in parallel) whose items join this one's."""
     import torch
 
     torch.set_num_threads(1)
     R = Results(out, "gt_quality", threads=1)
+    for other in merge:
+        for key, item in Results(other).items.items():
+            R.items.setdefault(key, item)
     R.doc["meta"] |= {"config": MODE, "budgets": budgets(MODE), "gt_seeds": list(gt_seeds)}
     R.save()
     for seed in seeds:
