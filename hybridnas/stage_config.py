@@ -138,7 +138,7 @@ class SearchConfig:
     select: str = "alpha"
     select_batches: int = 2
     fix_margin: float = 0.0
-    decide_by: int = -1
+    decide_at: float = 1.0
     alpha_split: str = "auto"
     max_skips: int = 2
     order: int = 1

@@ -163,8 +163,8 @@ def test_shipped_table_size_and_recipe():
 def test_shipped_table_ranks_architectures_above_its_seed_noise():
     """The goal is a spread between architectures >= 3x the spread between seeds; this recipe
     reaches 1.4x with two seeds for every architecture, its seed-vs-seed Kendall tau is 0.21
-    (BENCHMARKS.md gives the figures): not met. What the shipped table must at least show: more spread between architectures than
-    between seeds of one architecture."""
+    (BENCHMARKS.md gives the figures): not met. What the shipped table must at least show:
+    more spread between architectures than between seeds of one architecture."""
     gt = _shipped()
     assert gt.arch_sd() > gt.seed_sd(), (gt.arch_sd(), gt.seed_sd())
 

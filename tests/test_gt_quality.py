@@ -80,4 +80,4 @@ def test_schedule_summary_takes_each_variants_fastest_repeat(tmp_path):
     rows = summarize(R)["rows"]
     assert rows["darts"]["search_s"] == 8.0 and rows["sdas_fast"]["x_darts"] == 3.0 / 8.0
     assert rows["sdas"]["search_s"] == 6.0
-    assert "search.decide_by=5" in overrides("sdas_fast")
+    assert "search.decide_at=0.5" in overrides("sdas_fast")

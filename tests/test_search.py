@@ -80,15 +80,17 @@ def test_linear_schedule_decides_everything_before_the_last_epoch():
         FixSchedule(epochs=3, warmup_epochs=3)
 
 
-def test_decide_by_ends_the_fixing_early():
-    sched = FixSchedule(epochs=10, warmup_epochs=1, kind="linear", decide_by=4)
+def test_decide_at_ends_the_fixing_early():
+    sched = FixSchedule(epochs=10, warmup_epochs=1, kind="linear", decide_at=3 / 8)
     counts = [sched.decided_after(e, 9) for e in range(10)]
     assert counts[0] == 0 and 0 < counts[1] < counts[2] < 9
     assert counts[3:] == [9] * 7  # epoch 4 onwards runs with every edge decided
     default = FixSchedule(epochs=10, warmup_epochs=1, kind="linear")
     assert [default.decided_after(e, 9) for e in range(10)].index(9) == 8
-    with pytest.raises(ValueError, match="decide_by"):
-        FixSchedule(epochs=10, warmup_epochs=3, decide_by=3)
+    half = FixSchedule(epochs=10, warmup_epochs=1, kind="linear", decide_at=0.5)
+    assert [half.decided_after(e, 9) for e in range(10)].index(9) == 4  # epoch 5 on: all fixed
+    with pytest.raises(ValueError, match="decide_at"):
+        FixSchedule(epochs=10, warmup_epochs=3, decide_at=0.0)
 
 
 def test_fix_edges_keeps_two_inputs_per_node_and_caps_skips():

@@ -45,7 +45,7 @@ METHODS: dict[str, str] = {
     "hybrid": "hybrid (SDAS + evolution, the default)",
     "sdas": "SDAS alone, alpha selection",
     "sdas_pt": "SDAS alone, perturbation selection",
-    "sdas_fast": "SDAS alone, fast schedule (warm-up 1, all decided by epoch 4 of 8)",
+    "sdas_fast": "SDAS alone, fast schedule (warm-up 1, decide_at 0.5)",
     "darts": "DARTS",
     "random": "random search (proxy-scored)",
     "evolution": "evolution alone (EvaNet-style)",
@@ -65,7 +65,7 @@ def _search(R: Results, method: str, seed: int) -> dict | None:
         measure_search(R, key, "sdas_video", [*differentiable, "search.select=perturbation"], info)
     elif method == "sdas_fast":
         fast = [o for o in differentiable if not o.startswith("search.warmup_epochs=")]
-        fast += ["search.warmup_epochs=1", "search.decide_by=4"]
+        fast += ["search.warmup_epochs=1", "search.decide_at=0.5"]
         measure_search(R, key, "sdas_video", fast, info)
     elif method == "darts":
         measure_search(R, key, "darts_video", differentiable, info)

@@ -26,10 +26,10 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "darts": ("darts_video", []),
     "sdas": ("sdas_video", []),  # the default: warm-up 3, every edge decided by the last epoch
     "sdas_w1": ("sdas_video", ["search.warmup_epochs=1"]),
-    "sdas_fast": ("sdas_video", ["search.warmup_epochs=1", "search.decide_by=5"]),
+    "sdas_fast": ("sdas_video", ["search.warmup_epochs=1", "search.decide_at=0.5"]),
     "sdas_fast_pt": (
         "sdas_video",
-        ["search.warmup_epochs=1", "search.decide_by=5", "search.select=perturbation"],
+        ["search.warmup_epochs=1", "search.decide_at=0.5", "search.select=perturbation"],
     ),
 }
 
