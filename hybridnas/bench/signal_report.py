@@ -156,7 +156,7 @@ def _fmt(x: float | None, spec: str) -> str:
     return "-" if x is None else format(x, spec)
 
 
-def quality_section(s: dict[str, Any]) -> list[str]:
+def quality_section(s: dict[str, Any], reading: str = "") -> list[str]:
     """Search methods at equal compute, found cells placed in the table (gt_quality.py)."""
     meta, b = s["meta"], s["meta"].get("budgets", {})
     rows = [
@@ -182,8 +182,8 @@ def quality_section(s: dict[str, Any]) -> list[str]:
             f"| {r['label']}{failed} | {_fmt(mean, '.1f')} +- {_fmt(sd, '.1f')} | {per_seed} | "
             f"{accs} | {_fmt(r['mflops'], '.1f')} | {_fmt(r['search_wall_s'], '.0f')} |"
         )
-    if s.get("reading"):
-        rows += ["", s["reading"]]
+    if reading:
+        rows += ["", reading]
     return [*rows, ""]
 
 
@@ -191,6 +191,32 @@ def _with_reading(section: Any, path: Path) -> Any:
     """``section`` with the hand-written reading in ``path`` (if any) after its numbers."""
     text = path.read_text().strip() if path.is_file() else ""
     return lambda s: section(s, text)
+
+
+def schedule_section(s: dict[str, Any], reading: str = "") -> list[str]:
+    """SDAS schedules against DARTS: total search time, per-epoch times (schedule_bench.py)."""
+    rows = [
+        "## SDAS schedule: search time against DARTS\n",
+        "Command: `python tools/bench.py schedule --repeats 3`, then `python tools/bench.py "
+        f"gt-report`. The default recipe's schedule ({s['epochs']} epochs) at "
+        f"{s['steps_per_epoch']} steps per epoch on `{' '.join(s['space'])}`, differentiable "
+        "stage only, each run its own process, repeats interleaved; each variant's fastest "
+        "repeat. Search s = the sum of the per-epoch times the search logs (training, "
+        "architecture steps, fixing and its perturbation measurements, validation). Raw: "
+        "[schedule.json](schedule.json).\n",
+        "| variant | overrides | search s | x DARTS | all repeats s | s per epoch |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, r in s["rows"].items():
+        ratio = "-" if r["x_darts"] is None else f"**{r['x_darts']:.2f}**"
+        rows.append(
+            f"| {name} | `{' '.join(r['overrides']) or '(recipe as shipped)'}` | "
+            f"{r['search_s']:.1f} | {ratio} | {', '.join(f'{x:.1f}' for x in r['repeats_s'])} "
+            f"| {' '.join(f'{x:.2f}' for x in r['epoch_s'])} |"
+        )
+    if reading:
+        rows += ["", reading]
+    return [*rows, ""]
 
 
 def signal_sections(dst: Path) -> list[str]:
@@ -202,7 +228,8 @@ def signal_sections(dst: Path) -> list[str]:
             _with_reading(groundtruth_section, dst / "groundtruth_reading.md"),
         ),
         ("scorers_summary.json", scorers_section),
-        ("quality_gt.json", quality_section),
+        ("quality_gt.json", _with_reading(quality_section, dst / "quality_reading.md")),
+        ("schedule.json", _with_reading(schedule_section, dst / "schedule_reading.md")),
     )
     for name, section in parts:
         if (dst / name).is_file():
