@@ -3,6 +3,8 @@ network built through the same entry point does too."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -113,3 +115,44 @@ def test_baseline_recipe_keys_reach_the_network():
     spec = ModelSpec.from_dict(spec.to_dict())  # what a checkpoint carries
     assert spec.spatial_strides == (2, 1, 2, 2, 2)
     assert _last_stage_map(spec.build())[1:] == (2, 2)
+
+
+def _fit_and_score(model: torch.nn.Module, n_train: int = 768, epochs: int = 3) -> float:
+    """SGD (Nesterov momentum 0.9, lr 0.05 cosine to 0, weight decay 3e-4, batch 32) on the
+    first ``n_train`` built-in training clips; top-1 on the first 200 test clips."""
+    from hybridnas.data.builtin import MovingDigits
+
+    train, test = MovingDigits("train"), MovingDigits("test")
+    x = torch.stack([train[i][0] for i in range(n_train)])
+    y = torch.tensor([train[i][1] for i in range(n_train)])
+    opt = torch.optim.SGD(
+        model.parameters(), lr=0.05, momentum=0.9, weight_decay=3e-4, nesterov=True
+    )
+    steps, k = epochs * (n_train // 32), 0
+    for _ in range(epochs):
+        model.train()
+        perm = torch.randperm(n_train)
+        for b in range(n_train // 32):
+            idx = perm[b * 32 : (b + 1) * 32]
+            for group in opt.param_groups:
+                group["lr"] = 0.05 * 0.5 * (1 + math.cos(math.pi * k / steps))
+            opt.zero_grad()
+            F.cross_entropy(model(x[idx]), y[idx]).backward()
+            opt.step()
+            k += 1
+    model.eval()
+    with torch.no_grad():
+        xt = torch.stack([test[i][0] for i in range(200)])
+        yt = torch.tensor([test[i][1] for i in range(200)])
+        return (model(xt).argmax(1) == yt).float().mean().item()
+
+
+@pytest.mark.slow
+def test_c3d_trains_well_above_chance():
+    """72 SGD steps on 768 clips (minutes on a busy shared core); chance is 0.10, measured 0.460.
+    R(2+1)D and X3D-XS are not asserted: under this budget they stay near chance even in their
+    small-input layout (R(2+1)D 0.130 measured here; see the README's comparison)."""
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = build_model("c3d", num_classes=10, frames=8, size=32, **RECIPE_KW["c3d"])
+    assert _fit_and_score(model) > 0.30

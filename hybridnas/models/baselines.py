@@ -7,11 +7,12 @@ we pass ``head_activation=None`` because training uses cross-entropy on logits.
 X3D-XS and R(2+1)D come from pytorchvideo's builders, whose spatial strides (stem 2, then 2 in
 each of 4 stages: 32 in all) are made for 160-224 px crops, where they leave a 5x5-7x7 map
 before the head. On the built-in 32 px clips the same strides leave 1x1 from the last stage on
-(the 3x3 convs of the deepest blocks see only zero padding around one pixel), and both nets stay
-near chance. ``spatial_strides`` (stem, stage 1..4) sets them; ``SMALL_INPUT_STRIDES`` is
-R(2+1)D's own paper layout (Tran 2018: conv1 stride 2, conv2_x none, conv3-5_x stride 2; 16 in
-all, 112 px -> 7x7), which leaves 2x2 on 32 px. The width then brings the FLOPs back to the
-found nets' budget: X3D ``width_factor`` (2.0 in X3D-XS), R(2+1)D stem width (64 in the paper).
+(the 3x3 convs of the deepest blocks see only zero padding around one pixel).
+``spatial_strides`` (stem, stage 1..4) sets them; ``SMALL_INPUT_STRIDES`` is R(2+1)D's own paper
+layout (Tran 2018: conv1 stride 2, conv2_x none, conv3-5_x stride 2; 16 in all, 112 px -> 7x7),
+which leaves 2x2 on 32 px. The width then brings the FLOPs back to the found nets' budget: X3D
+``width_factor`` (2.0 in X3D-XS), R(2+1)D stem width (64 in the paper). Neither layout trains on
+the built-in data's short budget yet (README, comparison table).
 
 - X3D-XS otherwise keeps its published shape (depth factor 2.2, bottleneck factor 2.25, SE ratio
   1/16, depthwise 3x3x3 blocks, 5x3x3 stem, 2048-d head); the head's pooling follows the clip.
