@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -67,10 +67,6 @@ class ModelSpec:
     x3d_width_factor: float = 2.0
     spatial_strides: tuple[int, ...] | None = None  # X3D / R(2+1)D: stem, stages 1-4
 
-    def __post_init__(self) -> None:
-        if self.spatial_strides is not None:  # a checkpoint's dict holds a list
-            self.spatial_strides = tuple(int(s) for s in self.spatial_strides)
-
     def build(self) -> torch.nn.Module:
         return build_model(
             self.name,
@@ -89,23 +85,16 @@ class ModelSpec:
         return fingerprint(self.name, self.num_classes, self.frames, self.size, self.genotype)
 
     def to_dict(self) -> dict:
-        return {
-            "name": self.name,
-            "num_classes": self.num_classes,
-            "frames": self.frames,
-            "size": self.size,
-            "genotype": self.genotype.to_json() if self.genotype else "",
-            "dropout": self.dropout,
-            "r2plus1d_width": self.r2plus1d_width,
-            "c3d_width": self.c3d_width,
-            "x3d_width_factor": self.x3d_width_factor,
-            "spatial_strides": list(self.spatial_strides) if self.spatial_strides else None,
-        }
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["genotype"] = self.genotype.to_json() if self.genotype else ""
+        d["spatial_strides"] = list(self.spatial_strides) if self.spatial_strides else None
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelSpec:
         g = Genotype.from_json(d["genotype"]) if d["genotype"] else None
-        return cls(**{**d, "genotype": g})
+        strides = d.get("spatial_strides")  # a list in the checkpoint's dict
+        return cls(**{**d, "genotype": g, "spatial_strides": tuple(strides) if strides else None})
 
 
 def model_spec(m: ModelConfig, data: DataConfig, num_classes: int) -> ModelSpec:
