@@ -24,6 +24,7 @@ from omegaconf import DictConfig, ListConfig
 import hybridnas  # noqa: F401  (compat shims before pytorchvideo)
 from hybridnas.config import ConfigError, check_config
 from hybridnas.engine.checkpoint import CheckpointError
+from hybridnas.errors import exit_on_user_error
 
 
 def parse_views(views: str) -> tuple[int, int]:
@@ -148,11 +149,8 @@ def run(cfg: DictConfig) -> dict:
 
 @hydra.main(version_base="1.3", config_path="../recipes", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    try:
+    with exit_on_user_error():
         run(cfg)
-    except (ConfigError, CheckpointError, FileNotFoundError) as err:
-        print(f"hybridnas: error: {err}", file=sys.stderr)
-        sys.exit(2)
 
 
 if __name__ == "__main__":

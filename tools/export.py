@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import hybridnas  # noqa: F401  (compat shims before pytorchvideo)
-from hybridnas.engine.checkpoint import CheckpointError
+from hybridnas.errors import exit_on_user_error
 from hybridnas.export import export_all
 from hybridnas.train.loop import load_trained
 
@@ -26,11 +25,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--atol", type=float, default=1e-4, help="max abs logit difference allowed")
     p.add_argument("--raw", action="store_true", help="export the raw weights, not the EMA")
     args = p.parse_args(argv)
-    try:
+    with exit_on_user_error():
         model, spec, _ = load_trained(args.ckpt, "cpu", ema=not args.raw)
-    except CheckpointError as err:
-        print(f"hybridnas: error: {err}", file=sys.stderr)
-        sys.exit(2)
     out = Path(args.out_dir or Path(args.ckpt).parent.parent / "export")
     channels = spec.genotype.in_channels if spec.genotype else 3  # 3 per stream
     clip_shape = (channels, spec.frames, spec.size, spec.size)

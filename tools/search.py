@@ -10,8 +10,6 @@ continues a killed run from its last checkpoint.
 
 from __future__ import annotations
 
-import sys
-
 import hydra
 from omegaconf import DictConfig
 
@@ -24,10 +22,10 @@ from hybridnas.config import (
     prepare_run_dir,
     reopen_run_logs,
 )
-from hybridnas.engine.checkpoint import CheckpointError, DivergedError
 from hybridnas.engine.distributed import barrier, cleanup, init_distributed, set_cpu_threads
 from hybridnas.engine.tracking import tracker_for_run
-from hybridnas.space.genotype import Genotype, GenotypeError
+from hybridnas.errors import exit_on_user_error
+from hybridnas.space.genotype import Genotype
 from hybridnas.stage_config import SearchRun
 
 
@@ -76,14 +74,8 @@ def run(cfg: DictConfig) -> Genotype:
 
 @hydra.main(version_base="1.3", config_path="../recipes", config_name="search")
 def main(cfg: DictConfig) -> None:
-    try:
+    with exit_on_user_error():
         run(cfg)
-    except (ConfigError, GenotypeError, CheckpointError, FileNotFoundError) as err:
-        print(f"hybridnas: error: {err}", file=sys.stderr)
-        sys.exit(2)
-    except DivergedError as err:
-        print(f"hybridnas: error: {err}", file=sys.stderr)
-        sys.exit(1)
 
 
 if __name__ == "__main__":

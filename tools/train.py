@@ -13,7 +13,6 @@ Writes ``out_dir``: config.yaml, classes.json, checkpoints/{last,best}.pt, metri
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import hydra
@@ -21,7 +20,6 @@ from omegaconf import DictConfig
 
 import hybridnas  # noqa: F401  (compat shims before pytorchvideo / deepspeed)
 from hybridnas.config import (
-    ConfigError,
     check_config,
     check_data_root,
     check_run_dir,
@@ -29,10 +27,9 @@ from hybridnas.config import (
     prepare_run_dir,
     reopen_run_logs,
 )
-from hybridnas.engine.checkpoint import CheckpointError, DivergedError
 from hybridnas.engine.distributed import barrier, cleanup, init_distributed, set_cpu_threads
 from hybridnas.engine.tracking import tracker_for_run
-from hybridnas.space.genotype import GenotypeError
+from hybridnas.errors import exit_on_user_error
 from hybridnas.stage_config import TrainRun
 
 
@@ -71,14 +68,8 @@ def run(cfg: DictConfig):
 
 @hydra.main(version_base="1.3", config_path="../recipes", config_name="train")
 def main(cfg: DictConfig) -> None:
-    try:
+    with exit_on_user_error():
         run(cfg)
-    except (ConfigError, GenotypeError, CheckpointError, FileNotFoundError) as err:
-        print(f"hybridnas: error: {err}", file=sys.stderr)
-        sys.exit(2)
-    except DivergedError as err:
-        print(f"hybridnas: error: {err}", file=sys.stderr)
-        sys.exit(1)
 
 
 if __name__ == "__main__":
