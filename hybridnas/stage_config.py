@@ -131,14 +131,14 @@ class SearchConfig:
 
     method: str = "sdas"
     epochs: int = 10
-    warmup_epochs: int = 3
+    warmup_epochs: int = 1
     arch_warmup_epochs: int = 1
     schedule: str = "linear"
     confidence: str = "top1"
     select: str = "alpha"
     select_batches: int = 2
     fix_margin: float = 0.0
-    decide_at: float = 1.0
+    decide_at: float = 0.5
     alpha_split: str = "auto"
     max_skips: int = 2
     order: int = 1

@@ -38,6 +38,7 @@ TINY_HYBRID = [
     "model.stem_channels=8",
     "search.epochs=4",
     "search.warmup_epochs=1",
+    "search.decide_at=1.0",  # the schedule the pins were taken with (the default is now 0.5)
     "evolution.population=3",
     "evolution.cycles=1",
     "evolution.children_per_cycle=1",
