@@ -70,7 +70,7 @@ def test_schedule_summary_takes_each_variants_fastest_repeat(tmp_path):
     from hybridnas.bench.schedule_bench import overrides, summarize
 
     R = Results(tmp_path, "schedule")
-    for variant, times in (("darts", [10.0, 8.0]), ("sdas_fast", [4.0, 3.0]), ("sdas", [6.0])):
+    for variant, times in (("darts", [10.0, 8.0]), ("sdas_default", [4.0, 3.0]), ("sdas", [6.0])):
         for r, t in enumerate(times):
             R.put(
                 f"{variant}_r{r}",
@@ -78,6 +78,6 @@ def test_schedule_summary_takes_each_variants_fastest_repeat(tmp_path):
             )
     R.put("sdas_r1", {"rc": 1, "variant": "sdas", "search_s": 0.5})  # failed: never the best
     rows = summarize(R)["rows"]
-    assert rows["darts"]["search_s"] == 8.0 and rows["sdas_fast"]["x_darts"] == 3.0 / 8.0
+    assert rows["darts"]["search_s"] == 8.0 and rows["sdas_default"]["x_darts"] == 3.0 / 8.0
     assert rows["sdas"]["search_s"] == 6.0
-    assert "search.decide_at=0.5" in overrides("sdas_fast")
+    assert "search.decide_at=1.0" in overrides("sdas_w3_full")

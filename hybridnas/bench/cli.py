@@ -13,6 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
+from hybridnas.bench.schedule_bench import VARIANTS
 from hybridnas.bench.scorer_bench import ZERO_COST
 from hybridnas.bench.table import TABLE_PATH, GroundTruth
 
@@ -107,7 +108,7 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--summary", type=Path, default=Path("tools/bench_results/quality_gt.json"))
     t = sub.add_parser("schedule", help="SDAS schedules vs DARTS: total search time")
     t.add_argument("--repeats", type=int, default=3)
-    t.add_argument("--variants", default="darts,sdas,sdas_w1,sdas_fast,sdas_fast_pt")
+    t.add_argument("--variants", default=",".join(VARIANTS))
     t.add_argument("--out", type=Path, default=Path("runs/bench_schedule"))
     t.add_argument("--summary", type=Path, default=Path("tools/bench_results/schedule.json"))
     p = sub.add_parser("gt-report", help="figures and statistics of the table")

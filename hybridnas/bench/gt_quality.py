@@ -42,14 +42,24 @@ MODE: dict[str, Any] = {
 }
 
 METHODS: dict[str, str] = {
-    "hybrid": "hybrid (SDAS + evolution, the default)",
-    "sdas": "SDAS alone, alpha selection",
-    "sdas_pt": "SDAS alone, perturbation selection",
-    "sdas_fast": "SDAS alone, fast schedule (warm-up 1, decide_at 0.5)",
+    "hybrid": "hybrid (SDAS + evolution), warm-up 2, decide_at 1.0",
+    "hybrid_fast": "hybrid (SDAS + evolution), warm-up 1, decide_at 0.5 (today's default)",
+    "sdas": "SDAS alone, warm-up 2, decide_at 1.0 (the earlier default schedule)",
+    "sdas_pt": "SDAS alone, warm-up 2, decide_at 1.0, perturbation selection",
+    "sdas_fast": "SDAS alone, warm-up 1, decide_at 0.5 (today's default schedule)",
     "darts": "DARTS",
     "random": "random search (proxy-scored)",
     "evolution": "evolution alone (EvaNet-style)",
 }
+EARLIER = ["search.decide_at=1.0"]  # the schedule's default when the first rows were measured
+
+
+def _fast(overrides: list[str]) -> list[str]:
+    """``overrides`` with today's default schedule: warm-up 1, decide_at as shipped (0.5)."""
+    return [*[o for o in overrides if not o.startswith("search.warmup_epochs=")], FAST_WARMUP]
+
+
+FAST_WARMUP = "search.warmup_epochs=1"
 
 
 def _search(R: Results, method: str, seed: int) -> dict | None:
@@ -58,15 +68,16 @@ def _search(R: Results, method: str, seed: int) -> dict | None:
     key, info = f"q_{method}_s{seed}", {"section": "gt_quality", "seed": seed, "method": method}
     differentiable = [*differentiable_overrides(MODE), f"seed={seed}"]
     if method == "hybrid":
-        measure_search(R, key, "sdas_video", _hybrid(MODE, b, seed), info)
+        measure_search(R, key, "sdas_video", [*_hybrid(MODE, b, seed), *EARLIER], info)
+    elif method == "hybrid_fast":
+        measure_search(R, key, "sdas_video", _fast(_hybrid(MODE, b, seed)), info)
     elif method == "sdas":
-        measure_search(R, key, "sdas_video", differentiable, info)
+        measure_search(R, key, "sdas_video", [*differentiable, *EARLIER], info)
     elif method == "sdas_pt":
-        measure_search(R, key, "sdas_video", [*differentiable, "search.select=perturbation"], info)
+        pt = [*differentiable, *EARLIER, "search.select=perturbation"]
+        measure_search(R, key, "sdas_video", pt, info)
     elif method == "sdas_fast":
-        fast = [o for o in differentiable if not o.startswith("search.warmup_epochs=")]
-        fast += ["search.warmup_epochs=1", "search.decide_at=0.5"]
-        measure_search(R, key, "sdas_video", fast, info)
+        measure_search(R, key, "sdas_video", _fast(differentiable), info)
     elif method == "darts":
         measure_search(R, key, "darts_video", differentiable, info)
     elif method == "evolution":

@@ -24,13 +24,10 @@ STEPS = 4  # per epoch: short, the ratio is what is measured
 #: variant -> (recipe, overrides on top of the space and schedule)
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "darts": ("darts_video", []),
-    "sdas": ("sdas_video", []),  # the default: warm-up 3, every edge decided by the last epoch
-    "sdas_w1": ("sdas_video", ["search.warmup_epochs=1"]),
-    "sdas_fast": ("sdas_video", ["search.warmup_epochs=1", "search.decide_at=0.5"]),
-    "sdas_fast_pt": (
-        "sdas_video",
-        ["search.warmup_epochs=1", "search.decide_at=0.5", "search.select=perturbation"],
-    ),
+    "sdas_w3_full": ("sdas_video", ["search.warmup_epochs=3", "search.decide_at=1.0"]),
+    "sdas_w1_full": ("sdas_video", ["search.warmup_epochs=1", "search.decide_at=1.0"]),
+    "sdas_default": ("sdas_video", []),  # warm-up 1, every edge decided halfway (decide_at 0.5)
+    "sdas_default_pt": ("sdas_video", ["search.select=perturbation"]),
 }
 
 
@@ -70,7 +67,7 @@ def summarize(R: Results) -> dict[str, Any]:
                 for i in R.items.values()
                 if i.get("variant") == v and i.get("search_s")
             ],
-            "overrides": VARIANTS[v][1],
+            "overrides": VARIANTS.get(v, ("", []))[1],
             "command": b["command"],
         }
         for v, b in best.items()
