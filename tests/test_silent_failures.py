@@ -151,6 +151,15 @@ def test_search_val_smaller_than_a_batch_is_refused(tmp_path):
     assert not (out / "genotype.json").exists()
 
 
+def test_train_split_smaller_than_a_batch_is_refused(tmp_path):
+    out = tmp_path / "run"
+    proc = train(tmp_path, out, "data.num_train=4")
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    line = error_line(proc)
+    assert "train split" in line and "has 4 clips" in line and "data.batch_size=" in line
+    assert not (out / "checkpoints").exists()
+
+
 # ---------------------------------------------------------------- 3. a bad video in evolution
 
 

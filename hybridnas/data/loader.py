@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
+from hybridnas.config import ConfigError
 from hybridnas.data.bad import BadItem, log
 
 
@@ -159,3 +160,15 @@ def build_loader(
         generator=torch.Generator().manual_seed(seed * 1000 + rank),
         persistent_workers=False,
     )
+
+
+def require_one_batch(split: str, dataset: Dataset, loader: DataLoader, ranks: int) -> None:
+    """Refuse a training split too small for one batch per rank: every epoch would run 0 steps
+    and the run would still write a model (or SDAS fix every edge from untrained alphas)."""
+    if len(loader) == 0:
+        clips = len(dataset)
+        raise ConfigError(
+            f"the {split} split has {clips} clips ({clips // ranks} per rank on {ranks} "
+            f"rank(s)), fewer than one batch of data.batch_size={loader.batch_size}: the run "
+            "would train 0 steps; lower data.batch_size or give the split more clips"
+        )

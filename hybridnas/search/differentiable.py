@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from hybridnas.config import ConfigError
 from hybridnas.data import build_loader
+from hybridnas.data.loader import require_one_batch
 from hybridnas.engine.backend import WeightTrainer
 from hybridnas.engine.checkpoint import (
     CheckpointError,
@@ -119,7 +119,7 @@ def setup(
         ("train (weight half)" if halves else "train", train_set, train_loader),
         ("train (alpha half)" if halves else "search_val", val_set, val_loader),
     ):
-        check_one_batch(split, len(data), len(loader), cfg.data.batch_size, ctx.world_size)
+        require_one_batch(split, data, loader, ctx.world_size)
     if ctx.is_main:
         note_epoch_cap(s.steps_per_epoch, train_loader, val_loader, alpha_split)
 
@@ -162,17 +162,6 @@ def setup(
         val_loader,
         loss_fn=loss_fn,
     )
-
-
-def check_one_batch(split: str, clips: int, batches: int, batch_size: int, ranks: int) -> None:
-    """Refuse a split too small for one batch per rank: every epoch would run 0 steps and SDAS
-    would still fix every edge from untrained alphas."""
-    if batches == 0:
-        raise ConfigError(
-            f"the {split} split has {clips} clips ({clips // ranks} per rank on {ranks} "
-            f"rank(s)), fewer than one batch of data.batch_size={batch_size}: the search would "
-            "train 0 steps; lower data.batch_size or give the split more clips"
-        )
 
 
 # ---------------------------------------------------------------- checkpoints

@@ -24,6 +24,7 @@ from timm.utils import ModelEmaV3
 from tqdm import tqdm
 
 from hybridnas.data import VideoMixup, build_dataset, build_loader, whole_train_set
+from hybridnas.data.loader import require_one_batch
 from hybridnas.engine.backend import WeightTrainer
 from hybridnas.engine.checkpoint import (
     CheckpointError,
@@ -191,9 +192,9 @@ def setup(cfg: TrainRun, ctx: DistContext, run_dir: Path) -> TrainState:
         batch_size=cfg.data.batch_size,
         train=True,
         seed=cfg.seed,
-        drop_last=True,
         **loader,
     )
+    require_one_batch("train", train_set, train_loader, ctx.world_size)
     val_loader = build_loader(val_set, batch_size=cfg.data.batch_size, train=False, **loader)
     spec = model_spec(cfg.model, cfg.data, train_set.num_classes)
 
@@ -253,9 +254,6 @@ def setup(cfg: TrainRun, ctx: DistContext, run_dir: Path) -> TrainState:
         mixup,
         steps,
     )
-
-
-# ---------------------------------------------------------------- checkpoints
 
 
 def checkpoint_state(st: TrainState) -> dict:
