@@ -21,6 +21,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from hybridnas.config import ConfigError
+from hybridnas.ops.registry import DEFAULT_OPS
 from hybridnas.search.faithfulness import FaithfulnessConfig
 from hybridnas.search.fitness import FitnessConfig
 from hybridnas.search.proxy import ProxyConfig
@@ -101,16 +102,7 @@ class SpaceConfig:
     """``model.*`` of a search: the op vocabulary, cell size, PC-DARTS options and the macro
     skeleton's keys (see ``MacroSpec``)."""
 
-    op_names: tuple[str, ...] = (
-        "none",
-        "skip",
-        "max_pool_1x3x3",
-        "conv3d_3x3x3",
-        "conv2plus1d_3x3x3",
-        "p3d_c",
-        "dil_temporal_d2",
-        "itgm_3x3",
-    )
+    op_names: tuple[str, ...] = DEFAULT_OPS
     steps: int = 3
     stage_widths: tuple[int, ...] = (4, 8, 16)
     num_cells: int = 3

@@ -23,7 +23,8 @@ from hybridnas.space.genotype import Genotype
 from hybridnas.space.supernet import Supernet, SupernetConfig
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = [
+#: The tiny built-in data every subprocess search test shares.
+TINY_DATA = [
     "data.num_train=48",
     "data.num_search_val=48",
     "data.num_test=16",
@@ -31,6 +32,9 @@ TINY = [
     "data.frames=4",
     "data.size=16",
     "data.digit_px=6",
+]
+TINY = [
+    *TINY_DATA,
     "model.op_names=[none,skip,max_pool_1x3x3,conv3d_3x3x3,dil_temporal_d2]",
     "model.steps=2",
     "model.stage_widths=[4,8,8]",

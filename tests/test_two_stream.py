@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_search import TINY_DATA as TINY_DATA_OVERRIDES
 from videos import write_video
 
 from hybridnas.config import ConfigError
@@ -202,13 +203,7 @@ def test_two_stream_network_exports_to_onnx_with_parity(tmp_path):
 TINY_SEARCH = [
     "recipe=sdas_twostream_video",
     "tracking=none",
-    "data.num_train=48",
-    "data.num_search_val=48",
-    "data.num_test=16",
-    "data.batch_size=8",
-    "data.frames=4",
-    "data.size=16",
-    "data.digit_px=6",
+    *TINY_DATA_OVERRIDES,
     "model.op_names=[none,skip,max_pool_1x3x3,conv3d_3x3x3]",
     "model.steps=2",
     "model.stage_widths=[4,8,8]",

@@ -31,22 +31,11 @@ from torch import nn
 
 import hybridnas
 from hybridnas.data.builtin import MEAN, STD, load_or_build
+from hybridnas.ops.registry import DEFAULT_OPS
 from hybridnas.search.latency import count_flops, count_params, measure_latency
 from hybridnas.search.mutations import Guidance, sample_genotype
 from hybridnas.space.genotype import CellSpec, Genotype
 from hybridnas.space.network import build_network
-
-#: The default search space (recipes/search.yaml's model.op_names and skeleton).
-DEFAULT_OPS = (
-    "none",
-    "skip",
-    "max_pool_1x3x3",
-    "conv3d_3x3x3",
-    "conv2plus1d_3x3x3",
-    "p3d_c",
-    "dil_temporal_d2",
-    "itgm_3x3",
-)
 
 
 @dataclass(frozen=True)
