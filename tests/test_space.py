@@ -250,3 +250,25 @@ def test_second_order_step_matches_exact_unrolled_gradient():
     assert torch.allclose(approx[0], exact, rtol=1e-3, atol=1e-5), (approx[0], exact)
     # the unrolled correction matters: first order is much further from the exact gradient
     assert (first_order - exact).abs().max() > 10 * (approx[0] - exact).abs().max()
+
+
+def test_beta_decay_adds_the_logsumexp_of_the_free_alphas_to_the_architecture_loss():
+    from hybridnas.search.architect import Architect
+    from hybridnas.space.supernet import Architecture
+
+    torch.manual_seed(0)
+    net, arch = _SmoothToy(), Architecture(1, ["skip", "conv3d_3x3x3", "max_pool_1x3x3"])
+    with torch.no_grad():
+        for a in arch.alphas:
+            a.normal_()
+    val = (torch.randn(16, 6), torch.randint(0, 4, (16,)))
+    plain, _ = Architect(arch)._val_loss(net, val)
+    reg, _ = Architect(arch, beta_decay=0.5)._val_loss(net, val)
+    free = [a for a in arch.alphas if a.requires_grad]
+    expected = 0.5 * torch.stack([torch.logsumexp(a, -1) for a in free]).mean()
+    assert float(reg - plain) == pytest.approx(float(expected), rel=1e-5)
+    # its gradient is the softmax (over the edges' mean): the dominant op is pulled down most
+    term = Architect(arch, beta_decay=0.5)._beta_term()
+    grads = torch.autograd.grad(term, free)
+    for a, g in zip(free, grads, strict=True):
+        assert torch.allclose(g, 0.5 * torch.softmax(a.detach(), -1) / len(free), atol=1e-6)

@@ -44,6 +44,7 @@ MODE: dict[str, Any] = {
 METHODS: dict[str, str] = {
     "hybrid": "hybrid (SDAS + evolution), warm-up 2, decide_at 1.0",
     "hybrid_fast": "hybrid (SDAS + evolution), warm-up 1, decide_at 0.5 (today's default)",
+    "hybrid_beta": "hybrid, today's default schedule + beta-DARTS regulariser (beta_decay 0.05)",
     "sdas": "SDAS alone, warm-up 2, decide_at 1.0 (the earlier default schedule)",
     "sdas_pt": "SDAS alone, warm-up 2, decide_at 1.0, perturbation selection",
     "sdas_fast": "SDAS alone, warm-up 1, decide_at 0.5 (today's default schedule)",
@@ -71,6 +72,9 @@ def _search(R: Results, method: str, seed: int) -> dict | None:
         measure_search(R, key, "sdas_video", [*_hybrid(MODE, b, seed), *EARLIER], info)
     elif method == "hybrid_fast":
         measure_search(R, key, "sdas_video", _fast(_hybrid(MODE, b, seed)), info)
+    elif method == "hybrid_beta":
+        beta = [*_fast(_hybrid(MODE, b, seed)), "search.beta_decay=0.05"]
+        measure_search(R, key, "sdas_video", beta, info)
     elif method == "sdas":
         measure_search(R, key, "sdas_video", [*differentiable, *EARLIER], info)
     elif method == "sdas_pt":

@@ -33,7 +33,10 @@ class Architect:
     """Adam on the architecture parameters.
 
     DARTS defaults: lr 3e-4, betas (0.5, 0.999), weight decay 1e-3. ``loss_fn(logits, labels)``
-    is the loss of both levels (cross-entropy by default).
+    is the loss of both levels (cross-entropy by default). ``beta_decay`` > 0 adds beta-DARTS's
+    regulariser to the architecture loss: ``beta_decay`` x the mean over free edges of
+    logsumexp(alpha), which pulls the dominant ops of every edge down and keeps the mixtures from
+    saturating early (constant weight; the paper ramps it up over the search).
     """
 
     def __init__(
@@ -46,6 +49,7 @@ class Architect:
         order: int = 1,
         all_reduce: AllReduce | None = None,
         loss_fn: LossFn = F.cross_entropy,
+        beta_decay: float = 0.0,
     ) -> None:
         if order not in (1, 2):
             raise ValueError(f"search.order must be 1 or 2, got {order}")
@@ -55,6 +59,7 @@ class Architect:
         )
         self.all_reduce = all_reduce
         self.loss_fn = loss_fn
+        self.beta_decay = beta_decay
 
     def _free_params(self) -> list[nn.Parameter]:
         return [p for p in self.arch.parameters() if p.requires_grad]
@@ -86,7 +91,13 @@ class Architect:
         logits = model(batch[0], self.arch)
         loss = self.loss_fn(logits, batch[1])
         correct = (logits.detach().argmax(1) == batch[1]).sum()
-        return loss, correct
+        return loss + self._beta_term(), correct
+
+    def _beta_term(self) -> torch.Tensor | float:
+        free = [a for a in self.arch.alphas if a.requires_grad]
+        if not self.beta_decay or not free:
+            return 0.0
+        return self.beta_decay * torch.stack([torch.logsumexp(a, dim=-1) for a in free]).mean()
 
     def _val_grads(self, model, batch, params):
         loss, correct = self._val_loss(model, batch)

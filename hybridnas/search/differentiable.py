@@ -147,6 +147,7 @@ def setup(
         order=s.order,
         all_reduce=lambda grads: all_reduce_mean_(grads, ctx),
         loss_fn=loss_fn,
+        beta_decay=s.beta_decay,
     )
     schedule = FixSchedule.from_config(s)
     return SearchState(
