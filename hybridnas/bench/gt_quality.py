@@ -45,6 +45,7 @@ METHODS: dict[str, str] = {
     "hybrid": "hybrid (SDAS + evolution), warm-up 2, decide_at 1.0",
     "hybrid_fast": "hybrid (SDAS + evolution), warm-up 1, decide_at 0.5 (today's default)",
     "hybrid_beta": "hybrid, today's default schedule + beta-DARTS regulariser (beta_decay 0.05)",
+    "hybrid_zico": "hybrid, today's default schedule, evolution.scorer=zico",
     "sdas": "SDAS alone, warm-up 2, decide_at 1.0 (the earlier default schedule)",
     "sdas_pt": "SDAS alone, warm-up 2, decide_at 1.0, perturbation selection",
     "sdas_fast": "SDAS alone, warm-up 1, decide_at 0.5 (today's default schedule)",
@@ -75,6 +76,9 @@ def _search(R: Results, method: str, seed: int) -> dict | None:
     elif method == "hybrid_beta":
         beta = [*_fast(_hybrid(MODE, b, seed)), "search.beta_decay=0.05"]
         measure_search(R, key, "sdas_video", beta, info)
+    elif method == "hybrid_zico":
+        zico = [*_fast(_hybrid(MODE, b, seed)), "evolution.scorer=zico"]
+        measure_search(R, key, "sdas_video", zico, info)
     elif method == "sdas":
         measure_search(R, key, "sdas_video", [*differentiable, *EARLIER], info)
     elif method == "sdas_pt":
