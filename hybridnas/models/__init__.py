@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,9 @@ MODELS = ("genotype", "x3d_xs", "r2plus1d", "c3d", "frame2d")
 BUILTIN_GENOTYPE = Path(__file__).resolve().parent / "genotypes" / "builtin_sdas.json"
 
 
-def resolve_genotype(model_cfg: Any, *, num_classes: int, frames: int, size: int) -> Genotype:
+def resolve_genotype(
+    model_cfg: Mapping[str, Any], *, num_classes: int, frames: int, size: int
+) -> Genotype:
     """Load ``model_cfg.genotype`` (file or run folder) and scale it: the skeleton keys the
     config sets (``num_cells``, ``stage_widths``, ``stem_channels``, ``stem_stride``; null keeps
     the genotype's, see ``macro_fields_from_config``) plus the data's clip shape and classes,
