@@ -34,6 +34,7 @@ TINY_HYBRID = [
     "search.epochs=4",
     "search.warmup_epochs=1",
     "search.decide_at=1.0",  # the schedule the pins were taken with (the default is now 0.5)
+    "search.beta_decay=0.0",  # and no alpha regulariser (the default is now 0.05)
     "evolution.population=3",
     "evolution.cycles=1",
     "evolution.children_per_cycle=1",

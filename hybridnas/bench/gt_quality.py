@@ -43,22 +43,24 @@ MODE: dict[str, Any] = {
 
 METHODS: dict[str, str] = {
     "hybrid": "hybrid (SDAS + evolution), warm-up 2, decide_at 1.0",
-    "hybrid_fast": "hybrid (SDAS + evolution), warm-up 1, decide_at 0.5 (today's default)",
-    "hybrid_beta": "hybrid, today's default schedule + beta-DARTS regulariser (beta_decay 0.05)",
-    "hybrid_zico": "hybrid, today's default schedule, evolution.scorer=zico",
+    "hybrid_fast": "hybrid (SDAS + evolution), warm-up 1, decide_at 0.5",
+    "hybrid_beta": "hybrid, warm-up 1, decide_at 0.5, beta_decay 0.05 (today's default)",
+    "hybrid_zico": "hybrid, warm-up 1, decide_at 0.5, evolution.scorer=zico",
     "sdas": "SDAS alone, warm-up 2, decide_at 1.0 (the earlier default schedule)",
     "sdas_pt": "SDAS alone, warm-up 2, decide_at 1.0, perturbation selection",
-    "sdas_fast": "SDAS alone, warm-up 1, decide_at 0.5 (today's default schedule)",
+    "sdas_fast": "SDAS alone, warm-up 1, decide_at 0.5",
     "darts": "DARTS",
     "random": "random search (proxy-scored)",
     "evolution": "evolution alone (EvaNet-style)",
 }
-EARLIER = ["search.decide_at=1.0"]  # the schedule's default when the first rows were measured
+# the defaults when the first rows were measured: edges decided by the last epoch, no beta term
+EARLIER = ["search.decide_at=1.0", "search.beta_decay=0.0"]
 
 
 def _fast(overrides: list[str]) -> list[str]:
-    """``overrides`` with today's default schedule: warm-up 1, decide_at as shipped (0.5)."""
-    return [*[o for o in overrides if not o.startswith("search.warmup_epochs=")], FAST_WARMUP]
+    """``overrides`` with the fast schedule (warm-up 1, decide_at 0.5) and no beta term."""
+    kept = [o for o in overrides if not o.startswith("search.warmup_epochs=")]
+    return [*kept, FAST_WARMUP, "search.decide_at=0.5", "search.beta_decay=0.0"]
 
 
 FAST_WARMUP = "search.warmup_epochs=1"
@@ -74,7 +76,7 @@ def _search(R: Results, method: str, seed: int) -> dict | None:
     elif method == "hybrid_fast":
         measure_search(R, key, "sdas_video", _fast(_hybrid(MODE, b, seed)), info)
     elif method == "hybrid_beta":
-        beta = [*_fast(_hybrid(MODE, b, seed)), "search.beta_decay=0.05"]
+        beta = [*_fast(_hybrid(MODE, b, seed))[:-1], "search.beta_decay=0.05"]
         measure_search(R, key, "sdas_video", beta, info)
     elif method == "hybrid_zico":
         zico = [*_fast(_hybrid(MODE, b, seed)), "evolution.scorer=zico"]

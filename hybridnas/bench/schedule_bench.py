@@ -26,8 +26,9 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "darts": ("darts_video", []),
     "sdas_w3_full": ("sdas_video", ["search.warmup_epochs=3", "search.decide_at=1.0"]),
     "sdas_w1_full": ("sdas_video", ["search.warmup_epochs=1", "search.decide_at=1.0"]),
-    "sdas_default": ("sdas_video", []),  # warm-up 1, every edge decided halfway (decide_at 0.5)
-    "sdas_default_pt": ("sdas_video", ["search.select=perturbation"]),
+    # the default schedule (warm-up 1, decide_at 0.5), measured before beta_decay was on
+    "sdas_default": ("sdas_video", ["search.beta_decay=0.0"]),
+    "sdas_default_pt": ("sdas_video", ["search.beta_decay=0.0", "search.select=perturbation"]),
 }
 
 
