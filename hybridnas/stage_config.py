@@ -131,7 +131,7 @@ class SearchConfig:
     select_batches: int = 2
     fix_margin: float = 0.0
     decide_at: float = 0.5
-    beta_decay: float = 0.05
+    beta_decay: float = 0.0
     alpha_split: str = "auto"
     max_skips: int = 2
     order: int = 1

@@ -43,8 +43,8 @@ MODE: dict[str, Any] = {
 
 METHODS: dict[str, str] = {
     "hybrid": "hybrid (SDAS + evolution), warm-up 2, decide_at 1.0",
-    "hybrid_fast": "hybrid (SDAS + evolution), warm-up 1, decide_at 0.5",
-    "hybrid_beta": "hybrid, warm-up 1, decide_at 0.5, beta_decay 0.05 (today's default)",
+    "hybrid_fast": "hybrid (SDAS + evolution), warm-up 1, decide_at 0.5 (today's default)",
+    "hybrid_beta": "hybrid, warm-up 1, decide_at 0.5, beta_decay 0.05",
     "hybrid_zico": "hybrid, warm-up 1, decide_at 0.5, evolution.scorer=zico",
     "sdas": "SDAS alone, warm-up 2, decide_at 1.0 (the earlier default schedule)",
     "sdas_pt": "SDAS alone, warm-up 2, decide_at 1.0, perturbation selection",
