@@ -105,6 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--out", type=Path, default=Path("runs/bench_gt_quality"))
     q.add_argument("--search-only", action="store_true", help="searches now, regrets later")
     q.add_argument("--merge", type=Path, nargs="*", default=[], help="other results folders")
+    q.add_argument("--summary-only", action="store_true", help="run nothing, summarise")
     q.add_argument("--summary", type=Path, default=Path("tools/bench_results/quality_gt.json"))
     t = sub.add_parser("schedule", help="SDAS schedules vs DARTS: total search time")
     t.add_argument("--repeats", type=int, default=3)
@@ -146,6 +147,7 @@ def main(argv: list[str]) -> None:
             tuple(int(s) for s in args.gt_seeds.split(",")),
             args.search_only,
             tuple(args.merge),
+            args.summary_only,
         )
         write_summary(summary, args.summary)
     elif args.cmd == "schedule":

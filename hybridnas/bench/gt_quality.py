@@ -120,10 +120,12 @@ def run_quality(
     gt_seeds: tuple[int, ...],
     search_only: bool = False,
     merge: tuple[Path, ...] = (),
+    summary_only: bool = False,
 ) -> dict:
     """Search, then regret, every (method, seed); returns the summary. ``search_only``: the
     searches alone (their regrets on a later call). ``merge``: results folders of other
-    processes (e.g. other seeds run in parallel) whose items join this one's."""
+    processes (e.g. other seeds run in parallel) whose items join this one's. ``summary_only``:
+    run nothing, summarise what is there."""
     import torch
 
     torch.set_num_threads(1)
@@ -133,7 +135,7 @@ def run_quality(
             R.items.setdefault(key, item)
     R.doc["meta"] |= {"config": MODE, "budgets": budgets(MODE), "gt_seeds": list(gt_seeds)}
     R.save()
-    for seed in seeds:
+    for seed in [] if summary_only else seeds:
         for method in methods:
             _search(R, method, seed)
             if not search_only:
