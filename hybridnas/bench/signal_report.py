@@ -161,8 +161,10 @@ def quality_section(s: dict[str, Any], reading: str = "") -> list[str]:
     meta, b = s["meta"], s["meta"].get("budgets", {})
     rows = [
         "## Search quality on the ground truth\n",
-        "Command: `python tools/bench.py quality --seeds 0,1,2` (resumable), then "
-        "`python tools/bench.py gt-report`. Raw items: `runs/bench_gt_quality/results.json`; "
+        "Commands: `python tools/bench.py quality --seeds 0,1,2` (every method; resumable), "
+        "`python tools/bench.py quality --methods hybrid_fast,hybrid_beta --seeds 3,4`, "
+        "parallel runs joined with `--merge DIR ...` (`--summary-only` to summarise), then "
+        "`python tools/bench.py gt-report`. Raw items: `runs/bench_gt_quality*/results.json`; "
         "summary: [quality_gt.json](quality_gt.json). Every method searches the default space "
         f"(`{' '.join(meta['config']['space'])}`) with the same number of weight-training "
         f"clips ({b.get('clips')}); each found genotype's cells are trained with the "
