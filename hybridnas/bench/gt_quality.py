@@ -18,11 +18,11 @@ seeds, FLOPs, search seconds) goes to ``tools/bench_results/quality_gt.json``, w
 from __future__ import annotations
 
 import json
-import statistics
 from pathlib import Path
 from typing import Any
 
 from hybridnas.bench.harness import Results, measure_search
+from hybridnas.bench.markdown import mean_sd
 from hybridnas.bench.modes import budgets, differentiable_overrides
 from hybridnas.bench.sections.quality import _evolution_alone, _hybrid, _random
 from hybridnas.bench.table import GroundTruth
@@ -57,13 +57,11 @@ METHODS: dict[str, str] = {
 EARLIER = ["search.decide_at=1.0", "search.beta_decay=0.0"]
 
 
-def _fast(overrides: list[str]) -> list[str]:
-    """``overrides`` with the fast schedule (warm-up 1, decide_at 0.5) and no beta term."""
+def _fast(overrides: list[str], beta_decay: float = 0.0) -> list[str]:
+    """``overrides`` with the fast schedule (warm-up 1, decide_at 0.5) and the beta term."""
     kept = [o for o in overrides if not o.startswith("search.warmup_epochs=")]
-    return [*kept, FAST_WARMUP, "search.decide_at=0.5", "search.beta_decay=0.0"]
-
-
-FAST_WARMUP = "search.warmup_epochs=1"
+    fast = ["search.warmup_epochs=1", "search.decide_at=0.5"]
+    return [*kept, *fast, f"search.beta_decay={beta_decay}"]
 
 
 def _search(R: Results, method: str, seed: int) -> dict | None:
@@ -76,8 +74,7 @@ def _search(R: Results, method: str, seed: int) -> dict | None:
     elif method == "hybrid_fast":
         measure_search(R, key, "sdas_video", _fast(_hybrid(MODE, b, seed)), info)
     elif method == "hybrid_beta":
-        beta = [*_fast(_hybrid(MODE, b, seed))[:-1], "search.beta_decay=0.05"]
-        measure_search(R, key, "sdas_video", beta, info)
+        measure_search(R, key, "sdas_video", _fast(_hybrid(MODE, b, seed), 0.05), info)
     elif method == "hybrid_zico":
         zico = [*_fast(_hybrid(MODE, b, seed)), "evolution.scorer=zico"]
         measure_search(R, key, "sdas_video", zico, info)
@@ -143,12 +140,6 @@ def run_quality(
     return summarize(R)
 
 
-def _mean_sd(values: list[float]) -> tuple[float | None, float | None]:
-    if not values:
-        return None, None
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
 def summarize(R: Results, gt: GroundTruth | None = None) -> dict:
     """Per method: percentiles per seed, their mean and SD, test top-1, FLOPs, search seconds.
     Percentiles are placed in ``gt`` (default: the shipped table, each architecture's mean
@@ -165,10 +156,10 @@ def summarize(R: Results, gt: GroundTruth | None = None) -> dict:
             "label": label,
             "seeds": [r["seed"] for r in regrets],
             "percentiles": pct,
-            "percentile_mean_sd": _mean_sd(pct),
+            "percentile_mean_sd": mean_sd(pct),
             "test_acc": [r["test_acc"] for r in regrets],
-            "mflops": _mean_sd([r["flops"] / 1e6 for r in regrets])[0],
-            "search_wall_s": _mean_sd([s["wall_s"] for s in searches if s.get("rc") == 0])[0],
+            "mflops": mean_sd([r["flops"] / 1e6 for r in regrets])[0],
+            "search_wall_s": mean_sd([s["wall_s"] for s in searches if s.get("rc") == 0])[0],
             "failed": [s.get("seed") for s in searches if s.get("rc") != 0],
         }
     table = {"archs": len(gt), "truth": gt.truth}

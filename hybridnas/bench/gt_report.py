@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from hybridnas.bench.table import GroundTruth
+from hybridnas.bench.table import GroundTruth, percentile_of
 
 
 def op_counts(genotype: dict[str, Any], cell: str) -> dict[str, int]:
@@ -67,7 +67,7 @@ def selection_ceiling(gt: GroundTruth, top: float = 0.1) -> dict[str, float]:
     if len(a) < 10:
         return {}
     chosen = b[a >= np.quantile(a, 1 - top)]
-    pct = [100 * (np.mean(b < x) + 0.5 * np.mean(b == x)) for x in chosen]
+    pct = [percentile_of(b, x) for x in chosen]
     return {"share": top, "archs": len(chosen), "seed1_percentile_mean": float(np.mean(pct))}
 
 

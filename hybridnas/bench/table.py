@@ -53,6 +53,11 @@ class Agreement:
         return f"tau {self.tau:+.3f} [{lo:+.3f}, {hi:+.3f}] rho {self.rho:+.3f} (n={self.n})"
 
 
+def percentile_of(values: np.ndarray, x: float) -> float:
+    """Percent of ``values`` below ``x``, ties counted half (50: the median)."""
+    return float(100 * (np.mean(values < x) + 0.5 * np.mean(values == x)))
+
+
 def rank_agreement(
     scores: Sequence[float], truth: Sequence[float], resamples: int = 1000, seed: int = 0
 ) -> Agreement:
@@ -157,8 +162,7 @@ class GroundTruth:
     def percentile(self, accuracy: float) -> float:
         """Percent of the table's (uniformly drawn) architectures that ``accuracy`` beats,
         ties counted half: 50 is the median random architecture."""
-        acc = self.accuracies()
-        return float(100 * (np.mean(acc < accuracy) + 0.5 * np.mean(acc == accuracy)))
+        return percentile_of(self.accuracies(), accuracy)
 
     def pairs(self) -> tuple[np.ndarray, np.ndarray]:
         """Seed-0 and seed-1 test accuracies of the architectures trained twice."""
