@@ -94,8 +94,10 @@ class Architect:
         return loss + self._beta_term(), correct
 
     def _beta_term(self) -> torch.Tensor | float:
+        if not self.beta_decay:  # off by default: no work on the step's path
+            return 0.0
         free = [a for a in self.arch.alphas if a.requires_grad]
-        if not self.beta_decay or not free:
+        if not free:
             return 0.0
         return self.beta_decay * torch.stack([torch.logsumexp(a, dim=-1) for a in free]).mean()
 
