@@ -15,7 +15,7 @@ not know is refused with the same message ``check_config`` gives.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -28,6 +28,7 @@ from hybridnas.search.proxy import ProxyConfig
 from hybridnas.space.macro import MacroSpec
 
 Triple = tuple[int, int, int]
+REWIRE_GUIDANCE = ("alphas", "connections")
 
 
 def _plain(node: Any) -> dict[str, Any]:
@@ -161,7 +162,9 @@ class EvolutionConfig:
     sample_size: int = 3
     cycles: int = 8
     children_per_cycle: int = 2
-    mutation_probs: tuple[float, float, float] = (0.4, 0.4, 0.2)
+    mutation_probs: tuple[float, ...] = (0.4, 0.4, 0.2)
+    max_inputs: int = 2
+    rewire_guidance: str = "alphas"
     explore: float = 0.2
     seed_temperature: float = 1.0
     width_step: float = 0.25
@@ -177,6 +180,32 @@ class EvolutionConfig:
     faithfulness_width_scale: float = 1.0
     faithfulness_clips: int = 768
     proxy: ProxyConfig = field(default_factory=lambda: ProxyConfig(stage_clips=(512, 512)))
+
+    def __post_init__(self) -> None:
+        if self.rewire_guidance not in REWIRE_GUIDANCE:
+            raise ConfigError(
+                f"evolution.rewire_guidance must be one of {REWIRE_GUIDANCE}, "
+                f"got {self.rewire_guidance!r}"
+            )
+        if self.rewire_guidance == "connections" and "proxy" not in self.fitness.components:
+            raise ConfigError(
+                "evolution.rewire_guidance=connections reads the connection weights each "
+                f"candidate's proxy learns, so evolution.scorer must train the proxy "
+                f"(proxy, or an ensemble with it), got {self.scorer!r}"
+            )
+        if not 2 <= len(self.mutation_probs) <= 5 or min(self.mutation_probs) < 0:
+            raise ConfigError(
+                "evolution.mutation_probs: 3 to 5 non-negative weights for rewire, swap_op, "
+                f"change_width[, add_input, drop_input], got {list(self.mutation_probs)}"
+            )
+        if self.max_inputs < 1:
+            raise ConfigError(f"evolution.max_inputs must be >= 1, got {self.max_inputs}")
+
+    @property
+    def scoring_proxy(self) -> ProxyConfig:
+        """The proxy config candidates are scored with: with connection-guided rewiring the
+        proxy nets learn connection weights."""
+        return replace(self.proxy, connection_weights=self.rewire_guidance == "connections")
 
     @property
     def fitness(self) -> FitnessConfig:

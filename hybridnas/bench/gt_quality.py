@@ -52,7 +52,20 @@ METHODS: dict[str, str] = {
     "darts": "DARTS",
     "random": "random search (proxy-scored)",
     "evolution": "evolution alone (EvaNet-style)",
+    "hybrid_evo": "hybrid, longer evolution (LONG_EVOLUTION), alpha-guided rewiring",
+    "hybrid_multi": "hybrid, longer evolution, alpha-guided, nodes may take up to 3 inputs",
+    "hybrid_assemble": "hybrid, longer evolution, up to 3 inputs, rewiring guided by each "
+    "parent's learned connection weights (AssembleNet)",
 }
+# The rewiring comparison (issue: AssembleNet connection weights) runs a longer evolution than
+# the equal-compute rows: in those, 6 children train 64 clips each, too few rewires to compare
+# and too little training for a connection weight to move. These three rows share it.
+LONG_EVOLUTION = [
+    "evolution.population=4",
+    "evolution.cycles=5",
+    "evolution.proxy.stage_clips=[512]",
+]
+MULTI_INPUT = ["evolution.mutation_probs=[0.3,0.3,0.2,0.1,0.1]", "evolution.max_inputs=3"]
 # the defaults when the first rows were measured: edges decided by the last epoch, no beta term
 EARLIER = ["search.decide_at=1.0", "search.beta_decay=0.0"]
 
@@ -62,6 +75,17 @@ def _fast(overrides: list[str], beta_decay: float = 0.0) -> list[str]:
     kept = [o for o in overrides if not o.startswith("search.warmup_epochs=")]
     fast = ["search.warmup_epochs=1", "search.decide_at=0.5"]
     return [*kept, *fast, f"search.beta_decay={beta_decay}"]
+
+
+def _with(overrides: list[str], extra: list[str]) -> list[str]:
+    """``overrides`` with ``extra`` appended, replacing any earlier value of the same keys."""
+    keys = {o.split("=", 1)[0] for o in extra}
+    return [*(o for o in overrides if o.split("=", 1)[0] not in keys), *extra]
+
+
+def _long_evolution(seed: int, extra: list[str]) -> list[str]:
+    """Today's hybrid with the longer evolution of the rewiring comparison, plus ``extra``."""
+    return _with(_fast(_hybrid(MODE, budgets(MODE), seed)), [*LONG_EVOLUTION, *extra])
 
 
 def _search(R: Results, method: str, seed: int) -> dict | None:
@@ -91,6 +115,13 @@ def _search(R: Results, method: str, seed: int) -> dict | None:
         measure_search(R, key, "sdas_video", _evolution_alone(R, MODE, b, seed), info)
     elif method == "random":
         _random(R, MODE, b, seed, info)
+    elif method == "hybrid_evo":
+        measure_search(R, key, "sdas_video", _long_evolution(seed, []), info)
+    elif method == "hybrid_multi":
+        measure_search(R, key, "sdas_video", _long_evolution(seed, MULTI_INPUT), info)
+    elif method == "hybrid_assemble":
+        assemble = [*MULTI_INPUT, "evolution.rewire_guidance=connections"]
+        measure_search(R, key, "sdas_video", _long_evolution(seed, assemble), info)
     else:
         raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
     return R.items.get(key)

@@ -4,10 +4,12 @@ Read top to bottom: ``EvolutionState`` is the population (FIFO, oldest first), e
 candidate (``history``, which doubles as a cache: a genotype seen before is never rescored),
 the CONet scaler and the cycle counter; ``evaluate`` scores a batch of genotypes with the cheap
 scorer (``evolution.scorer``, fitness.py: the stage-1 proxy by default), sharded over ranks and
-gathered so every rank holds the same results; ``seed_population`` and ``cycle`` are the
-evolution proper; ``rerank.choose`` picks the final genotype with the expensive scorer
-(``evolution.rerank_scorer``) among the best candidates only; ``write_outputs`` (in
-evolution_outputs.py) saves the Pareto front, the history and the best genotype.
+gathered so every rank holds the same results (with ``rewire_guidance=connections`` each result
+also keeps the connection weights its proxy learned, which guide its children's rewiring);
+``seed_population`` and ``cycle`` are the evolution proper; ``rerank.choose`` picks the final
+genotype with the expensive scorer (``evolution.rerank_scorer``) among the best candidates only;
+``write_outputs`` (in evolution_outputs.py) saves the Pareto front, the history and the best
+genotype.
 ``run_evolution`` strings them together.
 
 Each cycle draws from ``np.random.default_rng([seed, cycle])`` and each candidate trains from a
@@ -117,7 +119,8 @@ def evaluate(genotypes: list[Genotype], c: Context) -> list[dict]:
     """Score genotypes with the cheap scorer (fitness.py) and measure their costs; ranks
     split the work. Returns one result dict per genotype, same order, with ``score`` and
     ``fitness`` relative to this batch alone (``refit`` makes them relative to a history)."""
-    scores = cheap_scores(genotypes, c.scoring)
+    learned: dict[int, dict] = {}
+    scores = cheap_scores(genotypes, c.scoring, learned)
     costs = gather({k: _cost(genotypes[k], c) for k in shard(len(genotypes), c.ctx)}, c.ctx)
     budget = budget_label(c.scoring.cfg.scorer, c.scoring)
     results = [
@@ -128,6 +131,7 @@ def evaluate(genotypes: list[Genotype], c: Context) -> list[dict]:
             "scorer": c.scoring.cfg.scorer,
             "budget": budget,
             "scores": scores[k],
+            **({"connections": learned[k]} if k in learned else {}),
             **costs[k],
         }
         for k, g in enumerate(genotypes)
@@ -183,18 +187,29 @@ def seed_population(seed_genotype: Genotype, st: EvolutionState, c: Context) -> 
     refit(st.history, [st.population], c.scoring)
 
 
-def _mutate(parent: Genotype, rng: np.random.Generator, c: Context) -> tuple[Genotype, dict]:
+def _mutate(
+    parent: Genotype, rng: np.random.Generator, c: Context, guidance: Guidance | None = None
+) -> tuple[Genotype, dict]:
     e = c.cfg.evolution
     return mutate(
         parent,
         rng,
-        c.guidance,
+        guidance or c.guidance,
         probs=tuple(e.mutation_probs),
         explore=e.explore,
         width_step=e.width_step,
         min_width=e.min_width,
         max_width=e.max_width,
+        max_inputs=e.max_inputs,
     )
+
+
+def parent_guidance(parent: dict, c: Context) -> Guidance:
+    """The guidance a parent's children mutate by: the supernet's alphas, or with
+    ``rewire_guidance=connections`` the connection weights this parent learned (AssembleNet)."""
+    if c.cfg.evolution.rewire_guidance == "connections":
+        return c.guidance.with_connections(parent.get("connections"))
+    return c.guidance
 
 
 def select_parent(population: list[dict], rng: np.random.Generator, sample_size: int) -> dict:
@@ -230,7 +245,7 @@ def cycle(st: EvolutionState, c: Context) -> list[dict]:
     children = []
     for _ in range(e.children_per_cycle):
         parent = select_parent(st.population, rng, e.sample_size)
-        child, info = _mutate(_parse(parent), rng, c)
+        child, info = _mutate(_parse(parent), rng, c, parent_guidance(parent, c))
         children.append((child, {"mutation": info, "parent": parent["key"]}))
     if e.conet_every and st.cycle % e.conet_every == 0:
         children.append(_conet_child(st, c))
@@ -283,7 +298,7 @@ def _supernet_weights(cfg: SearchRun, dirs: list[Path]) -> tuple | None:
 def make_context(cfg: SearchRun, ctx: DistContext, run_dir: Path) -> Context:
     """Data at proxy resolution, guidance from the supernet's alphas, budget from the recipe."""
     e = cfg.evolution
-    pcfg = e.proxy
+    pcfg = e.scoring_proxy
     splits = [build_dataset(cfg.data.dataset, split) for split in ("train", "search_val")]
     data = load_proxy_data(*splits, pcfg, cfg.seed)
     dirs = _guidance_dirs(cfg, run_dir)

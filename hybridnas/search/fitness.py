@@ -151,11 +151,18 @@ def budget_label(name: str, s: Scoring, stages: int = 1) -> str:
 # ---------------------------------------------------------------- measuring
 
 
-def proxy_stages(genotypes: Sequence[Genotype], s: Scoring, stages: int) -> dict[int, list]:
+def proxy_stages(
+    genotypes: Sequence[Genotype],
+    s: Scoring,
+    stages: int,
+    learned: dict[int, dict] | None = None,
+) -> dict[int, list]:
     """Successive halving on the trained proxy: every genotype trains stage 1; the best
     ``promote_fraction`` (by the accuracy all of them have, ties to the lower index) of those
     still in go on to each next stage, up to ``stages``. Ranks split the work and exchange
-    accuracies after each stage. Returns {index: [accuracy after stage 1, 2, ...]}."""
+    accuracies after each stage. Returns {index: [accuracy after stage 1, 2, ...]}; with
+    ``evolution.proxy.connection_weights`` each candidate's learned connection weights (after
+    its last stage) are put in ``learned`` by index."""
     mine = set(shard(len(genotypes), s.dist))
     models: dict[int, Any] = {}
     acc: dict[int, list[float]] = {k: [] for k in range(len(genotypes))}
@@ -168,9 +175,11 @@ def proxy_stages(genotypes: Sequence[Genotype], s: Scoring, stages: int) -> dict
         for k in (k for k in alive if k in mine):
             if k not in models:
                 models[k] = build_proxy(genotypes[k], s.proxy, s.seed, s.supernet, s.dist.device)
-            local[k] = train_stage(models[k], s.data, s.proxy)
-        for k, a in gather(local, s.dist).items():
+            local[k] = (train_stage(models[k], s.data, s.proxy), models[k].connections)
+        for k, (a, connections) in gather(local, s.dist).items():
             acc[k].append(a)
+            if learned is not None and connections is not None:
+                learned[k] = connections
     return acc
 
 
@@ -182,13 +191,16 @@ def registered_scores(name: str, genotypes: Sequence[Genotype], s: Scoring) -> l
     return [merged[k] for k in range(len(genotypes))]
 
 
-def cheap_scores(genotypes: Sequence[Genotype], s: Scoring) -> list[dict[str, float]]:
+def cheap_scores(
+    genotypes: Sequence[Genotype], s: Scoring, learned: dict[int, dict] | None = None
+) -> list[dict[str, float]]:
     """{component scorer: raw score} of each genotype, at the selection budget (proxy: stage
-    1 only, so every candidate is compared at the same budget)."""
+    1 only, so every candidate is compared at the same budget); ``learned``: see
+    ``proxy_stages``."""
     out: list[dict[str, float]] = [{} for _ in genotypes]
     for name in s.cfg.components:
         if name == "proxy":
-            acc = proxy_stages(genotypes, s, 1)
+            acc = proxy_stages(genotypes, s, 1, learned)
             values = [acc[k][0] for k in range(len(genotypes))]
         else:
             values = registered_scores(name, genotypes, s)

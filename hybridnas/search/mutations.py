@@ -1,16 +1,22 @@
 """Mutations of a genotype for the evolutionary stage, guided by the supernet's learned alphas.
 
-Three kinds, each returning a new valid ``Genotype`` and a small description of what changed:
+Five kinds, each returning a new valid ``Genotype`` and a small description of what changed:
 
 - ``rewire``: replace one input of a node (AssembleNet): the edge to drop is drawn with
   probability rising as its learned strength falls, and its new source with probability rising
-  with the strength the supernet gave that connection (plus a uniform share, so untried
+  with the strength learned for that connection (plus a uniform share, so untried
   connections still get tried).
 - ``swap_op``: change the op on one edge (EvaNet), drawn from the edge's alphas mixed with uniform.
 - ``change_width``: grow or shrink one stage's width by a factor, rounded and clamped.
+- ``add_input``: give a node one more input (up to ``max_inputs``), its source drawn as in
+  ``rewire`` and its op by the alphas.
+- ``drop_input``: remove one input of a node that has several, weak ones more often.
 
-``Guidance`` holds the learned weights (from the differentiable stage's ``alphas.json``); its
-``uniform`` form is used when a genotype comes without a supernet.
+``Guidance`` holds the learned weights. The op weights are always the supernet's alphas (the
+differentiable stage's ``alphas.json``; uniform without a supernet). The connection strengths
+are the alphas too, the same for every individual, unless ``with_connections`` replaces them
+by the connection weights one individual learned in its own proxy training (AssembleNet;
+``evolution.rewire_guidance=connections``).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import numpy as np
 from hybridnas.search.channels import round_width
 from hybridnas.space.genotype import CELL_TYPES, CellSpec, Genotype
 
-MUTATIONS = ("rewire", "swap_op", "change_width")
+MUTATIONS = ("rewire", "swap_op", "change_width", "add_input", "drop_input")
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,7 @@ class Guidance:
 
     op_names: tuple[str, ...]
     alphas: dict[str, dict[tuple[int, int], dict[str, float]]] = field(default_factory=dict)
+    connections: dict[str, dict[tuple[int, int], float]] | None = None
 
     @property
     def ops(self) -> tuple[str, ...]:
@@ -53,12 +60,27 @@ class Guidance:
         return {o: float(row.get(o, 0.0)) for o in self.ops}
 
     def strength(self, cell: str, edge: tuple[int, int]) -> float:
-        """Edge strength in [0, 1]: the largest non-none alpha (as in DARTS derivation); 0.5 if
-        the supernet said nothing about the edge."""
+        """Edge strength in [0, 1]: with ``connections``, the learned connection weight (0.5
+        for a connection the individual does not have); else the largest non-none alpha (as in
+        DARTS derivation), 0.5 if the supernet said nothing about the edge."""
+        if self.connections is not None:
+            return self.connections.get(cell, {}).get(edge, 0.5)
         row = self.alphas.get(cell, {}).get(edge)
         if row is None:
             return 0.5
         return max(float(v) for o, v in row.items() if o != "none")
+
+    def with_connections(self, learned: dict[str, list] | None) -> Guidance:
+        """These op weights with connection strengths from one individual's learned weights,
+        {"normal": [[i, j, weight], ...], ...} (``read_connection_weights``); a node input
+        that appears twice (not possible in a valid genotype) keeps its last weight. None:
+        unchanged."""
+        if learned is None:
+            return self
+        connections = {
+            cell: {(int(i), int(j)): float(w) for i, j, w in rows} for cell, rows in learned.items()
+        }
+        return Guidance(self.op_names, self.alphas, connections)
 
     @classmethod
     def uniform(cls, op_names: Sequence[str]) -> Guidance:
@@ -143,10 +165,7 @@ def rewire(
     k = _draw(rng, removal_weights(genotype, cell, guidance))
     i, j, op = spec.edges[k]
     taken = {s for s, _ in spec.inputs_of(j)}
-    sources = [s for s in range(j) if s not in taken]
-    new_i = sources[
-        _draw(rng, _mix_uniform([guidance.strength(cell, (s, j)) for s in sources], explore))
-    ]
+    new_i = _new_source(rng, guidance, cell, j, [s for s in range(j) if s not in taken], explore)
     edges = list(spec.edges)
     edges[k] = (new_i, j, op)
     child = _with_cell(genotype, cell, _fix_concat(tuple(edges), spec.concat))
@@ -168,6 +187,72 @@ def swap_op(
     edges[k] = (i, j, new)
     child = _with_cell(genotype, cell, CellSpec(tuple(edges), spec.concat))
     return child, {"kind": "swap_op", "cell": cell, "edge": [i, j], "old": old, "new": new}
+
+
+def _new_source(
+    rng: np.random.Generator,
+    guidance: Guidance,
+    cell: str,
+    j: int,
+    sources: list[int],
+    explore: float,
+) -> int:
+    """One of ``sources`` for node j, by connection strength mixed with uniform."""
+    weights = _mix_uniform([guidance.strength(cell, (s, j)) for s in sources], explore)
+    return sources[_draw(rng, weights)]
+
+
+def add_input(
+    genotype: Genotype,
+    rng: np.random.Generator,
+    guidance: Guidance,
+    explore: float = 0.2,
+    max_inputs: int = 3,
+) -> tuple[Genotype, dict[str, Any]]:
+    """Give one node (with fewer than ``max_inputs`` inputs and an unused earlier node) one
+    more input: the node uniformly, the source as in ``rewire``, the op by its alphas."""
+    open_nodes = [
+        (cell, j)
+        for cell in CELL_TYPES
+        for j in sorted({j for _, j, _ in genotype.cell(cell).edges})
+        if len(genotype.cell(cell).inputs_of(j)) < min(max_inputs, j)
+    ]
+    if not open_nodes:
+        raise ValueError(f"no node can take another input (max_inputs={max_inputs})")
+    cell, j = open_nodes[int(rng.integers(len(open_nodes)))]
+    spec = genotype.cell(cell)
+    taken = {s for s, _ in spec.inputs_of(j)}
+    i = _new_source(rng, guidance, cell, j, [s for s in range(j) if s not in taken], explore)
+    ow = guidance.op_weights(cell, (i, j))
+    op = list(ow)[_draw(rng, _mix_uniform(list(ow.values()), explore))]
+    edges = tuple(sorted((*spec.edges, (i, j, op)), key=lambda e: (e[1], e[0])))
+    child = _with_cell(genotype, cell, CellSpec(edges, spec.concat))
+    return child, {"kind": "add_input", "cell": cell, "added": [i, j], "op": op}
+
+
+def drop_input(
+    genotype: Genotype, rng: np.random.Generator, guidance: Guidance
+) -> tuple[Genotype, dict[str, Any]]:
+    """Remove one input of a node that has two or more, drawn with weight 1 - strength (weak
+    connections go first); a source left feeding nothing joins the concat."""
+    droppable = {
+        cell: [
+            (k, 1.0 - guidance.strength(cell, (i, j)) + 1e-3)
+            for k, (i, j, _) in enumerate(genotype.cell(cell).edges)
+            if len(genotype.cell(cell).inputs_of(j)) > 1
+        ]
+        for cell in CELL_TYPES
+    }
+    cells = [c for c in CELL_TYPES if droppable[c]]
+    if not cells:
+        raise ValueError("no node has an input to spare")
+    cell = cells[int(rng.integers(len(cells)))]
+    spec = genotype.cell(cell)
+    k = droppable[cell][_draw(rng, [w for _, w in droppable[cell]])][0]
+    i, j, op = spec.edges[k]
+    edges = spec.edges[:k] + spec.edges[k + 1 :]
+    child = _with_cell(genotype, cell, _fix_concat(edges, spec.concat))
+    return child, {"kind": "drop_input", "cell": cell, "removed": [i, j], "op": op}
 
 
 def change_width(
@@ -204,10 +289,13 @@ def mutate(
     width_step: float = 0.25,
     min_width: int = 4,
     max_width: int = 256,
+    max_inputs: int = 2,
     tries: int = 10,
 ) -> tuple[Genotype, dict[str, Any]]:
-    """One mutation of kind drawn by ``probs`` over (rewire, swap_op, change_width); retried
-    until the child differs from the parent (a width at its bound, say, cannot move)."""
+    """One mutation of kind drawn by ``probs`` over ``MUTATIONS`` (rewire, swap_op,
+    change_width, add_input, drop_input; missing trailing entries are 0); retried until the
+    child differs from the parent (a width at its bound, say, cannot move)."""
+    probs = [*probs, *[0.0] * (len(MUTATIONS) - len(probs))]
     parent_key = genotype.key()
     for _ in range(tries):
         kind = MUTATIONS[_draw(rng, probs)]
@@ -216,6 +304,10 @@ def mutate(
                 child, info = rewire(genotype, rng, guidance, explore)
             elif kind == "swap_op":
                 child, info = swap_op(genotype, rng, guidance, explore)
+            elif kind == "add_input":
+                child, info = add_input(genotype, rng, guidance, explore, max_inputs)
+            elif kind == "drop_input":
+                child, info = drop_input(genotype, rng, guidance)
             else:
                 child, info = change_width(genotype, rng, width_step, min_width, max_width)
         except ValueError:

@@ -185,6 +185,10 @@ class Cell(nn.Module):
 
     ``forward(s0, s1)`` -> (B, len(spec.concat) * C, T', H', W'). ``drop_prob`` applies
     DARTS drop-path on non-identity edges during training.
+
+    With ``connection_weights`` (AssembleNet) every edge carries a learned scalar logit and a
+    node sums its inputs weighted by their sigmoids: node j = sum_i sigmoid(w_ij) * op_ij(node
+    i). The logits start at 0 (weight 0.5 per input); ``connection_strengths()`` reads them.
     """
 
     def __init__(
@@ -199,6 +203,7 @@ class Cell(nn.Module):
         reduction_stride: tuple[int, int, int],
         norm: Norm = nn.BatchNorm3d,
         activation: Activation = nn.ReLU,
+        connection_weights: bool = False,
     ) -> None:
         super().__init__()
         self.spec = spec
@@ -210,16 +215,28 @@ class Cell(nn.Module):
             create_op(op, c, c, reduction_stride if reduction and i < 2 else (1, 1, 1), **layers)
             for i, _, op in spec.edges
         )
+        self.connection_logits = (
+            nn.Parameter(torch.zeros(len(spec.edges))) if connection_weights else None
+        )
         self.drop_prob = 0.0
+
+    def connection_strengths(self) -> torch.Tensor | None:
+        """(E,) sigmoid connection weights in edge order, or None without connection weights."""
+        if self.connection_logits is None:
+            return None
+        return torch.sigmoid(self.connection_logits.detach())
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
         states = {0: self.pre0(s0), 1: self.pre1(s1)}
+        gates = None if self.connection_logits is None else torch.sigmoid(self.connection_logits)
         for j in sorted({j for _, j, _ in self.spec.edges}):
             total = None
-            for (i, jj, name), op in zip(self.spec.edges, self.ops, strict=True):
+            for k, ((i, jj, name), op) in enumerate(zip(self.spec.edges, self.ops, strict=True)):
                 if jj != j:
                     continue
                 y = op(states[i])
+                if gates is not None:
+                    y = gates[k] * y
                 if self.training and self.drop_prob > 0 and name != "skip":
                     y = drop_path(y, self.drop_prob)
                 total = y if total is None else total + y

@@ -129,10 +129,18 @@ class ClassifierHead(nn.Sequential):
 
 
 class Network(nn.Module):
-    """The fixed network of a genotype: (B, C, T, H, W) clips -> (B, num_classes) logits."""
+    """The fixed network of a genotype: (B, C, T, H, W) clips -> (B, num_classes) logits.
+
+    ``connection_weights``: every cell sums its node inputs with learned sigmoid weights
+    (AssembleNet; see ``Cell``), read back per cell type by ``read_connection_weights``."""
 
     def __init__(
-        self, genotype: Genotype, *, num_classes: int | None = None, dropout: float = 0.0
+        self,
+        genotype: Genotype,
+        *,
+        num_classes: int | None = None,
+        dropout: float = 0.0,
+        connection_weights: bool = False,
     ) -> None:
         super().__init__()
         self.genotype = genotype
@@ -150,6 +158,7 @@ class Network(nn.Module):
                 reduction=p.reduction,
                 reduction_prev=p.reduction_prev,
                 reduction_stride=g.reduction_stride,
+                connection_weights=connection_weights,
             )
             self.cells.append(cell)
             c_out = multipliers[int(p.reduction)] * p.c
@@ -167,7 +176,33 @@ class Network(nn.Module):
 
 
 def build_network(
-    genotype: Genotype, *, num_classes: int | None = None, dropout: float = 0.0
+    genotype: Genotype,
+    *,
+    num_classes: int | None = None,
+    dropout: float = 0.0,
+    connection_weights: bool = False,
 ) -> Network:
-    """Build the fixed network a genotype describes."""
-    return Network(genotype, num_classes=num_classes, dropout=dropout)
+    """Build the fixed network a genotype describes (``connection_weights``: see Network)."""
+    return Network(
+        genotype, num_classes=num_classes, dropout=dropout, connection_weights=connection_weights
+    )
+
+
+def read_connection_weights(model: Network) -> dict[str, list[list]] | None:
+    """The learned connection weights of a network built with ``connection_weights``, averaged
+    over the cells of each type: {"normal": [[i, j, weight], ...], "reduce": [...]} in each
+    cell spec's edge order; None for a network without them."""
+    out: dict[str, list[list]] = {}
+    reductions = model.genotype.reduction_indices()
+    for cell_type in ("normal", "reduce"):
+        cells = [
+            c for k, c in enumerate(model.cells) if (k in reductions) == (cell_type == "reduce")
+        ]
+        weights = [c.connection_strengths() for c in cells]
+        if not cells or weights[0] is None:
+            continue
+        mean = torch.stack(weights).mean(0).tolist()
+        out[cell_type] = [
+            [i, j, round(w, 6)] for (i, j, _), w in zip(cells[0].spec.edges, mean, strict=True)
+        ]
+    return out or None
