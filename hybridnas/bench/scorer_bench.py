@@ -23,7 +23,18 @@ from hybridnas.bench.table import GroundTruth
 from hybridnas.search.scorers import ScoreContext, get_scorer, rank_many
 from hybridnas.space.genotype import Genotype
 
-ZERO_COST = ("params", "flops", "synflow", "snip", "grad_norm", "naswot", "zico", "st_entropy")
+ZERO_COST = (
+    "params",
+    "flops",
+    "synflow",
+    "snip",
+    "grad_norm",
+    "naswot",
+    "zico",
+    "st_entropy",
+    "temporal_sensitivity",
+    "naswot_motion",
+)
 
 
 def table_genotypes(n_archs: int) -> dict[str, Genotype]:

@@ -22,6 +22,8 @@ a function of the genotype and the context only) and returns one float. Register
   from the spatial one (see ``st_entropy``).
 - ``oneshot``: the candidate as a path through a trained supernet (inherited weights, no
   training), BatchNorm statistics re-estimated on training clips, accuracy on held-out clips.
+- ``temporal_sensitivity``, ``naswot_motion``: aimed at temporal modelling
+  (scorers_temporal.py).
 - ``ensemble:<a>+<b>+...``: the mean rank of several scorers over a population (``rank_many``).
 """
 
@@ -194,8 +196,14 @@ def zico(genotype: Genotype, ctx: ScoreContext) -> float:
 @register_scorer("naswot")
 @torch.no_grad()
 def naswot(genotype: Genotype, ctx: ScoreContext) -> float:
-    model = network_for(genotype, ctx).train()
-    x, _ = ctx.batches(1)[0]
+    return naswot_logdet(network_for(genotype, ctx), ctx.batches(1)[0][0])
+
+
+@torch.no_grad()
+def naswot_logdet(model: nn.Module, x: torch.Tensor) -> float:
+    """log|det K| of the Hamming-similarity kernel K (N, N) of the binary ReLU input codes of
+    ``model`` (train mode) on clips x (N, C, T, H, W)."""
+    model.train()
     n = len(x)
     kernel = torch.zeros(n, n, dtype=torch.float64)
 
@@ -315,3 +323,6 @@ def load_supernet_context(ctx: ScoreContext, run_dir: str | Path) -> ScoreContex
     ctx.supernet_steps = int(cfg["model"]["steps"])
     ctx.supernet_ops = tuple(cfg["model"]["op_names"])
     return ctx
+
+
+from hybridnas.search import scorers_temporal  # noqa: E402, F401  (registers its scorers)
