@@ -5,12 +5,14 @@ bookkeeping around them is checked on a results file with hand-made items."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from hybridnas.bench.gt_quality import METHODS, MODE, _search, summarize
 from hybridnas.bench.harness import Results
 from hybridnas.bench.modes import budgets
-from hybridnas.bench.signal_report import quality_section
+from hybridnas.bench.signal_report import quality_section, rewiring_section
 from hybridnas.bench.table import GroundTruth
 
 
@@ -81,3 +83,36 @@ def test_schedule_summary_takes_each_variants_fastest_repeat(tmp_path):
     assert rows["darts"]["search_s"] == 8.0 and rows["sdas_default"]["x_darts"] == 3.0 / 8.0
     assert rows["sdas"]["search_s"] == 6.0
     assert "search.decide_at=1.0" in overrides("sdas_w3_full")
+
+
+def test_rewiring_summary_counts_removals_of_the_weakest_connection(tmp_path):
+    R = Results(tmp_path, "gt_quality")
+    R.doc["meta"] |= {"config": MODE, "budgets": budgets(MODE), "gt_seeds": [0, 1]}
+    R.put("q_hybrid_assemble_s0", {"rc": 0, "wall_s": 5.0, "method": "hybrid_assemble"})
+    R.put(
+        "regret_hybrid_assemble_s0",
+        {"rc": 0, "seed": 0, "percentile": 70.0, "test_acc": 0.7, "flops": 2e6},
+    )
+    parent = {
+        "normal": [[0, 2, 0.2], [1, 2, 0.8], [0, 3, 0.6], [2, 3, 0.7]],
+        "reduce": [[0, 2, 0.5], [1, 2, 0.5]],
+    }
+    history = [
+        {"key": "p", "connections": parent},
+        {"key": "c1", "parent": "p", "mutation": {"kind": "rewire", "cell": "normal",
+         "removed": [0, 2]}, "connections": parent},
+        {"key": "c2", "parent": "p", "mutation": {"kind": "drop_input", "cell": "normal",
+         "removed": [2, 3]}, "connections": parent},
+        {"key": "c3", "parent": "p", "mutation": {"kind": "swap_op", "cell": "normal"}},
+    ]  # fmt: skip
+    folder = tmp_path / "runs" / "q_hybrid_assemble_s0"
+    folder.mkdir(parents=True)
+    (folder / "evolution_history.jsonl").write_text("\n".join(map(json.dumps, history)))
+    s = summarize(R, _table())
+    d = s["diagnostics"]
+    assert (d["removals"], d["removed_weakest"]) == (2, 1)
+    assert d["removed_weakest_uniform"] == pytest.approx(0.5)
+    assert d["candidates"] == 3 and d["weight_min"] == 0.2 and d["weight_max"] == 0.8
+    text = "\n".join(rewiring_section(s))
+    assert "1 of 2 (uniform draws would give 0.5)" in text
+    assert "hybrid_assemble" in s["methods"] and "evolution.cycles=5" in text

@@ -21,6 +21,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from hybridnas.bench.harness import Results, measure_search
 from hybridnas.bench.markdown import mean_sd
 from hybridnas.bench.modes import budgets, differentiable_overrides
@@ -171,6 +173,42 @@ def run_quality(
     return summarize(R)
 
 
+REWIRING = ("hybrid_evo", "hybrid_multi", "hybrid_assemble")
+
+
+def rewiring_diagnostics(R: Results, method: str = "hybrid_assemble") -> dict:
+    """What the learned connection weights looked like in ``method``'s searches (their
+    evolution histories): the spread of each candidate's weights, and how often a rewire or
+    drop removed the parent's weakest connection (against the share uniform draws give)."""
+    sds, weights, removals, weakest, uniform = [], [], 0, 0, 0.0
+    for path in sorted((R.out / "runs").glob(f"q_{method}_s*/evolution_history.jsonl")):
+        history = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        learned = {h["key"]: h["connections"] for h in history if h.get("connections")}
+        for rows in learned.values():
+            w = [r[2] for cell in rows.values() for r in cell]
+            sds.append(float(np.std(w)))
+            weights += w
+        for h in history:
+            m, parent = h.get("mutation") or {}, learned.get(h.get("parent", ""))
+            if m.get("kind") not in ("rewire", "drop_input") or parent is None:
+                continue
+            cell = {(i, j): w for i, j, w in parent[m["cell"]]}
+            removals += 1
+            weakest += int(cell[tuple(m["removed"])] == min(cell.values()))
+            uniform += 1 / len(cell)
+    if not sds:
+        return {}
+    return {
+        "candidates": len(sds),
+        "weight_sd_mean": float(np.mean(sds)),
+        "weight_min": float(min(weights)),
+        "weight_max": float(max(weights)),
+        "removals": removals,
+        "removed_weakest": weakest,
+        "removed_weakest_uniform": uniform,
+    }
+
+
 def summarize(R: Results, gt: GroundTruth | None = None) -> dict:
     """Per method: percentiles per seed, their mean and SD, test top-1, FLOPs, search seconds.
     Percentiles are placed in ``gt`` (default: the shipped table, each architecture's mean
@@ -194,7 +232,11 @@ def summarize(R: Results, gt: GroundTruth | None = None) -> dict:
             "failed": [s.get("seed") for s in searches if s.get("rc") != 0],
         }
     table = {"archs": len(gt), "truth": gt.truth}
-    return {"meta": {**R.doc["meta"], "table": table}, "methods": rows}
+    summary = {"meta": {**R.doc["meta"], "table": table}, "methods": rows}
+    if any(m in rows for m in REWIRING):
+        summary["meta"]["long_evolution"] = LONG_EVOLUTION
+        summary["diagnostics"] = rewiring_diagnostics(R)
+    return summary
 
 
 def write_summary(summary: dict, path: Path) -> None:

@@ -1,4 +1,5 @@
-"""The "Ground truth" and "Scorers" sections of BENCHMARKS.md.
+"""The signal sections of BENCHMARKS.md: ground truth, scorers, search quality, rewiring,
+schedule.
 
 Read from files in the report folder, written by ``tools/bench.py gt-report``:
 ``groundtruth_summary.json`` (the table's statistics) and ``scorers_summary.json`` (each
@@ -107,11 +108,12 @@ def scorers_section(s: dict[str, Any]) -> list[str]:
         "through a trained supernet), then `python tools/bench.py gt-report`. Per-genotype "
         "scores: [scores.json](scores.json). Kendall tau and Spearman rho against test top-1 "
         "(the mean over an architecture's two seeds) on the **evaluation half** with bootstrap "
-        "95% intervals (1000 resamples); the "
-        "ensemble was chosen on the calibration half only. Cost: median ms per candidate on "
-        "one thread, measured while the table build shared the cores (inflated; compare "
-        "ratios). `proxy` (the evolution's trained proxy, 7.5 s per candidate) was scored on "
-        "the evaluation half only.\n",
+        "95% intervals (1000 resamples); both ensembles (mean rank; one of the non-trivial "
+        "scorers, one that may include params or flops) were chosen on the calibration half "
+        "only. Cost: median ms per candidate on one thread on shared cores (inflated by "
+        "whatever else ran, differently per scorer; compare ratios measured together). "
+        "`proxy` (the evolution's trained proxy, 7.5 s per candidate) was scored on the "
+        "evaluation half only.\n",
         f"Noise ceiling (seed vs seed): tau {s['noise_ceiling']['tau']:+.3f} "
         f"{_ci(s['noise_ceiling']['tau_ci'])}.\n",
         "| scorer | tau (eval half) | 95% CI | rho | 95% CI | top-quartile tau | "
@@ -171,6 +173,16 @@ def quality_section(s: dict[str, Any], reading: str = "") -> list[str]:
         f"ground-truth recipe with seeds {meta.get('gt_seeds')} and the mean test top-1 is "
         "placed as a percentile of the table's random architectures (50 = the median random "
         "draw).\n",
+        *_method_rows(s),
+    ]
+    if reading:
+        rows += ["", reading]
+    return [*rows, ""]
+
+
+def _method_rows(s: dict[str, Any]) -> list[str]:
+    """The per-method table of a gt_quality summary."""
+    rows = [
         "| method | percentile mean +- SD | per seed | test top-1 per seed | MFLOPs | "
         "search wall s |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -184,6 +196,36 @@ def quality_section(s: dict[str, Any], reading: str = "") -> list[str]:
             f"| {r['label']}{failed} | {_fmt(mean, '.1f')} +- {_fmt(sd, '.1f')} | {per_seed} | "
             f"{accs} | {_fmt(r['mflops'], '.1f')} | {_fmt(r['search_wall_s'], '.0f')} |"
         )
+    return rows
+
+
+def rewiring_section(s: dict[str, Any], reading: str = "") -> list[str]:
+    """Alpha-guided against learned-connection-guided rewiring (gt_quality.py's rewiring rows)."""
+    d = s.get("diagnostics", {})
+    rows = [
+        "## Rewiring: the supernet's alphas against each candidate's learned connection weights\n",
+        "Command: `python tools/bench.py quality --methods hybrid_evo,hybrid_multi,"
+        "hybrid_assemble --seeds 0,1,2 --out runs/bench_gt_rewiring --summary "
+        "tools/bench_results/rewiring_gt.json`, then `python tools/bench.py gt-report`. The "
+        "three rows share today's hybrid search and one longer evolution than the "
+        f"equal-compute rows above (`{' '.join(s['meta'].get('long_evolution', []))}`); they "
+        "differ only in how children are rewired. Found cells are trained with the "
+        "ground-truth recipe and placed in the table, as above. Summary: "
+        "[rewiring_gt.json](rewiring_gt.json).\n",
+        *_method_rows(s),
+    ]
+    if d:
+        rows += [
+            "",
+            "| learned connection weights (hybrid_assemble) | value |",
+            "| --- | --- |",
+            f"| candidates with weights | {d['candidates']} |",
+            f"| SD of one candidate's weights, mean over candidates | {d['weight_sd_mean']:.3f} |",
+            f"| range of all weights | {d['weight_min']:.3f} - {d['weight_max']:.3f} |",
+            f"| rewires and drops that removed the parent's weakest connection | "
+            f"{d['removed_weakest']} of {d['removals']} (uniform draws would give "
+            f"{d['removed_weakest_uniform']:.1f}) |",
+        ]
     if reading:
         rows += ["", reading]
     return [*rows, ""]
@@ -235,6 +277,7 @@ def signal_sections(dst: Path) -> list[str]:
         ),
         ("scorers_summary.json", scorers_section),
         ("quality_gt.json", _with_reading(quality_section, dst / "quality_reading.md")),
+        ("rewiring_gt.json", _with_reading(rewiring_section, dst / "rewiring_reading.md")),
         ("schedule.json", _with_reading(schedule_section, dst / "schedule_reading.md")),
     )
     for name, section in parts:
