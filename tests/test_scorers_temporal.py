@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -99,3 +100,25 @@ def test_naswot_motion_ignores_a_still_background(ctx):
     moved = ScoreContext(x=ctx.x + still, y=ctx.y, batch_size=16)
     assert fn(g, moved) == pytest.approx(fn(g, ctx), rel=1e-9)
     assert get_scorer("naswot")(g, moved) != get_scorer("naswot")(g, ctx)  # it does see stills
+
+
+def test_choose_ensemble_admits_the_baselines_only_when_asked():
+    from hybridnas.bench.scorer_bench import choose_ensemble
+    from hybridnas.bench.table import GroundTruth
+
+    rng = np.random.default_rng(0)
+    archs = [f"a{k}" for k in range(40)]
+    acc = rng.random(40)
+    gt = GroundTruth(
+        [
+            {"arch": a, "seed": 0, "split": "calibration", "test_acc": float(t), "recipe": "r"}
+            for a, t in zip(archs, acc, strict=True)
+        ]
+    )
+    scores = {
+        "params": dict(zip(archs, acc, strict=True)),  # perfect on calibration
+        "noise_a": dict(zip(archs, rng.random(40), strict=True)),
+        "noise_b": dict(zip(archs, rng.random(40), strict=True)),
+    }
+    assert "params" not in choose_ensemble(scores, gt)[0]
+    assert "params" in choose_ensemble(scores, gt, baselines=True)[0]

@@ -154,8 +154,9 @@ def write_gt_report(gt: GroundTruth, out: Path) -> dict[str, Any]:
 
 
 def scorer_summary(gt: GroundTruth, scores_path: Path) -> dict[str, Any]:
-    """Rank agreement rows of every scorer in ``scores_path`` plus the calibration-chosen
-    mean-rank ensemble, and the noise ceiling."""
+    """Rank agreement rows of every scorer in ``scores_path`` plus the two calibration-chosen
+    mean-rank ensembles (one of non-trivial scorers, one that may include params / flops),
+    and the noise ceiling."""
     from hybridnas.bench.scorer_bench import (
         agreement_rows,
         best_of_n,
@@ -165,11 +166,14 @@ def scorer_summary(gt: GroundTruth, scores_path: Path) -> dict[str, Any]:
 
     doc = json.loads(scores_path.read_text())
     scores, cost = doc["scores"], doc["ms"]
-    members, calib_tau = choose_ensemble(scores, gt)
-    if members:
-        name = "ensemble:" + "+".join(members)
-        scores = {**scores, name: ensemble_scores(members, scores)}
-        cost = {**cost, name: sum(cost[m] for m in members)}
+    chosen = {}  # without and with the trivial baselines as members
+    for key, baselines in (("ensemble", False), ("ensemble_with_baselines", True)):
+        members, calib_tau = choose_ensemble(doc["scores"], gt, baselines=baselines)
+        chosen[key] = {"members": members, "calibration_tau": calib_tau}
+        if members:
+            name = "ensemble:" + "+".join(members)
+            scores = {**scores, name: ensemble_scores(members, scores)}
+            cost = {**cost, name: sum(cost[m] for m in members)}
     oracle = {r.arch: r.test_acc for r in gt.archs()}
     selection = {
         str(n): {
@@ -182,7 +186,7 @@ def scorer_summary(gt: GroundTruth, scores_path: Path) -> dict[str, Any]:
     return {
         "noise_ceiling": gt.noise_ceiling().to_dict(),
         "selection": selection,
-        "ensemble": {"members": members, "calibration_tau": calib_tau},
+        **chosen,
         "rows": agreement_rows(scores, cost, gt),
         "reading": (out_reading := (scores_path.parent / "scorers_reading.md")).is_file()
         and out_reading.read_text().strip()

@@ -105,12 +105,16 @@ def ensemble_scores(members: Sequence[str], scores: Mapping[str, Mapping[str, fl
 
 
 def choose_ensemble(
-    scores: Mapping[str, Mapping[str, float]], gt: GroundTruth, max_size: int = 3
+    scores: Mapping[str, Mapping[str, float]],
+    gt: GroundTruth,
+    max_size: int = 3,
+    baselines: bool = False,
 ) -> tuple[list[str], float]:
     """The subset of scorers (2..max_size members) whose mean rank has the best Kendall tau
-    on the calibration half. Returns (members, calibration tau)."""
+    on the calibration half; ``params`` and ``flops`` may be members only with ``baselines``.
+    Returns (members, calibration tau)."""
     best: tuple[list[str], float] = ([], -2.0)
-    names = [n for n in scores if n not in ("params", "flops")]
+    names = [n for n in scores if baselines or n not in ("params", "flops")]
     for k in range(2, max_size + 1):
         for members in itertools.combinations(names, k):
             tau = gt.tau(ensemble_scores(members, scores), "calibration", resamples=0).tau
