@@ -88,7 +88,9 @@ def test_schedule_summary_takes_each_variants_fastest_repeat(tmp_path):
 def test_rewiring_summary_counts_removals_of_the_weakest_connection(tmp_path):
     R = Results(tmp_path, "gt_quality")
     R.doc["meta"] |= {"config": MODE, "budgets": budgets(MODE), "gt_seeds": [0, 1]}
-    R.put("q_hybrid_assemble_s0", {"rc": 0, "wall_s": 5.0, "method": "hybrid_assemble"})
+    folder = tmp_path / "runs" / "q_hybrid_assemble_s0"
+    found = {"rc": 0, "wall_s": 5.0, "genotype": str(folder / "genotype.json")}
+    R.put("q_hybrid_assemble_s0", found)
     R.put(
         "regret_hybrid_assemble_s0",
         {"rc": 0, "seed": 0, "percentile": 70.0, "test_acc": 0.7, "flops": 2e6},
@@ -105,7 +107,6 @@ def test_rewiring_summary_counts_removals_of_the_weakest_connection(tmp_path):
          "removed": [2, 3]}, "connections": parent},
         {"key": "c3", "parent": "p", "mutation": {"kind": "swap_op", "cell": "normal"}},
     ]  # fmt: skip
-    folder = tmp_path / "runs" / "q_hybrid_assemble_s0"
     folder.mkdir(parents=True)
     (folder / "evolution_history.jsonl").write_text("\n".join(map(json.dumps, history)))
     s = summarize(R, _table())

@@ -177,11 +177,14 @@ REWIRING = ("hybrid_evo", "hybrid_multi", "hybrid_assemble")
 
 
 def rewiring_diagnostics(R: Results, method: str = "hybrid_assemble") -> dict:
-    """What the learned connection weights looked like in ``method``'s searches (their
-    evolution histories): the spread of each candidate's weights, and how often a rewire or
-    drop removed the parent's weakest connection (against the share uniform draws give)."""
+    """What the learned connection weights looked like in ``method``'s searches (the
+    evolution history beside each found genotype): the spread of each candidate's weights,
+    and how often a rewire or drop removed the parent's weakest connection (against the share
+    uniform draws give)."""
     sds, weights, removals, weakest, uniform = [], [], 0, 0, 0.0
-    for path in sorted((R.out / "runs").glob(f"q_{method}_s*/evolution_history.jsonl")):
+    searches = [v for k, v in sorted(R.items.items()) if k.startswith(f"q_{method}_s")]
+    for search in (s for s in searches if s.get("genotype")):
+        path = Path(search["genotype"]).parent / "evolution_history.jsonl"
         history = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         learned = {h["key"]: h["connections"] for h in history if h.get("connections")}
         for rows in learned.values():
