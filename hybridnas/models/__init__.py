@@ -1,8 +1,9 @@
 """One entry point for every network the train/evaluate/export tools handle.
 
 ``model.name``: ``genotype`` (a found architecture, scaled by overrides) or a baseline
-(``x3d_xs``, ``r2plus1d``, ``c3d``, ``frame2d``). A checkpoint carries the model's *fingerprint*
-(name, genotype key, classes, clip shape) so that weights are never loaded into another net.
+(``x3d_xs``, ``x3d_xs_ti``, ``r2plus1d``, ``r2plus1d_18``, ``c3d``, ``frame2d``). A checkpoint
+carries the model's *fingerprint* (name, genotype key, classes, clip shape) so that weights are
+never loaded into another net.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ from hybridnas.models.baselines import (
     Frame2D,
     create_c3d,
     create_r2plus1d,
+    create_r2plus1d_18,
     create_x3d_xs,
 )
 from hybridnas.space.genotype import Genotype, GenotypeError
 from hybridnas.space.macro import DEFAULT_STREAMS, macro_fields_from_config
 from hybridnas.space.network import build_network
 
-MODELS = ("genotype", "x3d_xs", "r2plus1d", "c3d", "frame2d")
+MODELS = ("genotype", "x3d_xs", "x3d_xs_ti", "r2plus1d", "r2plus1d_18", "c3d", "frame2d")
 BUILTIN_GENOTYPE = Path(__file__).resolve().parent / "genotypes" / "builtin_sdas.json"
 
 
@@ -97,7 +99,7 @@ def build_model(
         if genotype is None:
             raise GenotypeError("model=genotype needs a genotype")
         return build_network(genotype, num_classes=num_classes, dropout=dropout)
-    if name == "x3d_xs":
+    if name in ("x3d_xs", "x3d_xs_ti"):  # _ti: from PyTorch's init, not pytorchvideo's
         return create_x3d_xs(
             num_classes=num_classes,
             frames=frames,
@@ -105,6 +107,7 @@ def build_model(
             dropout=dropout or 0.5,
             width_factor=x3d_width_factor,
             spatial_strides=spatial_strides,
+            torch_init=name == "x3d_xs_ti",
         )
     if name == "r2plus1d":
         return create_r2plus1d(
@@ -113,6 +116,14 @@ def build_model(
             width=r2plus1d_width,
             size=size,
             spatial_strides=spatial_strides,
+        )
+    if name == "r2plus1d_18":
+        return create_r2plus1d_18(
+            num_classes=num_classes,
+            width=r2plus1d_width,
+            size=size,
+            spatial_strides=spatial_strides,
+            dropout=dropout or 0.5,
         )
     if name == "c3d":
         return create_c3d(num_classes, width=c3d_width, dropout=dropout)
@@ -189,6 +200,7 @@ __all__ = [
     "check_model_streams",
     "create_c3d",
     "create_r2plus1d",
+    "create_r2plus1d_18",
     "create_x3d_xs",
     "fingerprint",
     "load_matching",
