@@ -11,13 +11,16 @@ before the head. On the built-in 32 px clips the same strides leave 1x1 from the
 ``spatial_strides`` (stem, stage 1..4) sets them; ``SMALL_INPUT_STRIDES`` is R(2+1)D's own paper
 layout (Tran 2018: conv1 stride 2, conv2_x none, conv3-5_x stride 2; 16 in all, 112 px -> 7x7),
 which leaves 2x2 on 32 px. The width then brings the FLOPs back to the found nets' budget: X3D
-``width_factor`` (2.0 in X3D-XS), R(2+1)D stem width (64 in the paper). Neither layout trains on
-the built-in data's short budget yet (README, comparison table).
+``width_factor`` (2.0 in X3D-XS), R(2+1)D stem width (64 in the paper). With pytorchvideo's
+initialisation neither layout trains on the built-in data's short budget; from PyTorch's
+(:func:`reset_to_torch_init`: ``x3d_xs_ti``, ``r2plus1d_18``) they do (README, comparison).
 
 - X3D-XS otherwise keeps its published shape (depth factor 2.2, bottleneck factor 2.25, SE ratio
   1/16, depthwise 3x3x3 blocks, 5x3x3 stem, 2048-d head); the head's pooling follows the clip.
 - R(2+1)D keeps pytorchvideo's depth-50 layout of (2+1)D bottleneck blocks with temporal stride
   (1, 1, 2, 2); its head pools adaptively, so it takes any clip shape.
+- R(2+1)D-18 (``create_r2plus1d_18``): basic (2+1)D blocks, 2 per stage, pytorchvideo's stem,
+  stages and head around a hand-written block.
 - C3D (``create_c3d``) is the plain 3D CNN to beat: 3x3x3 conv-BN-ReLU blocks with pooling,
   widths w/2w/4w/8w (``c3d_width``; w = 10 is about the found nets' FLOPs on 8 x 32 x 32).
 - Frame2D is a per-frame 2D CNN (three stages of two conv-BN-ReLU, widths 16/32/64),
