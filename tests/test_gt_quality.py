@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from hybridnas.bench.gt_quality import METHODS, MODE, _search, summarize
+from hybridnas.bench.gt_quality import METHODS, MODE, _search, permutation_p, summarize
 from hybridnas.bench.harness import Results
 from hybridnas.bench.modes import budgets
 from hybridnas.bench.signal_report import quality_section, rewiring_section
@@ -117,3 +117,9 @@ def test_rewiring_summary_counts_removals_of_the_weakest_connection(tmp_path):
     text = "\n".join(rewiring_section(s))
     assert "1 of 2 (uniform draws would give 0.5)" in text
     assert "hybrid_assemble" in s["methods"] and "evolution.cycles=5" in text
+
+
+def test_permutation_p_is_exact_and_one_sided():
+    assert permutation_p([3, 4, 5], [0, 1, 2]) == pytest.approx(1 / 20)  # the one best split
+    assert permutation_p([0, 1, 2], [3, 4, 5]) == 1.0
+    assert permutation_p([1.0], []) is None

@@ -18,6 +18,7 @@ seeds, FLOPs, search seconds) goes to ``tools/bench_results/quality_gt.json``, w
 from __future__ import annotations
 
 import json
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
@@ -174,6 +175,29 @@ def run_quality(
 
 
 REWIRING = ("hybrid_evo", "hybrid_multi", "hybrid_assemble")
+#: (method, against): the rewiring comparisons the summary tests, each one-sided (method better)
+REWIRING_TESTS = (
+    ("hybrid_assemble", "hybrid_evo"),
+    ("hybrid_multi", "hybrid_evo"),
+    ("hybrid_assemble", "hybrid_multi"),
+)
+
+
+def permutation_p(a: list[float], b: list[float]) -> float | None:
+    """One-sided exact permutation test: the share of the ways to split a + b into groups of
+    len(a) and len(b) whose mean difference is at least mean(a) - mean(b). None if either
+    group is empty. (Hand-written: scipy.stats.permutation_test samples or needs vectorised
+    statistics; with at most ~10 seeds per side exact enumeration is a few hundred splits.)"""
+    if not a or not b:
+        return None
+    pooled, n = [*a, *b], len(a)
+    observed = np.mean(a) - np.mean(b)
+    diffs = []
+    for idx in combinations(range(len(pooled)), n):
+        group = [pooled[i] for i in idx]
+        rest = [pooled[i] for i in range(len(pooled)) if i not in idx]
+        diffs.append(np.mean(group) - np.mean(rest))
+    return float(np.mean(np.asarray(diffs) >= observed - 1e-12))
 
 
 def rewiring_diagnostics(R: Results, method: str = "hybrid_assemble") -> dict:
@@ -239,6 +263,15 @@ def summarize(R: Results, gt: GroundTruth | None = None) -> dict:
     if any(m in rows for m in REWIRING):
         summary["meta"]["long_evolution"] = LONG_EVOLUTION
         summary["diagnostics"] = rewiring_diagnostics(R)
+        summary["tests"] = [
+            {
+                "method": a,
+                "against": b,
+                "p": permutation_p(rows[a]["percentiles"], rows[b]["percentiles"]),
+            }
+            for a, b in REWIRING_TESTS
+            if a in rows and b in rows
+        ]
     return summary
 
 

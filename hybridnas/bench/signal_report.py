@@ -213,6 +213,12 @@ def rewiring_section(s: dict[str, Any], reading: str = "") -> list[str]:
         "ground-truth recipe and placed in the table, as above. Summary: "
         "[rewiring_gt.json](rewiring_gt.json).\n",
         *_method_rows(s),
+        "",
+        *(
+            f"- {t['method']} better than {t['against']}: one-sided exact permutation test "
+            f"over seeds, p = {_fmt(t['p'], '.3f')}"
+            for t in s.get("tests", [])
+        ),
     ]
     if d:
         rows += [
