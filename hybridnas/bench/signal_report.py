@@ -204,9 +204,14 @@ def rewiring_section(s: dict[str, Any], reading: str = "") -> list[str]:
     d = s.get("diagnostics", {})
     rows = [
         "## Rewiring: the supernet's alphas against each candidate's learned connection weights\n",
-        "Command: `python tools/bench.py quality --methods hybrid_evo,hybrid_multi,"
-        "hybrid_assemble --seeds 0,1,2 --out runs/bench_gt_rewiring --summary "
-        "tools/bench_results/rewiring_gt.json`, then `python tools/bench.py gt-report`. The "
+        "Commands (as run: three processes, one after the other): `python tools/bench.py "
+        "quality --methods hybrid_evo,hybrid_assemble --seeds 0,1,2 --out "
+        "runs/bench_gt_assemble`; `... --methods hybrid_evo,hybrid_assemble,hybrid_multi "
+        "--seeds 3,4 --out runs/bench_gt_assemble2`; `... --methods hybrid_multi --seeds 0,1,2 "
+        "--out runs/bench_gt_assemble3`; then `python tools/bench.py quality --methods "
+        "hybrid_evo,hybrid_multi,hybrid_assemble --out runs/bench_gt_assemble --merge "
+        "runs/bench_gt_assemble2 runs/bench_gt_assemble3 --summary-only --summary "
+        "tools/bench_results/rewiring_gt.json` and `python tools/bench.py gt-report`. The "
         "three rows share today's hybrid search and one longer evolution than the "
         f"equal-compute rows above (`{' '.join(s['meta'].get('long_evolution', []))}`); they "
         "differ only in how children are rewired. Found cells are trained with the "
