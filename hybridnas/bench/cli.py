@@ -5,6 +5,7 @@ python tools/bench.py regret runs/<search>/genotype.json     # percentile of a f
 python tools/bench.py gt-report                               # figures + numbers of the table
 python tools/bench.py quality --seeds 0,1,2                  # search methods vs the table
 python tools/bench.py schedule --repeats 3                   # SDAS schedules vs DARTS, time
+python tools/bench.py proxy-sweep --variants '[{"lr": 0.2}]'  # trained-proxy variants, taus
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from hybridnas.bench.schedule_bench import VARIANTS
 from hybridnas.bench.scorer_bench import ZERO_COST
 from hybridnas.bench.table import TABLE_PATH, GroundTruth
 
-COMMANDS = ("groundtruth", "regret", "gt-report", "scorers", "quality", "schedule")
+COMMANDS = ("groundtruth", "regret", "gt-report", "scorers", "quality", "schedule", "proxy-sweep")
 
 
 def regret(genotype_path: str, seeds: tuple[int, ...] = (0,), table: Path = TABLE_PATH) -> dict:
@@ -54,10 +55,16 @@ def regret(genotype_path: str, seeds: tuple[int, ...] = (0,), table: Path = TABL
     }
 
 
-def run_scorers(names: list[str], n_archs: int, out: Path, supernet: Path | None) -> None:
-    """Score the table's genotypes, merging into ``out`` (scores and ms per candidate)."""
+def run_scorers(
+    names: list[str], n_archs: int, out: Path, supernet: Path | None, half: str | None = None
+) -> None:
+    """Score the table's genotypes (of one ``half`` if given), merging into ``out`` (scores
+    and ms per candidate). ``proxy`` is the evolution's trained proxy as the search runs it,
+    the names of ``proxy_sweep.PRESETS`` trained-proxy variants."""
     import torch
 
+    from hybridnas.bench.groundtruth import GroundTruthRecipe, load_clips
+    from hybridnas.bench.proxy_sweep import PRESETS, preset_scores
     from hybridnas.bench.scorer_bench import score_context, score_table, table_genotypes
 
     torch.set_num_threads(1)
@@ -67,17 +74,44 @@ def run_scorers(names: list[str], n_archs: int, out: Path, supernet: Path | None
 
         load_supernet_context(ctx, supernet)
     genotypes = table_genotypes(n_archs)
-    registered = [n for n in names if n != "proxy"]
+    if half is not None:
+        keep = {r.arch for r in GroundTruth.load().archs(half)}
+        genotypes = {a: g for a, g in genotypes.items() if a in keep}
+    registered = [n for n in names if n != "proxy" and n not in PRESETS]
     scores, cost = score_table(registered, genotypes, ctx)
     if "proxy" in names:
         from hybridnas.bench.scorer_bench import trained_proxy_scores
 
         scores["proxy"], cost["proxy"] = trained_proxy_scores(genotypes, ctx)
+    for name in [n for n in names if n in PRESETS]:
+        scores[name], cost[name] = preset_scores(name, genotypes, load_clips(GroundTruthRecipe()))
     doc = json.loads(out.read_text()) if out.is_file() else {"scores": {}, "ms": {}}
     doc["scores"].update(scores)
     doc["ms"].update(cost)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1, sort_keys=True))
+
+
+def run_proxy_sweep(variants: str, half: str, n_archs: int, out: Path) -> None:
+    """Trained-proxy variants (a JSON list of ``ProxyVariant`` fields) on ``n_archs`` of one
+    half's architectures (0: all): one row per (variant, reading) with its tau, to ``out``."""
+    import torch
+
+    from hybridnas.bench.groundtruth import GroundTruthRecipe, load_clips
+    from hybridnas.bench.proxy_sweep import ProxyVariant, subsample, sweep
+    from hybridnas.bench.scorer_bench import table_genotypes
+
+    torch.set_num_threads(1)
+    gt = GroundTruth.load()
+    genotypes = table_genotypes(len(gt))
+    archs = subsample(gt, genotypes, half, n_archs or len(genotypes))
+    specs = [
+        ProxyVariant(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()})
+        for spec in json.loads(variants)
+    ]
+    rows = sweep(specs, archs, load_clips(GroundTruthRecipe()), gt, half)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"half": half, "archs": sorted(archs), "rows": rows}, indent=1))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -98,6 +132,12 @@ def _parser() -> argparse.ArgumentParser:
     sc.add_argument("--archs", type=int, default=150)
     sc.add_argument("--out", type=Path, default=Path("tools/bench_results/scores.json"))
     sc.add_argument("--supernet", type=Path, default=None, help="a search run folder (oneshot)")
+    sc.add_argument("--half", choices=("calibration", "evaluation"), default=None)
+    ps = sub.add_parser("proxy-sweep", help="trained-proxy variants against the table")
+    ps.add_argument("--variants", required=True, help="JSON list of ProxyVariant fields")
+    ps.add_argument("--half", choices=("calibration", "evaluation"), default="calibration")
+    ps.add_argument("--archs", type=int, default=30, help="subsample of the half (0: all)")
+    ps.add_argument("--out", type=Path, default=Path("runs/proxy_sweep.json"))
     q = sub.add_parser("quality", help="search methods x seeds, found cells placed in the table")
     q.add_argument("--methods", default="hybrid,sdas,sdas_pt,darts,random,evolution")
     q.add_argument("--seeds", default="0,1,2")
@@ -156,7 +196,9 @@ def main(argv: list[str]) -> None:
 
         write_schedule(run_schedule(args.out, args.repeats, args.variants.split(",")), args.summary)
     elif args.cmd == "scorers":
-        run_scorers(args.names.split(","), args.archs, args.out, args.supernet)
+        run_scorers(args.names.split(","), args.archs, args.out, args.supernet, args.half)
+    elif args.cmd == "proxy-sweep":
+        run_proxy_sweep(args.variants, args.half, args.archs, args.out)
     else:
         from hybridnas.bench.gt_report import write_gt_report
         from hybridnas.bench.report import write_report
