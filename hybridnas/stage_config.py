@@ -29,6 +29,7 @@ from hybridnas.space.macro import MacroSpec
 
 Triple = tuple[int, int, int]
 REWIRE_GUIDANCE = ("alphas", "connections")
+DROP_POLICIES = ("weighted", "weakest")
 
 
 def _plain(node: Any) -> dict[str, Any]:
@@ -165,6 +166,7 @@ class EvolutionConfig:
     mutation_probs: tuple[float, ...] = (0.4, 0.4, 0.2)
     max_inputs: int = 2
     rewire_guidance: str = "alphas"
+    drop_policy: str = "weighted"
     explore: float = 0.2
     seed_temperature: float = 1.0
     width_step: float = 0.25
@@ -186,6 +188,10 @@ class EvolutionConfig:
             raise ConfigError(
                 f"evolution.rewire_guidance must be one of {REWIRE_GUIDANCE}, "
                 f"got {self.rewire_guidance!r}"
+            )
+        if self.drop_policy not in DROP_POLICIES:
+            raise ConfigError(
+                f"evolution.drop_policy must be one of {DROP_POLICIES}, got {self.drop_policy!r}"
             )
         if self.rewire_guidance == "connections" and "proxy" not in self.fitness.components:
             raise ConfigError(

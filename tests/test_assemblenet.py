@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +80,18 @@ def test_learned_weights_decide_which_connection_goes():
     drops = [drop_input(wide, rng, _guided(wide, weak=(2, 3)))[1] for _ in range(200)]
     weak_share = np.mean([d["removed"] == [2, 3] for d in drops if d["cell"] == "normal"])
     assert weak_share > 0.5  # 1 in 6 or 7 if drawn uniformly
+
+
+def test_weakest_policy_drops_the_weakest_but_explores():
+    g = _genotype()
+    sharp = replace(_guided(g, weak=(2, 3)), drop="weakest")
+    w = np.asarray(removal_weights(g, "normal", sharp, explore=0.2))
+    removable = int((w > 0).sum())
+    weakest = [e[:2] for e in g.normal.edges].index((2, 3))
+    assert w[weakest] == pytest.approx(0.8 + 0.2 / removable)
+    assert w.sum() == pytest.approx(1.0)
+    with pytest.raises(ConfigError, match="drop_policy must be one of"):
+        EvolutionConfig(drop_policy="greedy")
 
 
 @settings(max_examples=40, deadline=None)

@@ -59,6 +59,8 @@ METHODS: dict[str, str] = {
     "hybrid_multi": "hybrid, longer evolution, alpha-guided, nodes may take up to 3 inputs",
     "hybrid_assemble": "hybrid, longer evolution, up to 3 inputs, rewiring guided by each "
     "parent's learned connection weights (AssembleNet)",
+    "hybrid_assemble_weakest": "as hybrid_assemble, but a removal takes the parent's weakest "
+    "connection (evolution.drop_policy=weakest)",
 }
 # The rewiring comparison (issue: AssembleNet connection weights) runs a longer evolution than
 # the equal-compute rows: in those, 6 children train 64 clips each, too few rewires to compare
@@ -122,8 +124,10 @@ def _search(R: Results, method: str, seed: int) -> dict | None:
         measure_search(R, key, "sdas_video", _long_evolution(seed, []), info)
     elif method == "hybrid_multi":
         measure_search(R, key, "sdas_video", _long_evolution(seed, MULTI_INPUT), info)
-    elif method == "hybrid_assemble":
+    elif method in ("hybrid_assemble", "hybrid_assemble_weakest"):
         assemble = [*MULTI_INPUT, "evolution.rewire_guidance=connections"]
+        if method == "hybrid_assemble_weakest":
+            assemble.append("evolution.drop_policy=weakest")
         measure_search(R, key, "sdas_video", _long_evolution(seed, assemble), info)
     else:
         raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
@@ -174,12 +178,13 @@ def run_quality(
     return summarize(R)
 
 
-REWIRING = ("hybrid_evo", "hybrid_multi", "hybrid_assemble")
+REWIRING = ("hybrid_evo", "hybrid_multi", "hybrid_assemble", "hybrid_assemble_weakest")
 #: (method, against): the rewiring comparisons the summary tests, each one-sided (method better)
 REWIRING_TESTS = (
     ("hybrid_assemble", "hybrid_evo"),
     ("hybrid_multi", "hybrid_evo"),
     ("hybrid_assemble", "hybrid_multi"),
+    ("hybrid_assemble_weakest", "hybrid_multi"),
 )
 
 

@@ -20,7 +20,7 @@ uninterrupted one does (latency aside, which is measured; with a budget it can m
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -306,6 +306,7 @@ def make_context(cfg: SearchRun, ctx: DistContext, run_dir: Path) -> Context:
         (load_guidance(d, cfg.model.op_names) for d in dirs if (d / "alphas.json").is_file()),
         Guidance.uniform(cfg.model.op_names),
     )
+    guidance = replace(guidance, drop=e.drop_policy)
     fcfg = e.fitness
     _ = e.faithfulness  # a bad value fails here, before any candidate trains
     wants = pcfg.inherit or "oneshot" in (*fcfg.components, fcfg.rerank_scorer)

@@ -46,6 +46,7 @@ class Guidance:
     op_names: tuple[str, ...]
     alphas: dict[str, dict[tuple[int, int], dict[str, float]]] = field(default_factory=dict)
     connections: dict[str, dict[tuple[int, int], float]] | None = None
+    drop: str = "weighted"  # how a removal uses strengths: "weighted" or "weakest" (_removal)
 
     @property
     def ops(self) -> tuple[str, ...]:
@@ -80,7 +81,7 @@ class Guidance:
         connections = {
             cell: {(int(i), int(j)): float(w) for i, j, w in rows} for cell, rows in learned.items()
         }
-        return Guidance(self.op_names, self.alphas, connections)
+        return Guidance(self.op_names, self.alphas, connections, self.drop)
 
     @classmethod
     def uniform(cls, op_names: Sequence[str]) -> Guidance:
@@ -142,27 +143,46 @@ def _with_cell(genotype: Genotype, cell: str, spec: CellSpec) -> Genotype:
 # ---------------------------------------------------------------- the mutations
 
 
-def removal_weights(genotype: Genotype, cell: str, guidance: Guidance) -> list[float]:
-    """Probability of each edge of ``cell`` being the one a rewire replaces: 1 - strength,
-    normalised (weak edges more likely). Edges whose node has no other possible source get 0."""
+def _removal(strengths: list[float | None], drop: str, explore: float) -> list[float]:
+    """Draw weights for removing one of several edges, from their strengths (None: this edge
+    may not go). ``weighted``: 1 - strength. ``weakest`` (AssembleNet drops its weak
+    connections outright): the weakest edge (ties share) with 1 - explore, the rest of the
+    share uniform over the removable edges."""
+    if drop == "weighted":
+        return [0.0 if s is None else 1.0 - s + 1e-3 for s in strengths]
+    removable = [s for s in strengths if s is not None]
+    if not removable:
+        return [0.0] * len(strengths)
+    hits = [s is not None and s <= min(removable) + 1e-9 for s in strengths]
+    return [
+        (1 - explore) * hit / sum(hits) + explore * (s is not None) / len(removable)
+        for hit, s in zip(hits, strengths, strict=True)
+    ]
+
+
+def removal_weights(
+    genotype: Genotype, cell: str, guidance: Guidance, explore: float = 0.2
+) -> list[float]:
+    """Probability of each edge of ``cell`` being the one a rewire replaces (weak edges more
+    likely; see ``_removal``). Edges whose node has no other possible source get 0."""
     spec = genotype.cell(cell)
-    w = []
+    strengths = []
     for i, j, _ in spec.edges:
         others = set(range(j)) - {s for s, _ in spec.inputs_of(j)}
-        w.append((1.0 - guidance.strength(cell, (i, j)) + 1e-3) if others else 0.0)
-    return w
+        strengths.append(guidance.strength(cell, (i, j)) if others else None)
+    return _removal(strengths, guidance.drop, explore)
 
 
 def rewire(
     genotype: Genotype, rng: np.random.Generator, guidance: Guidance, explore: float = 0.2
 ) -> tuple[Genotype, dict[str, Any]]:
     """Replace one input of one node: weak edge out, a (guided) new source in, op kept."""
-    cells = [c for c in CELL_TYPES if sum(removal_weights(genotype, c, guidance)) > 0]
+    cells = [c for c in CELL_TYPES if sum(removal_weights(genotype, c, guidance, explore)) > 0]
     if not cells:
         raise ValueError("no edge can be rewired: every node already takes every earlier node")
     cell = cells[int(rng.integers(len(cells)))]
     spec = genotype.cell(cell)
-    k = _draw(rng, removal_weights(genotype, cell, guidance))
+    k = _draw(rng, removal_weights(genotype, cell, guidance, explore))
     i, j, op = spec.edges[k]
     taken = {s for s, _ in spec.inputs_of(j)}
     new_i = _new_source(rng, guidance, cell, j, [s for s in range(j) if s not in taken], explore)
@@ -231,24 +251,23 @@ def add_input(
 
 
 def drop_input(
-    genotype: Genotype, rng: np.random.Generator, guidance: Guidance
+    genotype: Genotype, rng: np.random.Generator, guidance: Guidance, explore: float = 0.2
 ) -> tuple[Genotype, dict[str, Any]]:
-    """Remove one input of a node that has two or more, drawn with weight 1 - strength (weak
-    connections go first); a source left feeding nothing joins the concat."""
+    """Remove one input of a node that has two or more, weak connections more often (see
+    ``_removal``); a source left feeding nothing joins the concat."""
     droppable = {
         cell: [
-            (k, 1.0 - guidance.strength(cell, (i, j)) + 1e-3)
-            for k, (i, j, _) in enumerate(genotype.cell(cell).edges)
-            if len(genotype.cell(cell).inputs_of(j)) > 1
+            guidance.strength(cell, (i, j)) if len(genotype.cell(cell).inputs_of(j)) > 1 else None
+            for i, j, _ in genotype.cell(cell).edges
         ]
         for cell in CELL_TYPES
     }
-    cells = [c for c in CELL_TYPES if droppable[c]]
+    cells = [c for c in CELL_TYPES if any(s is not None for s in droppable[c])]
     if not cells:
         raise ValueError("no node has an input to spare")
     cell = cells[int(rng.integers(len(cells)))]
     spec = genotype.cell(cell)
-    k = droppable[cell][_draw(rng, [w for _, w in droppable[cell]])][0]
+    k = _draw(rng, _removal(droppable[cell], guidance.drop, explore))
     i, j, op = spec.edges[k]
     edges = spec.edges[:k] + spec.edges[k + 1 :]
     child = _with_cell(genotype, cell, _fix_concat(edges, spec.concat))
@@ -307,7 +326,7 @@ def mutate(
             elif kind == "add_input":
                 child, info = add_input(genotype, rng, guidance, explore, max_inputs)
             elif kind == "drop_input":
-                child, info = drop_input(genotype, rng, guidance)
+                child, info = drop_input(genotype, rng, guidance, explore)
             else:
                 child, info = change_width(genotype, rng, width_step, min_width, max_width)
         except ValueError:
