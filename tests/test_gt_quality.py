@@ -110,7 +110,7 @@ def test_rewiring_summary_counts_removals_of_the_weakest_connection(tmp_path):
     folder.mkdir(parents=True)
     (folder / "evolution_history.jsonl").write_text("\n".join(map(json.dumps, history)))
     s = summarize(R, _table())
-    d = s["diagnostics"]
+    d = s["diagnostics"]["hybrid_assemble"]
     assert (d["removals"], d["removed_weakest"]) == (2, 1)
     assert d["removed_weakest_uniform"] == pytest.approx(0.5)
     assert d["candidates"] == 3 and d["weight_min"] == 0.2 and d["weight_max"] == 0.8

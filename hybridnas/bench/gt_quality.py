@@ -267,7 +267,11 @@ def summarize(R: Results, gt: GroundTruth | None = None) -> dict:
     summary = {"meta": {**R.doc["meta"], "table": table}, "methods": rows}
     if any(m in rows for m in REWIRING):
         summary["meta"]["long_evolution"] = LONG_EVOLUTION
-        summary["diagnostics"] = rewiring_diagnostics(R)
+        summary["diagnostics"] = {
+            m: rewiring_diagnostics(R, m)
+            for m in ("hybrid_assemble", "hybrid_assemble_weakest")
+            if m in rows
+        }
         summary["tests"] = [
             {
                 "method": a,

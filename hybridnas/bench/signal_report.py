@@ -201,18 +201,19 @@ def _method_rows(s: dict[str, Any]) -> list[str]:
 
 def rewiring_section(s: dict[str, Any], reading: str = "") -> list[str]:
     """Alpha-guided against learned-connection-guided rewiring (gt_quality.py's rewiring rows)."""
-    d = s.get("diagnostics", {})
     rows = [
         "## Rewiring: the supernet's alphas against each candidate's learned connection weights\n",
-        "Commands (as run: three processes, one after the other): `python tools/bench.py "
+        "Commands (as run: four processes, one after the other): `python tools/bench.py "
         "quality --methods hybrid_evo,hybrid_assemble --seeds 0,1,2 --out "
         "runs/bench_gt_assemble`; `... --methods hybrid_evo,hybrid_assemble,hybrid_multi "
         "--seeds 3,4 --out runs/bench_gt_assemble2`; `... --methods hybrid_multi --seeds 0,1,2 "
-        "--out runs/bench_gt_assemble3`; then `python tools/bench.py quality --methods "
-        "hybrid_evo,hybrid_multi,hybrid_assemble --out runs/bench_gt_assemble --merge "
-        "runs/bench_gt_assemble2 runs/bench_gt_assemble3 --summary-only --summary "
-        "tools/bench_results/rewiring_gt.json` and `python tools/bench.py gt-report`. The "
-        "three rows share today's hybrid search and one longer evolution than the "
+        "--out runs/bench_gt_assemble3`; `... --methods hybrid_assemble_weakest --seeds "
+        "0,1,2,3,4 --out runs/bench_gt_assemble4`; then `python tools/bench.py quality "
+        "--methods hybrid_evo,hybrid_multi,hybrid_assemble,hybrid_assemble_weakest --out "
+        "runs/bench_gt_assemble --merge runs/bench_gt_assemble2 runs/bench_gt_assemble3 "
+        "runs/bench_gt_assemble4 --summary-only --summary tools/bench_results/rewiring_gt.json` "
+        "and `python tools/bench.py gt-report`. The "
+        "rows share today's hybrid search and one longer evolution than the "
         f"equal-compute rows above (`{' '.join(s['meta'].get('long_evolution', []))}`); they "
         "differ only in how children are rewired. Found cells are trained with the "
         "ground-truth recipe and placed in the table, as above. Summary: "
@@ -225,17 +226,19 @@ def rewiring_section(s: dict[str, Any], reading: str = "") -> list[str]:
             for t in s.get("tests", [])
         ),
     ]
-    if d:
+    for method, m in s.get("diagnostics", {}).items():
+        if not m:
+            continue
         rows += [
             "",
-            "| learned connection weights (hybrid_assemble) | value |",
+            f"| learned connection weights ({method}) | value |",
             "| --- | --- |",
-            f"| candidates with weights | {d['candidates']} |",
-            f"| SD of one candidate's weights, mean over candidates | {d['weight_sd_mean']:.3f} |",
-            f"| range of all weights | {d['weight_min']:.3f} - {d['weight_max']:.3f} |",
+            f"| candidates with weights | {m['candidates']} |",
+            f"| SD of one candidate's weights, mean over candidates | {m['weight_sd_mean']:.3f} |",
+            f"| range of all weights | {m['weight_min']:.3f} - {m['weight_max']:.3f} |",
             f"| rewires and drops that removed the parent's weakest connection | "
-            f"{d['removed_weakest']} of {d['removals']} (uniform draws would give "
-            f"{d['removed_weakest_uniform']:.1f}) |",
+            f"{m['removed_weakest']} of {m['removals']} (uniform draws would give "
+            f"{m['removed_weakest_uniform']:.1f}) |",
         ]
     if reading:
         rows += ["", reading]
