@@ -22,7 +22,9 @@ QUALITY = {
     "random": "random search",
     "evolution": "evolution alone (EvaNet-style)",
 }
-BASELINES = {"x3d_xs": "X3D-XS", "r2plus1d": "R(2+1)D", "frame2d": "2D per-frame"}
+# the baselines that train from PyTorch's init (pytorchvideo's zeroed residual BN keeps
+# x3d_xs / r2plus1d at chance on the built-in data: hybridnas/models/baselines.py)
+BASELINES = {"x3d_xs_ti": "X3D-XS", "r2plus1d_18": "R(2+1)D-18", "frame2d": "2D per-frame"}
 
 MODES: dict[str, dict[str, Any]] = {
     "quick": {
