@@ -273,7 +273,7 @@ class ModelConfig:
     stem_channels: int | None = None
     width_mult: float = 1.0
     stem_stride: Triple | None = None
-    dropout: float = 0.0
+    dropout: float | None = None
     r2plus1d_width: int = 16
     c3d_width: int = 16
     x3d_width_factor: float = 2.0

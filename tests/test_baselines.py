@@ -118,8 +118,8 @@ def test_baseline_recipe_keys_reach_the_network():
 
 
 def test_x3d_recipe_has_no_head_dropout():
-    """recipes/recipe/train_builtin_x3d.yaml: model.dropout=0 would build X3D's own 0.5, so the
-    recipe writes "none" as 0.01; its keys must reach the net as such."""
+    """recipes/recipe/train_builtin_x3d.yaml's dropout (0.01, as measured) and layout keys must
+    reach the net as such."""
     from pathlib import Path
 
     recipe = Path(__file__).resolve().parent.parent / "recipes/recipe/train_builtin_x3d.yaml"
@@ -137,6 +137,24 @@ def test_x3d_recipe_has_no_head_dropout():
     drops = [mod.p for mod in model.modules() if isinstance(mod, torch.nn.Dropout)]
     assert drops and max(drops) <= 0.01
     assert _last_stage_map(model)[1:] == (2, 2)
+
+
+@pytest.mark.parametrize("name", ["x3d_xs_ti", "r2plus1d_18", "c3d", "genotype"])
+def test_dropout_zero_means_none_and_null_the_networks_own(name):
+    from hybridnas.models import BUILTIN_GENOTYPE
+    from hybridnas.space.genotype import Genotype
+
+    def head_dropout(dropout):
+        g = Genotype.load(BUILTIN_GENOTYPE) if name == "genotype" else None
+        kw = {"spatial_strides": (2, 1, 2, 2, 2)} if name != "c3d" and g is None else {}
+        model = build_model(
+            name, num_classes=10, frames=8, size=32, genotype=g, dropout=dropout, **kw
+        )
+        return max([m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)], default=0)
+
+    assert head_dropout(0.0) == 0.0
+    assert head_dropout(None) == (0.5 if name in ("x3d_xs_ti", "r2plus1d_18") else 0.0)
+    assert head_dropout(0.3) == 0.3
 
 
 def _fit_and_score(model: torch.nn.Module, n_train: int = 768, epochs: int = 3) -> float:

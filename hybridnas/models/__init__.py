@@ -87,7 +87,7 @@ def build_model(
     frames: int,
     size: int,
     genotype: Genotype | None = None,
-    dropout: float = 0.0,
+    dropout: float | None = None,
     r2plus1d_width: int = 16,
     c3d_width: int = 16,
     x3d_width_factor: float = 2.0,
@@ -98,13 +98,13 @@ def build_model(
     if name == "genotype":
         if genotype is None:
             raise GenotypeError("model=genotype needs a genotype")
-        return build_network(genotype, num_classes=num_classes, dropout=dropout)
+        return build_network(genotype, num_classes=num_classes, dropout=dropout or 0.0)
     if name in ("x3d_xs", "x3d_xs_ti"):  # _ti: from PyTorch's init, not pytorchvideo's
         return create_x3d_xs(
             num_classes=num_classes,
             frames=frames,
             size=size,
-            dropout=dropout or 0.5,
+            dropout=0.5 if dropout is None else dropout,
             width_factor=x3d_width_factor,
             spatial_strides=spatial_strides,
             torch_init=name == "x3d_xs_ti",
@@ -112,7 +112,7 @@ def build_model(
     if name == "r2plus1d":
         return create_r2plus1d(
             num_classes=num_classes,
-            dropout=dropout or 0.5,
+            dropout=0.5 if dropout is None else dropout,
             width=r2plus1d_width,
             size=size,
             spatial_strides=spatial_strides,
@@ -123,12 +123,12 @@ def build_model(
             width=r2plus1d_width,
             size=size,
             spatial_strides=spatial_strides,
-            dropout=dropout or 0.5,
+            dropout=0.5 if dropout is None else dropout,
         )
     if name == "c3d":
-        return create_c3d(num_classes, width=c3d_width, dropout=dropout)
+        return create_c3d(num_classes, width=c3d_width, dropout=dropout or 0.0)
     if name == "frame2d":
-        return Frame2D(num_classes, dropout=dropout)
+        return Frame2D(num_classes, dropout=dropout or 0.0)
     raise ValueError(f"unknown model {name!r}; choose one of {MODELS}")
 
 

@@ -62,7 +62,7 @@ class ModelSpec:
     frames: int
     size: int
     genotype: Genotype | None = None
-    dropout: float = 0.0
+    dropout: float | None = None  # None: the network's own default (see build_model)
     r2plus1d_width: int = 16
     c3d_width: int = 16
     x3d_width_factor: float = 2.0
@@ -109,7 +109,7 @@ def model_spec(m: ModelConfig, data: DataConfig, num_classes: int) -> ModelSpec:
         data.frames,
         data.size,
         g,
-        float(m.dropout),
+        None if m.dropout is None else float(m.dropout),
         int(m.r2plus1d_width),
         int(m.c3d_width),
         float(m.x3d_width_factor),
