@@ -14,6 +14,7 @@ from hybridnas.bench.harness import Results
 from hybridnas.bench.modes import budgets
 from hybridnas.bench.signal_report import quality_section, rewiring_section
 from hybridnas.bench.table import GroundTruth
+from hybridnas.space.genotype import CellSpec, Genotype
 
 
 def _table() -> GroundTruth:
@@ -99,23 +100,29 @@ def test_rewiring_summary_counts_removals_of_the_weakest_connection(tmp_path):
         "normal": [[0, 2, 0.2], [1, 2, 0.8], [0, 3, 0.6], [2, 3, 0.7]],
         "reduce": [[0, 2, 0.5], [1, 2, 0.5]],
     }
+    normal = CellSpec(((0, 2, "skip"), (1, 2, "skip"), (0, 3, "skip"), (2, 3, "skip")), (2, 3))
+    reduce = CellSpec(((0, 2, "skip"), (1, 2, "skip")), (2,))
+    genotype = Genotype(normal=normal, reduce=reduce).to_json()
     history = [
-        {"key": "p", "connections": parent},
+        {"key": "p", "connections": parent, "genotype": genotype},
+        # a rewire can only remove (0, 3) or (2, 3): node 2 already takes both earlier nodes
         {"key": "c1", "parent": "p", "mutation": {"kind": "rewire", "cell": "normal",
-         "removed": [0, 2]}, "connections": parent},
+         "removed": [0, 3]}, "connections": parent, "genotype": genotype},
+        # a drop can remove any of the four: (0, 2) at 0.2 was the weakest
         {"key": "c2", "parent": "p", "mutation": {"kind": "drop_input", "cell": "normal",
-         "removed": [2, 3]}, "connections": parent},
-        {"key": "c3", "parent": "p", "mutation": {"kind": "swap_op", "cell": "normal"}},
+         "removed": [2, 3]}, "connections": parent, "genotype": genotype},
+        {"key": "c3", "parent": "p", "mutation": {"kind": "swap_op", "cell": "normal"},
+         "genotype": genotype},
     ]  # fmt: skip
     folder.mkdir(parents=True)
     (folder / "evolution_history.jsonl").write_text("\n".join(map(json.dumps, history)))
     s = summarize(R, _table())
     d = s["diagnostics"]["hybrid_assemble"]
     assert (d["removals"], d["removed_weakest"]) == (2, 1)
-    assert d["removed_weakest_uniform"] == pytest.approx(0.5)
+    assert d["removed_weakest_uniform"] == pytest.approx(1 / 2 + 1 / 4)
     assert d["candidates"] == 3 and d["weight_min"] == 0.2 and d["weight_max"] == 0.8
     text = "\n".join(rewiring_section(s))
-    assert "1 of 2 (uniform draws would give 0.5)" in text
+    assert "1 of 2 (uniform draws would give 0.8)" in text
     assert "hybrid_assemble" in s["methods"] and "evolution.cycles=5" in text
 
 

@@ -29,6 +29,7 @@ from hybridnas.bench.markdown import mean_sd
 from hybridnas.bench.modes import budgets, differentiable_overrides
 from hybridnas.bench.sections.quality import _evolution_alone, _hybrid, _random
 from hybridnas.bench.table import GroundTruth
+from hybridnas.space.genotype import CellSpec, Genotype
 
 #: The search budget: the ground truth's skeleton (the default space) on 16 px clips with
 #: 6 px digits, the resolution the table's networks see; 8 epochs x 10 steps x 16 clips.
@@ -205,11 +206,18 @@ def permutation_p(a: list[float], b: list[float]) -> float | None:
     return float(np.mean(np.asarray(diffs) >= observed - 1e-12))
 
 
+def _removable(spec: CellSpec, i: int, j: int, kind: str) -> bool:
+    """Could a ``kind`` mutation remove edge (i, j) of ``spec``? A rewire needs another source
+    for node j, a drop needs node j to keep an input."""
+    inputs = {s for s, _ in spec.inputs_of(j)}
+    return len(inputs) > 1 if kind == "drop_input" else bool(set(range(j)) - inputs)
+
+
 def rewiring_diagnostics(R: Results, method: str = "hybrid_assemble") -> dict:
     """What the learned connection weights looked like in ``method``'s searches (the
     evolution history beside each found genotype): the spread of each candidate's weights,
-    and how often a rewire or drop removed the parent's weakest connection (against the share
-    uniform draws give)."""
+    and how often a rewire or drop removed the weakest of the parent's connections it could
+    remove (against the share uniform draws give)."""
     sds, weights, removals, weakest, uniform = [], [], 0, 0, 0.0
     searches = [v for k, v in sorted(R.items.items()) if k.startswith(f"q_{method}_s")]
     for search in (s for s in searches if s.get("genotype")):
@@ -220,11 +228,13 @@ def rewiring_diagnostics(R: Results, method: str = "hybrid_assemble") -> dict:
             w = [r[2] for cell in rows.values() for r in cell]
             sds.append(float(np.std(w)))
             weights += w
+        genotypes = {h["key"]: h["genotype"] for h in history}
         for h in history:
             m, parent = h.get("mutation") or {}, learned.get(h.get("parent", ""))
             if m.get("kind") not in ("rewire", "drop_input") or parent is None:
                 continue
-            cell = {(i, j): w for i, j, w in parent[m["cell"]]}
+            spec = Genotype.from_json(genotypes[h["parent"]]).cell(m["cell"])
+            cell = {(i, j): w for i, j, w in parent[m["cell"]] if _removable(spec, i, j, m["kind"])}
             removals += 1
             weakest += int(cell[tuple(m["removed"])] == min(cell.values()))
             uniform += 1 / len(cell)
