@@ -123,6 +123,7 @@ def test_config_refuses_bad_guidance():
     assert not EvolutionConfig().scoring_proxy.connection_weights
 
 
+@pytest.mark.slow
 def test_hybrid_search_records_and_uses_each_candidates_weights(tmp_path):
     out = tmp_path / "run"
     cmd = [

@@ -99,6 +99,7 @@ def _train_and_test(model, x, y, xt, yt, epochs=6, lr=2e-2, bs=16):
         return (model(xt).argmax(1) == yt).float().mean().item()
 
 
+@pytest.mark.slow
 def test_3d_beats_per_frame_2d(tmp_path):
     """The point of the dataset: which digit moves is invisible frame by frame.
 

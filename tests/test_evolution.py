@@ -185,6 +185,7 @@ def _wait_for_cycle(path: Path, cycle: int, proc: subprocess.Popen, timeout: flo
     raise TimeoutError(f"no checkpoint of cycle {cycle} within {timeout}s")
 
 
+@pytest.mark.slow
 def test_killed_and_resumed_evolution_matches_uninterrupted(full_run, tmp_path):
     ref = load_state(full_run[0] / CHECKPOINT)
     run_dir = tmp_path / "evo_killed"

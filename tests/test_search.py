@@ -201,6 +201,7 @@ def test_wandb_offline_run_holds_the_logged_keys(uninterrupted):
     assert decided[0] == 0 and decided[-1] > 0  # edges got fixed as the search went
 
 
+@pytest.mark.slow
 def test_killed_and_resumed_search_matches_uninterrupted(uninterrupted, tmp_path):
     out = tmp_path / "killed"
     # a checkpoint after every step gives a wide mid-epoch window to kill in, even on a fast box
@@ -240,6 +241,7 @@ def test_existing_run_is_not_clobbered(uninterrupted, tmp_path):
     assert proc.returncode == 2 and "resume=true" in proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["engine=ddp", "engine=deepspeed zero_stage=2"])
 def test_two_ranks_hold_identical_alphas_and_write_one_genotype(tmp_path, engine):
     out = tmp_path / "dist"

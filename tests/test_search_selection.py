@@ -162,6 +162,7 @@ def test_search_with_perturbation_selection_writes_a_valid_genotype(tmp_path):
     assert sum(epoch) == pytest.approx(genotype.meta["search_time_s"], abs=0.05)
 
 
+@pytest.mark.slow
 def test_two_ranks_fix_the_same_ops_by_perturbation(tmp_path):
     out = tmp_path / "dist"
     cmd = ts._search_cmd(

@@ -61,6 +61,7 @@ def train_cmd(out: Path, *extra: str) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run(train_cmd(tmp_path / "full"), check=True, env=env, capture_output=True)
