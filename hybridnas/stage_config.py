@@ -278,6 +278,7 @@ class ModelConfig:
     c3d_width: int = 16
     x3d_width_factor: float = 2.0
     spatial_strides: tuple[int, ...] | None = None
+    connection_weights: bool = False
 
 
 @dataclass(frozen=True)

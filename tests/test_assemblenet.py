@@ -159,3 +159,22 @@ def test_hybrid_search_records_and_uses_each_candidates_weights(tmp_path):
         assert [r[:2] for r in h["connections"]["normal"]] == [[i, j] for i, j, _ in g.normal.edges]
         assert any(w != 0.5 for rows in h["connections"].values() for _, _, w in rows)
     Genotype.load(out / "genotype.json")
+
+
+def test_training_config_builds_a_genotype_net_with_connection_weights():
+    from hydra import compose, initialize_config_dir
+
+    from hybridnas.models import build_model
+    from hybridnas.stage_config import TrainRun
+    from hybridnas.train.loop import ModelSpec, model_spec
+
+    with initialize_config_dir(config_dir=str(ROOT / "recipes"), version_base="1.3"):
+        cfg = compose("train", overrides=["genotype=builtin", "model.connection_weights=true"])
+    spec = model_spec(TrainRun.from_cfg(cfg).model, TrainRun.from_cfg(cfg).data, num_classes=10)
+    rebuilt = ModelSpec.from_dict(spec.to_dict())  # what a checkpoint stores and reloads
+    weights = read_connection_weights(rebuilt.build())
+    assert weights and all(w == 0.5 for rows in weights.values() for _, _, w in rows)
+    old = {k: v for k, v in spec.to_dict().items() if k != "connection_weights"}
+    assert read_connection_weights(ModelSpec.from_dict(old).build()) is None  # older checkpoints
+    with pytest.raises(ConfigError, match="needs model.name=genotype"):
+        build_model("c3d", num_classes=10, frames=8, size=32, connection_weights=True)

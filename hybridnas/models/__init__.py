@@ -92,13 +92,23 @@ def build_model(
     c3d_width: int = 16,
     x3d_width_factor: float = 2.0,
     spatial_strides: tuple[int, ...] | None = None,
+    connection_weights: bool = False,
 ) -> nn.Module:
     """A network for (B, C, frames, size, size) clips -> (B, num_classes) logits; C is 3 except
-    for a genotype with two streams (``genotype.in_channels``)."""
+    for a genotype with two streams (``genotype.in_channels``). ``connection_weights``: a genotype
+    network whose nodes sum their inputs with learned sigmoid weights (AssembleNet; see
+    ``hybridnas.space.cells.Cell``)."""
     if name == "genotype":
         if genotype is None:
             raise GenotypeError("model=genotype needs a genotype")
-        return build_network(genotype, num_classes=num_classes, dropout=dropout or 0.0)
+        return build_network(
+            genotype,
+            num_classes=num_classes,
+            dropout=dropout or 0.0,
+            connection_weights=connection_weights,
+        )
+    if connection_weights:
+        raise ConfigError(f"model.connection_weights needs model.name=genotype, not {name!r}")
     if name in ("x3d_xs", "x3d_xs_ti"):  # _ti: from PyTorch's init, not pytorchvideo's
         return create_x3d_xs(
             num_classes=num_classes,

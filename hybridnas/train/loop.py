@@ -67,6 +67,7 @@ class ModelSpec:
     c3d_width: int = 16
     x3d_width_factor: float = 2.0
     spatial_strides: tuple[int, ...] | None = None  # X3D / R(2+1)D: stem, stages 1-4
+    connection_weights: bool = False  # genotype nets: learned sigmoid weight per node input
 
     def build(self) -> torch.nn.Module:
         return build_model(
@@ -80,6 +81,7 @@ class ModelSpec:
             c3d_width=self.c3d_width,
             x3d_width_factor=self.x3d_width_factor,
             spatial_strides=self.spatial_strides,
+            connection_weights=self.connection_weights,
         )
 
     def fingerprint(self) -> dict:
@@ -114,6 +116,7 @@ def model_spec(m: ModelConfig, data: DataConfig, num_classes: int) -> ModelSpec:
         int(m.c3d_width),
         float(m.x3d_width_factor),
         tuple(m.spatial_strides) if m.spatial_strides else None,
+        bool(m.connection_weights),
     )
 
 
