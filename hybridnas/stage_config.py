@@ -199,7 +199,7 @@ class EvolutionConfig:
                 f"candidate's proxy learns, so evolution.scorer must train the proxy "
                 f"(proxy, or an ensemble with it), got {self.scorer!r}"
             )
-        if not 2 <= len(self.mutation_probs) <= 5 or min(self.mutation_probs) < 0:
+        if not 3 <= len(self.mutation_probs) <= 5 or min(self.mutation_probs) < 0:
             raise ConfigError(
                 "evolution.mutation_probs: 3 to 5 non-negative weights for rewire, swap_op, "
                 f"change_width[, add_input, drop_input], got {list(self.mutation_probs)}"

@@ -29,7 +29,8 @@ from hybridnas.bench.markdown import mean_sd
 from hybridnas.bench.modes import budgets, differentiable_overrides
 from hybridnas.bench.sections.quality import _evolution_alone, _hybrid, _random
 from hybridnas.bench.table import GroundTruth
-from hybridnas.space.genotype import CellSpec, Genotype
+from hybridnas.search.mutations import can_remove
+from hybridnas.space.genotype import Genotype
 
 #: The search budget: the ground truth's skeleton (the default space) on 16 px clips with
 #: 6 px digits, the resolution the table's networks see; 8 epochs x 10 steps x 16 clips.
@@ -65,7 +66,7 @@ METHODS: dict[str, str] = {
 }
 # The rewiring comparison (issue: AssembleNet connection weights) runs a longer evolution than
 # the equal-compute rows: in those, 6 children train 64 clips each, too few rewires to compare
-# and too little training for a connection weight to move. These three rows share it.
+# and too little training for a connection weight to move. The rewiring rows share it.
 LONG_EVOLUTION = [
     "evolution.population=4",
     "evolution.cycles=5",
@@ -206,13 +207,6 @@ def permutation_p(a: list[float], b: list[float]) -> float | None:
     return float(np.mean(np.asarray(diffs) >= observed - 1e-12))
 
 
-def _removable(spec: CellSpec, i: int, j: int, kind: str) -> bool:
-    """Could a ``kind`` mutation remove edge (i, j) of ``spec``? A rewire needs another source
-    for node j, a drop needs node j to keep an input."""
-    inputs = {s for s, _ in spec.inputs_of(j)}
-    return len(inputs) > 1 if kind == "drop_input" else bool(set(range(j)) - inputs)
-
-
 def rewiring_diagnostics(R: Results, method: str = "hybrid_assemble") -> dict:
     """What the learned connection weights looked like in ``method``'s searches (the
     evolution history beside each found genotype): the spread of each candidate's weights,
@@ -234,7 +228,7 @@ def rewiring_diagnostics(R: Results, method: str = "hybrid_assemble") -> dict:
             if m.get("kind") not in ("rewire", "drop_input") or parent is None:
                 continue
             spec = Genotype.from_json(genotypes[h["parent"]]).cell(m["cell"])
-            cell = {(i, j): w for i, j, w in parent[m["cell"]] if _removable(spec, i, j, m["kind"])}
+            cell = {(i, j): w for i, j, w in parent[m["cell"]] if can_remove(spec, j, m["kind"])}
             removals += 1
             weakest += int(cell[tuple(m["removed"])] == min(cell.values()))
             uniform += 1 / len(cell)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +81,7 @@ class Guidance:
         connections = {
             cell: {(int(i), int(j)): float(w) for i, j, w in rows} for cell, rows in learned.items()
         }
-        return Guidance(self.op_names, self.alphas, connections, self.drop)
+        return replace(self, connections=connections)
 
     @classmethod
     def uniform(cls, op_names: Sequence[str]) -> Guidance:
@@ -143,6 +143,13 @@ def _with_cell(genotype: Genotype, cell: str, spec: CellSpec) -> Genotype:
 # ---------------------------------------------------------------- the mutations
 
 
+def can_remove(spec: CellSpec, j: int, kind: str) -> bool:
+    """Can a ``kind`` mutation (``rewire`` or ``drop_input``) remove an input of node j? A
+    rewire needs an earlier node j does not take yet; a drop needs j to keep an input."""
+    inputs = {s for s, _ in spec.inputs_of(j)}
+    return len(inputs) > 1 if kind == "drop_input" else bool(set(range(j)) - inputs)
+
+
 def _removal(strengths: list[float | None], drop: str, explore: float) -> list[float]:
     """Draw weights for removing one of several edges, from their strengths (None: this edge
     may not go). ``weighted``: 1 - strength. ``weakest`` (AssembleNet drops its weak
@@ -166,10 +173,10 @@ def removal_weights(
     """Probability of each edge of ``cell`` being the one a rewire replaces (weak edges more
     likely; see ``_removal``). Edges whose node has no other possible source get 0."""
     spec = genotype.cell(cell)
-    strengths = []
-    for i, j, _ in spec.edges:
-        others = set(range(j)) - {s for s, _ in spec.inputs_of(j)}
-        strengths.append(guidance.strength(cell, (i, j)) if others else None)
+    strengths = [
+        guidance.strength(cell, (i, j)) if can_remove(spec, j, "rewire") else None
+        for i, j, _ in spec.edges
+    ]
     return _removal(strengths, guidance.drop, explore)
 
 
@@ -257,10 +264,10 @@ def drop_input(
     ``_removal``); a source left feeding nothing joins the concat."""
     droppable = {
         cell: [
-            guidance.strength(cell, (i, j)) if len(genotype.cell(cell).inputs_of(j)) > 1 else None
-            for i, j, _ in genotype.cell(cell).edges
+            guidance.strength(cell, (i, j)) if can_remove(spec, j, "drop_input") else None
+            for i, j, _ in spec.edges
         ]
-        for cell in CELL_TYPES
+        for cell, spec in ((c, genotype.cell(c)) for c in CELL_TYPES)
     }
     cells = [c for c in CELL_TYPES if any(s is not None for s in droppable[c])]
     if not cells:
