@@ -37,6 +37,7 @@ from hybridnas.search.latency import LatencyBudget
 from hybridnas.search.proxy import ProxyConfig, ProxyData, build_proxy, train_stage
 from hybridnas.search.scorers import ScoreContext, get_scorer, list_scorers
 from hybridnas.space.genotype import Genotype
+from hybridnas.space.network import read_connection_weights
 
 REJECTED = -1.0  # fitness of an over-budget candidate in "reject" mode: never wins a tournament
 ACCURACY_SCORERS = ("proxy", "oneshot")  # scores that are accuracies in [0, 1]
@@ -175,7 +176,8 @@ def proxy_stages(
         for k in (k for k in alive if k in mine):
             if k not in models:
                 models[k] = build_proxy(genotypes[k], s.proxy, s.seed, s.supernet, s.dist.device)
-            local[k] = (train_stage(models[k], s.data, s.proxy), models[k].connections)
+            accuracy = train_stage(models[k], s.data, s.proxy)
+            local[k] = (accuracy, read_connection_weights(models[k].model))
         for k, (a, connections) in gather(local, s.dist).items():
             acc[k].append(a)
             if learned is not None and connections is not None:

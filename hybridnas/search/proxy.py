@@ -11,8 +11,8 @@ Accuracy is scored on a fixed subset of ``search_val`` with BatchNorm in batch-s
 after a few dozen steps the running averages still describe the random init, not the weights.
 
 With ``connection_weights`` (AssembleNet-guided rewiring) the proxy nets sum their node inputs
-with learned sigmoid weights, trained at ``connection_lr_mult`` times the lr, and each trained
-candidate keeps the weights it learned (``Trained.connections``).
+with learned sigmoid weights, trained at ``connection_lr_mult`` times the lr
+(``hybridnas.space.network.read_connection_weights`` reads them off a trained proxy).
 
 Everything a candidate sees is a function of its genotype and a seed, so a candidate scores the
 same on any rank and after a resume.
@@ -35,7 +35,7 @@ from hybridnas.data.bad import BadItem
 from hybridnas.search.channels import ChannelScaler, layer_rank, mapping_condition, rank_slope
 from hybridnas.space.cells import edge_list
 from hybridnas.space.genotype import Genotype
-from hybridnas.space.network import Network, build_network, read_connection_weights
+from hybridnas.space.network import Network, build_network
 
 
 @dataclass(frozen=True)
@@ -177,14 +177,12 @@ def inherit_weights(
 
 @dataclass
 class Trained:
-    """A proxy network in training: the model, its optimizer, how many stages it has had, and
-    (with ``connection_weights``) the connection weights it learned by its last stage."""
+    """A proxy network in training: the model, its optimizer and how many stages it has had."""
 
     model: Network
     optimizer: torch.optim.Optimizer
     stages: int = 0
     accuracy: float = 0.0
-    connections: dict | None = None
 
 
 def build_proxy(
@@ -245,7 +243,6 @@ def train_stage(t: Trained, data: ProxyData, cfg: ProxyConfig) -> float:
     _train_clips(t, data.train_x[idx], data.train_y[idx], cfg.batch_size)
     t.stages += 1
     t.accuracy = score(t.model, data.val_x, data.val_y)
-    t.connections = read_connection_weights(t.model)
     return t.accuracy
 
 
