@@ -35,6 +35,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from hybridnas.compat import reset_to_torch_init
+
 PUBLISHED_STRIDES = (2, 2, 2, 2, 2)  # pytorchvideo's X3D / R(2+1)D: stem, stages 1-4
 SMALL_INPUT_STRIDES = (2, 1, 2, 2, 2)  # R(2+1)D paper: no stride in the first stage
 
@@ -110,22 +112,6 @@ def create_r2plus1d(
         head_output_size=(1, 1, 1),
         head_activation=None,
     )
-
-
-def reset_to_torch_init(model: nn.Module) -> nn.Module:
-    """Undo pytorchvideo's ``init_net_weights`` (which its ``Net`` runs in ``__init__``): every
-    conv, linear and norm layer back to PyTorch's own initialisation. pytorchvideo zeroes the
-    last BatchNorm of each residual branch, fills convs with MSRA (fan-out) and the classifier
-    with N(0, 0.01); on the built-in data's 184-step budget that start is what keeps its
-    residual nets at chance. Measured with the R(2+1)D-10 below (width 16, AdamW lr 2e-3
-    cosine, 150 steps on the 1500 training clips, top-1 on 200 test clips): pytorchvideo's
-    init 0.155 after 48 steps (loss 2.29, no better than chance); PyTorch's init with the zeroed
-    BN still 0.135 (loss 2.25); MSRA without the zeroed BN 0.260 (loss 1.79); PyTorch's init
-    without it 0.410 (loss 1.49, train 0.62)."""
-    for m in model.modules():
-        if isinstance(m, nn.Conv3d | nn.Linear | nn.modules.batchnorm._NormBase):
-            m.reset_parameters()
-    return model
 
 
 class Basic2plus1dBlock(nn.Module):
