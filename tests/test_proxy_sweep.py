@@ -98,6 +98,15 @@ def test_training_learns_and_early_readings_are_recorded(tiny):
     assert train_variant(genotype, v, train, val) == out
 
 
+def test_a_diverged_variant_stops_instead_of_scoring(tiny):
+    genotype, train, val = tiny
+    broken = SimpleNamespace(x=train.x.clone(), y=train.y)
+    broken.x[3] = float("nan")
+    v = ProxyVariant(clips=32, batch_size=16, val_clips=(16,), readings=("loss_batch",))
+    with pytest.raises(FloatingPointError, match="non-finite loss at step 0"):
+        train_variant(genotype, v, broken, val)
+
+
 def test_batch_readings_leave_running_averages_alone():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv1d(2, 4, 1), nn.BatchNorm1d(4), nn.Flatten(), nn.Linear(12, 10))

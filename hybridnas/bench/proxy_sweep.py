@@ -64,7 +64,9 @@ class ProxyVariant:
 
 
 def lr_factor(schedule: str, step: int, total: int, warmup: float) -> float:
-    """Multiplier of the peak lr at ``step`` of ``total``."""
+    """Multiplier of the peak lr at ``step`` of ``total``. Written out rather than taken from
+    timm's schedulers: their warm-up starts from ``warmup_lr_init`` and shares ``t_initial``
+    with the cosine, and a sweep variant should be this one pure function of the step."""
     if schedule == "constant":
         return 1.0
     n_warm = max(1, int(round(warmup * total)))
@@ -134,6 +136,8 @@ def train_variant(
             g["lr"] = lr * lr_factor(variant.schedule, step, total, variant.warmup)
         idx = order[step * variant.batch_size : (step + 1) * variant.batch_size]
         loss = F.cross_entropy(t.model(train.x[idx]), train.y[idx])
+        if not torch.isfinite(loss):  # a diverged variant must not score like a trained one
+            raise FloatingPointError(f"{variant.label()}: non-finite loss at step {step}")
         t.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(t.model.parameters(), 5.0)
