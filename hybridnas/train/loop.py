@@ -70,19 +70,8 @@ class ModelSpec:
     connection_weights: bool = False  # genotype nets: learned sigmoid weight per node input
 
     def build(self) -> torch.nn.Module:
-        return build_model(
-            self.name,
-            num_classes=self.num_classes,
-            frames=self.frames,
-            size=self.size,
-            genotype=self.genotype,
-            dropout=self.dropout,
-            r2plus1d_width=self.r2plus1d_width,
-            c3d_width=self.c3d_width,
-            x3d_width_factor=self.x3d_width_factor,
-            spatial_strides=self.spatial_strides,
-            connection_weights=self.connection_weights,
-        )
+        """The network: the spec's fields are ``build_model``'s arguments, one for one."""
+        return build_model(**{f.name: getattr(self, f.name) for f in fields(self)})
 
     def fingerprint(self) -> dict:
         return fingerprint(self.name, self.num_classes, self.frames, self.size, self.genotype)
