@@ -14,11 +14,12 @@ from hybridnas.bench.groundtruth import (
     GroundTruthRecipe,
     arch_id,
     load_clips,
+    recipe_with,
     sample_uniform,
     split_of,
     train_and_score,
 )
-from hybridnas.bench.table import TABLE_PATH, GroundTruth, rank_agreement
+from hybridnas.bench.table import TABLE_PATH, GroundTruth, rank_agreement, spread_summary
 from hybridnas.space.genotype import Genotype
 
 TINY = GroundTruthRecipe(num_train=64, num_search_val=32, num_test=32, train_clips=64, epochs=1)
@@ -124,6 +125,27 @@ def _paired(seed1: np.ndarray) -> GroundTruth:
     return GroundTruth(rows)
 
 
+def test_recipe_overrides_are_typed_hashed_and_checked():
+    r = recipe_with(["epochs=12", "lr=0.05", "stage_widths=8,16,32", "optimizer=adamw"])
+    assert (r.epochs, r.lr, r.stage_widths, r.optimizer) == (12, 0.05, (8, 16, 32), "adamw")
+    assert r.hash() != GroundTruthRecipe().hash() and recipe_with([]) == GroundTruthRecipe()
+    with pytest.raises(ValueError, match="key=value"):
+        recipe_with(["epoch=12"])
+    with pytest.raises(ValueError, match="epochs=many"):
+        recipe_with(["epochs=many"])
+
+
+def test_spread_summary_separates_seed_noise_from_architecture_spread():
+    tight = spread_summary(_paired(np.arange(100) / 100 + 0.01))
+    assert tight["pairs"] == 100 and tight["seed_sd"] == pytest.approx(0.01 / np.sqrt(2))
+    assert tight["ratio"] > 20
+    noisy = spread_summary(_paired(np.random.default_rng(0).permutation(100) / 100))
+    assert noisy["ratio"] < 1.5
+    assert spread_summary(_paired(np.arange(100) / 100), {"a1", "a2"})["pairs"] == 2
+    with pytest.raises(ValueError, match="at least 2"):
+        spread_summary(_paired(np.arange(100) / 100), {"a1"})
+
+
 def test_selection_ceiling_tells_a_reliable_recipe_from_noise():
     from hybridnas.bench.gt_report import selection_ceiling
 
@@ -181,3 +203,19 @@ def test_retraining_two_entries_reproduces_them_within_seed_noise():
         entry = train_and_score(Genotype.from_dict(rec.genotype), recipe, 0, clips)
         assert entry["arch"] == rec.arch
         assert abs(entry["test_acc"] - rec.test_acc) <= tolerance, (entry["test_acc"], rec.test_acc)
+
+
+def test_groundtruth_command_probes_a_recipe_variant_beside_the_shipped_table(tmp_path, capsys):
+    from hybridnas.bench.cli import main
+
+    tiny = ["num_train=64", "num_search_val=32", "num_test=32", "train_clips=64", "epochs=1"]
+    sets = [arg for kv in tiny for arg in ("--set", kv)]
+    with pytest.raises(SystemExit, match="--out"):
+        main(["groundtruth", "--archs", "2", "--pairs", "2", *sets])
+    out = tmp_path / "probe.jsonl"
+    main(
+        ["groundtruth", "--out", str(out), "--archs", "2", "--pairs", "2", "--workers", "1", *sets]
+    )
+    printed = capsys.readouterr().out
+    assert "variant: 2 pairs" in printed and "shipped: 2 pairs" in printed
+    assert len(out.read_text().splitlines()) == 4

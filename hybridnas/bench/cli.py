@@ -55,6 +55,32 @@ def regret(genotype_path: str, seeds: tuple[int, ...] = (0,), table: Path = TABL
     }
 
 
+def build_groundtruth(args: argparse.Namespace) -> None:
+    """Build (or continue) a table; with recipe overrides (``--set``), print its spread next to
+    the shipped table's on the same architectures."""
+    from hybridnas.bench.build import build_table
+    from hybridnas.bench.groundtruth import recipe_with
+    from hybridnas.bench.table import spread_summary
+
+    recipe = recipe_with(args.set)
+    if args.set and args.out.resolve() == TABLE_PATH.resolve():
+        raise SystemExit(
+            "a recipe variant (--set) must not be written to the shipped table: pass --out"
+        )
+    out = build_table(
+        args.out, n_archs=args.archs, n_pairs=args.pairs, workers=args.workers, recipe=recipe
+    )
+    if args.set:
+        probe = GroundTruth.load(out, recipe=recipe.hash())
+        archs = {r.arch for r in probe.archs()}
+        for name, gt in (("variant", probe), ("shipped", GroundTruth.load())):
+            s = spread_summary(gt, archs)
+            print(
+                f"[bench] {name}: {s['pairs']} pairs, seed SD {s['seed_sd']:.3f}, arch SD "
+                f"{s['arch_sd']:.3f}, ratio {s['ratio']:.2f}x, mean top-1 {s['mean_acc']:.3f}"
+            )
+
+
 def run_scorers(
     names: list[str], n_archs: int, out: Path, supernet: Path | None, half: str | None = None
 ) -> None:
@@ -122,6 +148,13 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--archs", type=int, default=150)
     g.add_argument("--pairs", type=int, default=150)
     g.add_argument("--workers", type=int, default=2)
+    g.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="probe a recipe variant (e.g. --set epochs=12): use another --out",
+    )
     r = sub.add_parser("regret", help="percentile of a genotype in the random distribution")
     r.add_argument("genotype", help="a genotype.json, a search run folder, or 'builtin'")
     r.add_argument("--seeds", default="0", help="comma list of seeds (the table's are 0 and 1)")
@@ -163,9 +196,7 @@ def main(argv: list[str]) -> None:
     args = _parser().parse_args(argv)
 
     if args.cmd == "groundtruth":
-        from hybridnas.bench.build import build_table
-
-        build_table(args.out, n_archs=args.archs, n_pairs=args.pairs, workers=args.workers)
+        build_groundtruth(args)
     elif args.cmd == "regret":
         seeds = tuple(int(s) for s in args.seeds.split(","))
         result = regret(args.genotype, seeds, args.table)

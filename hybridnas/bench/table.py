@@ -17,7 +17,7 @@ uses the ``evaluation`` half.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -206,3 +206,25 @@ class GroundTruth:
         return rank_agreement(
             [scores[r.arch] for r in recs], [r.test_acc for r in recs], resamples=resamples
         )
+
+
+def spread_summary(gt: GroundTruth, archs: Collection[str] | None = None) -> dict[str, float]:
+    """Seed SD, architecture SD (seed 0, across the archs) and their ratio over the paired
+    architectures of ``gt`` (only those in ``archs`` if given): the discriminativeness figures
+    of a recipe, comparable between two tables on the same architectures."""
+    keep = [r for r in gt.archs() if 1 in r.seed_accs and (archs is None or r.arch in archs)]
+    if len(keep) < 2:
+        raise ValueError(
+            f"need at least 2 architectures trained with seeds 0 and 1, got {len(keep)}"
+        )
+    a = np.array([r.seed_accs[0] for r in keep])
+    b = np.array([r.seed_accs[1] for r in keep])
+    seed_sd = float(np.sqrt(np.mean((a - b) ** 2) / 2))
+    arch_sd = float(np.std(a, ddof=1))
+    return {
+        "pairs": len(keep),
+        "seed_sd": seed_sd,
+        "arch_sd": arch_sd,
+        "ratio": arch_sd / max(seed_sd, 1e-9),
+        "mean_acc": float(np.mean((a + b) / 2)),
+    }
