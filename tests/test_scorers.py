@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -103,3 +104,15 @@ def test_recalibrated_bn_matches_the_data_statistics(ctx, genotypes):
 def test_rank_ensemble_is_the_mean_rank():
     assert rank_many([[1, 2, 3], [30, 20, 10]]) == [2.0, 2.0, 2.0]
     assert rank_many([[1, 2, 3], [1, 2, 3]]) == [1.0, 2.0, 3.0]
+
+
+def test_scoring_one_half_keeps_the_other_halfs_scores(tmp_path):
+    from hybridnas.bench.cli import run_scorers
+    from hybridnas.bench.table import GroundTruth
+
+    out = tmp_path / "scores.json"
+    run_scorers(["params"], 6, out, None, "calibration")
+    run_scorers(["params"], 6, out, None, "evaluation")
+    scored = set(json.loads(out.read_text())["scores"]["params"])
+    halves = {r.arch: r.split for r in GroundTruth.load().archs()}
+    assert {halves[a] for a in scored} == {"calibration", "evaluation"}

@@ -112,7 +112,8 @@ def run_scorers(
     for name in [n for n in names if n in PRESETS]:
         scores[name], cost[name] = preset_scores(name, genotypes, load_clips(GroundTruthRecipe()))
     doc = json.loads(out.read_text()) if out.is_file() else {"scores": {}, "ms": {}}
-    doc["scores"].update(scores)
+    for name, per_arch in scores.items():  # per architecture: scoring one half keeps the other
+        doc["scores"].setdefault(name, {}).update(per_arch)
     doc["ms"].update(cost)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1, sort_keys=True))
