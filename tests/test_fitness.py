@@ -180,3 +180,15 @@ def test_faithfulness_needs_eight_candidates_or_none():
     assert FaithfulnessConfig(8).samples == 8
     with pytest.raises(ValueError, match=">= 8"):
         FaithfulnessConfig.from_cfg({"faithfulness_samples": 3})
+
+
+def test_trained_scorer_cycles_every_proxy_clip_and_says_its_budget():
+    s = _scoring(FitnessConfig("ensemble:naswot+proxy_1cycle"))
+    assert len(s.context.train_x) == 32 and len(s.context.x) == 16
+    scores = cheap_scores(_genotypes(2), s)
+    assert all(set(d) == {"naswot", "proxy_1cycle"} for d in scores)
+    assert all(d["proxy_1cycle"] < 0 for d in scores)  # a negated loss
+    from hybridnas.search.fitness import budget_label
+
+    label = budget_label("proxy_1cycle", s)
+    assert "1536 clips cycling 32" in label and "loss on 16 val clips" in label

@@ -120,3 +120,21 @@ def test_batch_readings_leave_running_averages_alone():
     plain = read_scores(model, x, y, ProxyVariant(val_clips=(16,), readings=("loss_eval",)))
     assert both["loss_eval_16"] == plain["loss_eval_16"]
     assert set(eval_only) == {"acc_eval_16"} and model.training
+
+
+def test_registered_proxy_1cycle_learns_is_deterministic_and_needs_held_out_clips():
+    from hybridnas.search.scorers import ScoreContext, get_scorer
+
+    torch.manual_seed(0)
+    y = torch.randint(0, 2, (96,))
+    x = torch.randn(96, 3, 4, 16, 16) + 1.5 * y[:, None, None, None, None].float()
+    g = RECIPE.conform(GroundTruthRecipe().template()).replace(frames=4)
+    ctx = ScoreContext(
+        x=x[:16], y=y[:16], train_x=x[:64], train_y=y[:64], val_x=x[64:], val_y=y[64:]
+    )
+    torch.set_num_threads(1)
+    score = get_scorer("proxy_1cycle")(g, ctx)
+    assert -0.5 < score <= 0  # minus the held-out loss, far below an untrained net's ~ln(10)
+    assert get_scorer("proxy_1cycle")(g, ctx) == score
+    with pytest.raises(ValueError, match="held-out"):
+        get_scorer("proxy_1cycle")(g, ScoreContext(x=x, y=y))

@@ -35,6 +35,7 @@ from scipy import stats
 from hybridnas.engine.distributed import DistContext, all_gather_object
 from hybridnas.search.latency import LatencyBudget
 from hybridnas.search.proxy import ProxyConfig, ProxyData, build_proxy, train_stage
+from hybridnas.search.proxy_variants import PRESETS as TRAINED_SCORERS
 from hybridnas.search.scorers import ScoreContext, get_scorer, list_scorers
 from hybridnas.space.genotype import Genotype
 from hybridnas.space.network import read_connection_weights
@@ -108,7 +109,8 @@ class Scoring:
     @cached_property
     def context(self) -> ScoreContext:
         """Registered scorers see stage 1's training clips at proxy resolution, the fixed
-        search_val subset as held-out clips and the supernet, if any (for ``oneshot``)."""
+        search_val subset as held-out clips and the supernet, if any (for ``oneshot``); the
+        trained scorers (``proxy_1cycle``) may cycle through every proxy training clip."""
         n = self.proxy.stage_clips[0]
         state, steps, ops = self.supernet if self.supernet is not None else (None, 3, ())
         return ScoreContext(
@@ -121,6 +123,8 @@ class Scoring:
             supernet_steps=steps,
             supernet_ops=tuple(ops),
             seed=self.seed,
+            train_x=self.data.train_x,
+            train_y=self.data.train_y,
         )
 
 
@@ -144,6 +148,13 @@ def budget_label(name: str, s: Scoring, stages: int = 1) -> str:
         return f"proxy stage {stages} ({clips} clips, width x{s.proxy.width_scale})"
     if name == "oneshot":
         return f"oneshot (supernet path, BN on {len(s.context.x)} clips)"
+    if name in TRAINED_SCORERS:
+        variant, _ = TRAINED_SCORERS[name]
+        n_val = min(len(s.context.val_x), max(variant.val_clips))
+        return (
+            f"{name} (trained: {variant.clips} clips cycling {len(s.data.train_x)}, "
+            f"width x{variant.width_scale:g}, loss on {n_val} val clips)"
+        )
     if name.startswith("ensemble:"):
         return " + ".join(budget_label(n, s) for n in FitnessConfig(name, None).components)
     return f"{name} (untrained, {len(s.context.x)} clips available)"

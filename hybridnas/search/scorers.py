@@ -52,8 +52,9 @@ _SCORERS: dict[str, Scorer] = {}
 @dataclass
 class ScoreContext:
     """What scorers may look at: training clips x (N, C, T, H, W) with labels y (N,), split
-    into minibatches of ``batch_size``; held-out clips for ``oneshot``; the trained supernet's
-    state with its ``steps`` and ``op_names`` for ``oneshot``."""
+    into minibatches of ``batch_size``; held-out clips for ``oneshot`` and the trained scorers;
+    the trained supernet's state with its ``steps`` and ``op_names`` for ``oneshot``; every
+    training clip a trained scorer may cycle through (``train_x`` / ``train_y``; None: x, y)."""
 
     x: torch.Tensor
     y: torch.Tensor
@@ -64,6 +65,8 @@ class ScoreContext:
     supernet_steps: int = 3
     supernet_ops: Sequence[str] = field(default_factory=tuple)
     seed: int = 0
+    train_x: torch.Tensor | None = None
+    train_y: torch.Tensor | None = None
 
     def batches(self, n: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The first ``n`` minibatches (fewer if the clips run out)."""
@@ -325,4 +328,4 @@ def load_supernet_context(ctx: ScoreContext, run_dir: str | Path) -> ScoreContex
     return ctx
 
 
-from hybridnas.search import scorers_temporal  # noqa: E402, F401  (registers its scorers)
+from hybridnas.search import proxy_variants, scorers_temporal  # noqa: E402, F401  (registers)
