@@ -209,6 +209,7 @@ def test_groundtruth_command_probes_a_recipe_variant_beside_the_shipped_table(tm
     from hybridnas.bench.cli import main
 
     tiny = ["num_train=64", "num_search_val=32", "num_test=32", "train_clips=64", "epochs=1"]
+    tiny.append("stage_widths=4,8,8")  # another skeleton: other arch ids for the same cells
     sets = [arg for kv in tiny for arg in ("--set", kv)]
     with pytest.raises(SystemExit, match="--out"):
         main(["groundtruth", "--archs", "2", "--pairs", "2", *sets])

@@ -58,8 +58,8 @@ def regret(genotype_path: str, seeds: tuple[int, ...] = (0,), table: Path = TABL
 def build_groundtruth(args: argparse.Namespace) -> None:
     """Build (or continue) a table; with recipe overrides (``--set``), print its spread next to
     the shipped table's on the same architectures."""
-    from hybridnas.bench.build import build_table
-    from hybridnas.bench.groundtruth import recipe_with
+    from hybridnas.bench.build import build_table, table_genotypes
+    from hybridnas.bench.groundtruth import GroundTruthRecipe, arch_id, recipe_with
     from hybridnas.bench.table import spread_summary
 
     recipe = recipe_with(args.set)
@@ -70,11 +70,17 @@ def build_groundtruth(args: argparse.Namespace) -> None:
     out = build_table(
         args.out, n_archs=args.archs, n_pairs=args.pairs, workers=args.workers, recipe=recipe
     )
-    if args.set:
-        probe = GroundTruth.load(out, recipe=recipe.hash())
-        archs = {r.arch for r in probe.archs()}
-        for name, gt in (("variant", probe), ("shipped", GroundTruth.load())):
-            s = spread_summary(gt, archs)
+    if args.set:  # the same first archs of both tables (ids differ if the skeleton does)
+        ids = {
+            name: {arch_id(g) for g in table_genotypes(r, args.archs)}
+            for name, r in (("variant", recipe), ("shipped", GroundTruthRecipe()))
+        }
+        tables = {
+            "variant": GroundTruth.load(out, recipe=recipe.hash()),
+            "shipped": GroundTruth.load(),
+        }
+        for name, gt in tables.items():
+            s = spread_summary(gt, ids[name])
             print(
                 f"[bench] {name}: {s['pairs']} pairs, seed SD {s['seed_sd']:.3f}, arch SD "
                 f"{s['arch_sd']:.3f}, ratio {s['ratio']:.2f}x, mean top-1 {s['mean_acc']:.3f}"

@@ -139,7 +139,8 @@ def sample_uniform(recipe: GroundTruthRecipe, n: int, seed: int) -> list[Genotyp
 
 
 def arch_id(genotype: Genotype) -> str:
-    """Stable short id of an architecture's cells (skeleton excluded)."""
+    """Stable short id of an architecture (its cells and skeleton: the ids of one cell on two
+    recipes' skeletons differ, so compare ids within one table)."""
     return hashlib.sha256(genotype.key().encode()).hexdigest()[:12]
 
 
