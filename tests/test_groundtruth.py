@@ -220,3 +220,15 @@ def test_groundtruth_command_probes_a_recipe_variant_beside_the_shipped_table(tm
     printed = capsys.readouterr().out
     assert "variant: 2 pairs" in printed and "shipped: 2 pairs" in printed
     assert len(out.read_text().splitlines()) == 4
+
+
+def test_groundtruth_command_stops_on_data_settings_the_generator_refuses(tmp_path):
+    from hybridnas.bench.cli import main
+
+    out = tmp_path / "probe.jsonl"
+    args = ["groundtruth", "--out", str(out), "--archs", "2", "--pairs", "2", "--workers", "2"]
+    with pytest.raises(SystemExit, match="too large for data.size=16"):
+        main([*args, "--set", "render_size=16", "--set", "size=16"])
+    with pytest.raises(SystemExit, match="key=value"):
+        main([*args, "--set", "frame=16"])
+    assert not out.exists() or out.read_text() == ""

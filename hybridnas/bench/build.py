@@ -106,6 +106,10 @@ def build_table(
         if (arch_id(genotypes[i]), seed) not in done
     ]
     print(f"[bench] ground truth: {len(done)} entries done, {len(todo)} to train -> {out}")
+    if todo:
+        # Built here first: a worker whose initializer raises is replaced by the pool forever,
+        # so data settings the generator refuses would hang the build instead of stopping it.
+        load_clips(recipe)
     failures = []
     with out.open("a") as f, tqdm(total=len(todo), unit="arch", smoothing=0.1) as bar:
         for entry in _results(todo, workers, recipe):

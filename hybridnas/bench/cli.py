@@ -62,14 +62,20 @@ def build_groundtruth(args: argparse.Namespace) -> None:
     from hybridnas.bench.groundtruth import GroundTruthRecipe, arch_id, recipe_with
     from hybridnas.bench.table import spread_summary
 
-    recipe = recipe_with(args.set)
+    try:
+        recipe = recipe_with(args.set)
+    except ValueError as err:
+        raise SystemExit(f"tools/bench.py groundtruth: {err}") from None
     if args.set and args.out.resolve() == TABLE_PATH.resolve():
         raise SystemExit(
             "a recipe variant (--set) must not be written to the shipped table: pass --out"
         )
-    out = build_table(
-        args.out, n_archs=args.archs, n_pairs=args.pairs, workers=args.workers, recipe=recipe
-    )
+    try:
+        out = build_table(
+            args.out, n_archs=args.archs, n_pairs=args.pairs, workers=args.workers, recipe=recipe
+        )
+    except ValueError as err:  # e.g. data settings the clip generator cannot satisfy
+        raise SystemExit(f"tools/bench.py groundtruth: {err}") from None
     if args.set:  # the same first archs of both tables (ids differ if the skeleton does)
         ids = {
             name: {arch_id(g) for g in table_genotypes(r, args.archs)}
