@@ -126,7 +126,7 @@ def _paired(seed1: np.ndarray) -> GroundTruth:
 
 
 def test_recipe_overrides_are_typed_hashed_and_checked():
-    r = recipe_with(["epochs=12", "lr=0.05", "stage_widths=8,16,32", "optimizer=adamw"])
+    r = recipe_with(["epochs=12", "lr=0.05", "stage_widths=[8,16,32]", "optimizer=adamw"])
     assert (r.epochs, r.lr, r.stage_widths, r.optimizer) == (12, 0.05, (8, 16, 32), "adamw")
     assert r.hash() != GroundTruthRecipe().hash() and recipe_with([]) == GroundTruthRecipe()
     with pytest.raises(ValueError, match="key=value"):
@@ -209,7 +209,7 @@ def test_groundtruth_command_probes_a_recipe_variant_beside_the_shipped_table(tm
     from hybridnas.bench.cli import main
 
     tiny = ["num_train=64", "num_search_val=32", "num_test=32", "train_clips=64", "epochs=1"]
-    tiny.append("stage_widths=4,8,8")  # another skeleton: other arch ids for the same cells
+    tiny.append("stage_widths=[4,8,8]")  # another skeleton: other arch ids for the same cells
     sets = [arg for kv in tiny for arg in ("--set", kv)]
     with pytest.raises(SystemExit, match="--out"):
         main(["groundtruth", "--archs", "2", "--pairs", "2", *sets])

@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
 import hybridnas
@@ -101,27 +103,24 @@ class GroundTruthRecipe:
 
 
 def recipe_with(overrides: Sequence[str]) -> GroundTruthRecipe:
-    """The default recipe with ``key=value`` overrides (``["epochs=12", "num_test=2000"]``),
-    each value cast to the field's type; an unknown key or a bad value is refused in one line.
-    For probing recipe variants: an override changes the hash, so entries never mix."""
-    base = GroundTruthRecipe()
-    fields = {f.name: getattr(base, f.name) for f in dataclasses.fields(base)}
-    kw: dict[str, Any] = {}
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep or key not in fields:
-            raise ValueError(
-                f"recipe override {item!r}: expected key=value with key in {sorted(fields)}"
-            )
-        default = fields[key]
-        try:
-            if isinstance(default, tuple):
-                kw[key] = tuple(type(default[0])(v) for v in value.split(","))
-            else:
-                kw[key] = type(default)(value)
-        except ValueError as err:
-            raise ValueError(f"recipe override {item!r}: {err}") from None
-    return dataclasses.replace(base, **kw)
+    """The default recipe with Hydra-style ``key=value`` overrides (``["epochs=12",
+    "stage_widths=[8,16,32]"]``), typed and checked by OmegaConf against the recipe's fields;
+    an unknown key or a bad value is refused in one line. For probing recipe variants: an
+    override changes the hash, so entries never mix."""
+    try:
+        cfg = OmegaConf.merge(
+            OmegaConf.structured(GroundTruthRecipe), OmegaConf.from_dotlist(list(overrides))
+        )
+    except OmegaConfBaseException as err:
+        raise ValueError(
+            f"recipe overrides {list(overrides)}: {str(err).splitlines()[0]} (expected key=value "
+            f"with key in {[f.name for f in dataclasses.fields(GroundTruthRecipe)]})"
+        ) from None
+    recipe = OmegaConf.to_object(cfg)
+    lists = {f.name: getattr(recipe, f.name) for f in dataclasses.fields(recipe)}
+    return dataclasses.replace(
+        recipe, **{k: tuple(v) for k, v in lists.items() if isinstance(v, list)}
+    )
 
 
 def sample_uniform(recipe: GroundTruthRecipe, n: int, seed: int) -> list[Genotype]:

@@ -212,19 +212,17 @@ def spread_summary(gt: GroundTruth, archs: Collection[str] | None = None) -> dic
     """Seed SD, architecture SD (seed 0, across the archs) and their ratio over the paired
     architectures of ``gt`` (only those in ``archs`` if given): the discriminativeness figures
     of a recipe, comparable between two tables on the same architectures."""
-    keep = [r for r in gt.archs() if 1 in r.seed_accs and (archs is None or r.arch in archs)]
-    if len(keep) < 2:
+    paired = {r.arch for r in gt.archs() if 1 in r.seed_accs and (archs is None or r.arch in archs)}
+    if len(paired) < 2:
         raise ValueError(
-            f"need at least 2 architectures trained with seeds 0 and 1, got {len(keep)}"
+            f"need at least 2 architectures trained with seeds 0 and 1, got {len(paired)}"
         )
-    a = np.array([r.seed_accs[0] for r in keep])
-    b = np.array([r.seed_accs[1] for r in keep])
-    seed_sd = float(np.sqrt(np.mean((a - b) ** 2) / 2))
-    arch_sd = float(np.std(a, ddof=1))
+    sub = GroundTruth([e for e in gt.entries if e["arch"] in paired], truth="seed0")
+    a, b = sub.pairs()
     return {
-        "pairs": len(keep),
-        "seed_sd": seed_sd,
-        "arch_sd": arch_sd,
-        "ratio": arch_sd / max(seed_sd, 1e-9),
+        "pairs": len(paired),
+        "seed_sd": sub.seed_sd(),
+        "arch_sd": sub.arch_sd(),
+        "ratio": sub.arch_sd() / max(sub.seed_sd(), 1e-9),
         "mean_acc": float(np.mean((a + b) / 2)),
     }
