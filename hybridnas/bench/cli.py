@@ -97,12 +97,11 @@ def run_scorers(
     names: list[str], n_archs: int, out: Path, supernet: Path | None, half: str | None = None
 ) -> None:
     """Score the table's genotypes (of one ``half`` if given), merging into ``out`` (scores
-    and ms per candidate). ``proxy`` is the evolution's trained proxy as the search runs it,
-    the names of ``proxy_sweep.PRESETS`` trained-proxy variants."""
+    and ms per candidate). ``proxy`` is the evolution's trained proxy as the search runs it;
+    every other name is a registered scorer (``proxy_1cycle`` trains on all the recipe's
+    training clips)."""
     import torch
 
-    from hybridnas.bench.groundtruth import GroundTruthRecipe, load_clips
-    from hybridnas.bench.proxy_sweep import PRESETS, preset_scores
     from hybridnas.bench.scorer_bench import score_context, score_table, table_genotypes
 
     torch.set_num_threads(1)
@@ -115,14 +114,12 @@ def run_scorers(
     if half is not None:
         keep = {r.arch for r in GroundTruth.load().archs(half)}
         genotypes = {a: g for a, g in genotypes.items() if a in keep}
-    registered = [n for n in names if n != "proxy" and n not in PRESETS]
+    registered = [n for n in names if n != "proxy"]
     scores, cost = score_table(registered, genotypes, ctx)
     if "proxy" in names:
         from hybridnas.bench.scorer_bench import trained_proxy_scores
 
         scores["proxy"], cost["proxy"] = trained_proxy_scores(genotypes, ctx)
-    for name in [n for n in names if n in PRESETS]:
-        scores[name], cost[name] = preset_scores(name, genotypes, load_clips(GroundTruthRecipe()))
     doc = json.loads(out.read_text()) if out.is_file() else {"scores": {}, "ms": {}}
     for name, per_arch in scores.items():  # per architecture: scoring one half keeps the other
         doc["scores"].setdefault(name, {}).update(per_arch)

@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 
 from hybridnas.search.proxy_variants import (  # noqa: F401  (re-exported for the bench's users)
-    PRESETS,
     SCHEDULES,
     ProxyVariant,
     clip_order,
@@ -93,12 +92,3 @@ def subsample(gt: Any, genotypes: Mapping[str, Genotype], half: str, n: int, see
     archs = [r.arch for r in gt.archs(half) if r.arch in genotypes]
     keep = sorted(np.random.default_rng(seed).choice(len(archs), min(n, len(archs)), False))
     return {archs[i]: genotypes[archs[i]] for i in keep}
-
-
-def preset_scores(
-    name: str, genotypes: Mapping[str, Genotype], clips: Mapping[str, Any]
-) -> tuple[dict[str, float], float]:
-    """A bench scorer out of ``PRESETS``: ({arch: its reading}, median ms per candidate)."""
-    variant, reading = PRESETS[name]
-    scores, ms = variant_scores(variant, genotypes, clips)
-    return scores[reading], ms

@@ -47,14 +47,21 @@ def table_genotypes(n_archs: int) -> dict[str, Genotype]:
 
 
 def score_context(n_clips: int = 64, batch_size: int = 32) -> ScoreContext:
-    """The zero-cost context: the first ``n_clips`` training clips of the ground-truth
-    recipe (two minibatches of ``batch_size``) and its search_val clips as held-out data."""
+    """The scorers' context: the first ``n_clips`` training clips of the ground-truth recipe
+    (two minibatches of ``batch_size``), all of them for the trained scorers (``proxy_1cycle``)
+    and its search_val clips as held-out data."""
     from hybridnas.bench.groundtruth import GroundTruthRecipe, load_clips
 
     clips = load_clips(GroundTruthRecipe())
     train, val = clips["train"], clips["search_val"]
     return ScoreContext(
-        x=train.x[:n_clips], y=train.y[:n_clips], batch_size=batch_size, val_x=val.x, val_y=val.y
+        x=train.x[:n_clips],
+        y=train.y[:n_clips],
+        batch_size=batch_size,
+        val_x=val.x,
+        val_y=val.y,
+        train_x=train.x,
+        train_y=train.y,
     )
 
 

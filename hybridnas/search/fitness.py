@@ -36,6 +36,7 @@ from hybridnas.engine.distributed import DistContext, all_gather_object
 from hybridnas.search.latency import LatencyBudget
 from hybridnas.search.proxy import ProxyConfig, ProxyData, build_proxy, train_stage
 from hybridnas.search.proxy_variants import PRESETS as TRAINED_SCORERS
+from hybridnas.search.proxy_variants import preset_for
 from hybridnas.search.scorers import ScoreContext, get_scorer, list_scorers
 from hybridnas.space.genotype import Genotype
 from hybridnas.space.network import read_connection_weights
@@ -149,11 +150,10 @@ def budget_label(name: str, s: Scoring, stages: int = 1) -> str:
     if name == "oneshot":
         return f"oneshot (supernet path, BN on {len(s.context.x)} clips)"
     if name in TRAINED_SCORERS:
-        variant, _ = TRAINED_SCORERS[name]
-        n_val = min(len(s.context.val_x), max(variant.val_clips))
+        variant, _ = preset_for(name, len(s.context.val_x))
         return (
             f"{name} (trained: {variant.clips} clips cycling {len(s.data.train_x)}, "
-            f"width x{variant.width_scale:g}, loss on {n_val} val clips)"
+            f"width x{variant.width_scale:g}, loss on {variant.val_clips[0]} val clips)"
         )
     if name.startswith("ensemble:"):
         return " + ".join(budget_label(n, s) for n in FitnessConfig(name, None).components)

@@ -168,6 +168,13 @@ PRESETS: dict[str, tuple[ProxyVariant, str]] = {
 }
 
 
+def preset_for(name: str, n_val: int) -> tuple[ProxyVariant, str]:
+    """``PRESETS[name]`` read on at most ``n_val`` held-out clips: (variant, reading key)."""
+    variant, reading = PRESETS[name]
+    n = min(n_val, max(variant.val_clips))
+    return dataclasses.replace(variant, val_clips=(n,)), f"{reading.rsplit('_', 1)[0]}_{n}"
+
+
 @register_scorer("proxy_1cycle")
 def proxy_1cycle(genotype: Genotype, ctx: ScoreContext) -> float:
     """``PRESETS["proxy_1cycle"]`` on the context's clips: the full-width net trained over
@@ -175,12 +182,10 @@ def proxy_1cycle(genotype: Genotype, ctx: ScoreContext) -> float:
     minus its cross-entropy on up to 500 of ``ctx.val_x`` (BatchNorm on batch statistics)."""
     if ctx.val_x is None or ctx.val_y is None:
         raise ValueError("the proxy_1cycle scorer needs held-out clips (ScoreContext.val_x)")
-    variant, _ = PRESETS["proxy_1cycle"]
-    n_val = min(len(ctx.val_x), max(variant.val_clips))
-    variant = dataclasses.replace(variant, val_clips=(n_val,))
+    variant, reading = preset_for("proxy_1cycle", len(ctx.val_x))
     has_train = ctx.train_x is not None and ctx.train_y is not None
     train = SimpleNamespace(
         x=ctx.train_x if has_train else ctx.x, y=ctx.train_y if has_train else ctx.y
     )
     val = SimpleNamespace(x=ctx.val_x, y=ctx.val_y)
-    return train_variant(genotype, variant, train, val, seed=ctx.seed)[f"loss_batch_{n_val}"]
+    return train_variant(genotype, variant, train, val, seed=ctx.seed)[reading]
