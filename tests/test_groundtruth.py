@@ -61,6 +61,13 @@ def test_recipe_hash_changes_with_any_field():
     assert GroundTruthRecipe().hash() == GroundTruthRecipe().hash()
 
 
+def test_a_field_added_later_keeps_the_shipped_hash_until_it_is_changed():
+    assert GroundTruthRecipe().hash() == "d045ed0e9c6e"  # the shipped table's recipe
+    spatial = recipe_with(["stem_kernel=[1,3,3]"])
+    assert spatial.hash() != GroundTruthRecipe().hash()
+    assert spatial.template().macro.stem_kernel == (1, 3, 3)
+
+
 def test_rank_agreement_and_its_interval():
     x = np.arange(30, dtype=float)
     perfect = rank_agreement(x, x)

@@ -42,6 +42,9 @@ from hybridnas.space.genotype import CellSpec, Genotype
 from hybridnas.space.network import build_network
 
 
+_FIELDS_ADDED_LATER = {"stem_kernel": (3, 3, 3)}
+
+
 @dataclass(frozen=True)
 class GroundTruthRecipe:
     """Everything that decides a table entry's accuracy besides the genotype and the seed.
@@ -57,6 +60,7 @@ class GroundTruthRecipe:
     stage_widths: tuple[int, ...] = (4, 8, 16)
     num_cells: int = 3
     stem_channels: int = 8
+    stem_kernel: tuple[int, int, int] = (3, 3, 3)
     stem_stride: tuple[int, int, int] = (1, 2, 2)
     frames: int = 8
     size: int = 16
@@ -76,8 +80,14 @@ class GroundTruthRecipe:
     grad_clip: float = 5.0
 
     def hash(self) -> str:
-        """Short SHA-256 of the recipe's fields: table entries with other hashes do not mix."""
-        doc = json.dumps(asdict(self), sort_keys=True)
+        """Short SHA-256 of the recipe's fields: table entries with other hashes do not mix.
+        A field added after a table was built is left out while it holds the value that table
+        was built with, so adding a field never orphans a shipped table."""
+        doc = asdict(self)
+        for name, built_with in _FIELDS_ADDED_LATER.items():
+            if tuple(doc[name]) == built_with:
+                del doc[name]
+        doc = json.dumps(doc, sort_keys=True)
         return hashlib.sha256(doc.encode()).hexdigest()[:12]
 
     def template(self) -> Genotype:
@@ -90,6 +100,7 @@ class GroundTruthRecipe:
             stage_widths=self.stage_widths,
             num_cells=self.num_cells,
             stem_channels=self.stem_channels,
+            stem_kernel=self.stem_kernel,
             stem_stride=self.stem_stride,
             frames=self.frames,
             size=self.size,
