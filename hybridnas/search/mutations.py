@@ -320,11 +320,16 @@ def mutate(
 ) -> tuple[Genotype, dict[str, Any]]:
     """One mutation of kind drawn by ``probs`` over ``MUTATIONS`` (rewire, swap_op,
     change_width, add_input, drop_input; missing trailing entries are 0); retried until the
-    child differs from the parent (a width at its bound, say, cannot move)."""
+    child differs from the parent (a width at its bound, say, cannot move). A kind that
+    refuses this parent (add_input at ``max_inputs``, drop_input of a single input) is not
+    drawn again for it: with ``max_inputs=1`` those two could otherwise use up every try."""
     probs = [*probs, *[0.0] * (len(MUTATIONS) - len(probs))]
     parent_key = genotype.key()
     for _ in range(tries):
-        kind = MUTATIONS[_draw(rng, probs)]
+        if not any(probs):
+            break
+        index = _draw(rng, probs)
+        kind = MUTATIONS[index]
         try:
             if kind == "rewire":
                 child, info = rewire(genotype, rng, guidance, explore)
@@ -337,6 +342,7 @@ def mutate(
             else:
                 child, info = change_width(genotype, rng, width_step, min_width, max_width)
         except ValueError:
+            probs[index] = 0.0
             continue
         if child.key() != parent_key:
             return child, info
