@@ -41,7 +41,6 @@ from hybridnas.search.mutations import Guidance, sample_genotype
 from hybridnas.space.genotype import CellSpec, Genotype
 from hybridnas.space.network import build_network
 
-
 _FIELDS_ADDED_LATER = {"stem_kernel": (3, 3, 3)}
 
 
