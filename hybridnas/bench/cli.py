@@ -11,6 +11,7 @@ python tools/bench.py proxy-sweep --variants '[{"lr": 0.2}]'  # trained-proxy va
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -94,18 +95,24 @@ def build_groundtruth(args: argparse.Namespace) -> None:
 
 
 def run_scorers(
-    names: list[str], n_archs: int, out: Path, supernet: Path | None, half: str | None = None
+    names: list[str],
+    n_archs: int,
+    out: Path,
+    supernet: Path | None,
+    half: str | None = None,
+    seed: int = 0,
 ) -> None:
     """Score the table's genotypes (of one ``half`` if given), merging into ``out`` (scores
     and ms per candidate). ``proxy`` is the evolution's trained proxy as the search runs it;
     every other name is a registered scorer (``proxy_1cycle`` trains on all the recipe's
-    training clips)."""
+    training clips). A context ``seed`` other than 0 (another init and clip order for the
+    seeded scorers) files the scores as ``<name>@seed<seed>``."""
     import torch
 
     from hybridnas.bench.scorer_bench import score_context, score_table, table_genotypes
 
     torch.set_num_threads(1)
-    ctx = score_context()
+    ctx = dataclasses.replace(score_context(), seed=seed)
     if supernet is not None:
         from hybridnas.search.scorers import load_supernet_context
 
@@ -120,6 +127,9 @@ def run_scorers(
         from hybridnas.bench.scorer_bench import trained_proxy_scores
 
         scores["proxy"], cost["proxy"] = trained_proxy_scores(genotypes, ctx)
+    if seed:
+        scores = {f"{n}@seed{seed}": v for n, v in scores.items()}
+        cost = {f"{n}@seed{seed}": v for n, v in cost.items()}
     doc = json.loads(out.read_text()) if out.is_file() else {"scores": {}, "ms": {}}
     for name, per_arch in scores.items():  # per architecture: scoring one half keeps the other
         doc["scores"].setdefault(name, {}).update(per_arch)
@@ -176,6 +186,7 @@ def _parser() -> argparse.ArgumentParser:
     sc.add_argument("--out", type=Path, default=Path("tools/bench_results/scores.json"))
     sc.add_argument("--supernet", type=Path, default=None, help="a search run folder (oneshot)")
     sc.add_argument("--half", choices=("calibration", "evaluation"), default=None)
+    sc.add_argument("--seed", type=int, default=0, help="context seed (scores: <name>@seed<N>)")
     ps = sub.add_parser("proxy-sweep", help="trained-proxy variants against the table")
     ps.add_argument("--variants", required=True, help="JSON list of ProxyVariant fields")
     ps.add_argument("--half", choices=("calibration", "evaluation"), default="calibration")
@@ -237,7 +248,9 @@ def main(argv: list[str]) -> None:
 
         write_schedule(run_schedule(args.out, args.repeats, args.variants.split(",")), args.summary)
     elif args.cmd == "scorers":
-        run_scorers(args.names.split(","), args.archs, args.out, args.supernet, args.half)
+        run_scorers(
+            args.names.split(","), args.archs, args.out, args.supernet, args.half, args.seed
+        )
     elif args.cmd == "proxy-sweep":
         run_proxy_sweep(args.variants, args.half, args.archs, args.out)
     else:
