@@ -116,3 +116,15 @@ def test_scoring_one_half_keeps_the_other_halfs_scores(tmp_path):
     scored = set(json.loads(out.read_text())["scores"]["params"])
     halves = {r.arch: r.split for r in GroundTruth.load().archs()}
     assert {halves[a] for a in scored} == {"calibration", "evaluation"}
+
+
+def test_another_context_seed_is_filed_apart_and_changes_a_seeded_score(tmp_path):
+    from hybridnas.bench.cli import run_scorers
+
+    out = tmp_path / "scores.json"
+    run_scorers(["naswot"], 3, out, None)
+    run_scorers(["naswot"], 3, out, None, seed=1)
+    scores = json.loads(out.read_text())["scores"]
+    assert set(scores) == {"naswot", "naswot@seed1"}
+    assert set(scores["naswot"]) == set(scores["naswot@seed1"])
+    assert scores["naswot"] != scores["naswot@seed1"]  # another init, another kernel
