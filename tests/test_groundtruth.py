@@ -45,6 +45,14 @@ def test_split_is_a_stable_function_of_the_architecture():
     assert set(halves) == {"calibration", "evaluation"}
     assert 15 < halves.count("evaluation") < 45
     assert [split_of(Genotype.from_dict(g.to_dict())) for g in gs] == halves
+    other_skeleton = recipe_with(["stage_widths=[8,16,32]", "stem_kernel=[1,3,3]", "size=32"])
+    assert [split_of(other_skeleton.conform(g)) for g in gs] == halves
+
+
+def test_the_shipped_table_keeps_its_halves():
+    gt = GroundTruth.load()
+    for r in gt.archs():
+        assert split_of(Genotype.from_dict(r.genotype)) == r.split, r.arch
 
 
 def test_job_order_holds_every_arch_and_every_pair_once():

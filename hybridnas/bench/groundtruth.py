@@ -133,6 +133,9 @@ def recipe_with(overrides: Sequence[str]) -> GroundTruthRecipe:
     )
 
 
+_FIRST_TABLE_RECIPE = GroundTruthRecipe()  # recipe d045ed0e9c6e: its skeleton fixes the halves
+
+
 def sample_uniform(recipe: GroundTruthRecipe, n: int, seed: int) -> list[Genotype]:
     """``n`` distinct genotypes drawn uniformly from the space: every node two distinct
     earlier inputs, every edge an op uniform over the non-``none`` ops."""
@@ -154,8 +157,12 @@ def arch_id(genotype: Genotype) -> str:
 
 
 def split_of(genotype: Genotype) -> str:
-    """``calibration`` or ``evaluation``, by a hash of the architecture (fixed forever)."""
-    return "calibration" if zlib.crc32(genotype.key().encode()) % 2 == 0 else "evaluation"
+    """``calibration`` or ``evaluation``, by a hash of the genotype's cells alone (fixed
+    forever): the cells are hashed on the first table's skeleton, so that table keeps its
+    halves and the same cells land in the same half of a table built on any other skeleton
+    (a scorer tuned on one table's calibration half never sees another's evaluation cells)."""
+    on_first_skeleton = _FIRST_TABLE_RECIPE.conform(genotype)
+    return "calibration" if zlib.crc32(on_first_skeleton.key().encode()) % 2 == 0 else "evaluation"
 
 
 # ---------------------------------------------------------------- data
