@@ -192,3 +192,4 @@ def test_trained_scorer_cycles_every_proxy_clip_and_says_its_budget():
 
     label = budget_label("proxy_1cycle", s)
     assert "1536 clips cycling 32" in label and "loss on 16 val clips" in label
+    assert "x2 seeds: 1536 clips" in budget_label("proxy_1cycle_x2", s)

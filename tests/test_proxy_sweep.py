@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from types import SimpleNamespace
 
 import pytest
@@ -138,3 +139,9 @@ def test_registered_proxy_1cycle_learns_is_deterministic_and_needs_held_out_clip
     assert get_scorer("proxy_1cycle")(g, ctx) == score
     with pytest.raises(ValueError, match="held-out"):
         get_scorer("proxy_1cycle")(g, ScoreContext(x=x, y=y))
+    # the two-seed mean, on a task hard enough that seeds end at different held-out losses
+    hard = dataclasses.replace(ctx, train_x=torch.randn(64, 3, 4, 16, 16), val_x=x[64:] / 5)
+    seed0 = get_scorer("proxy_1cycle")(g, hard)
+    seed1 = get_scorer("proxy_1cycle")(g, dataclasses.replace(hard, seed=1))
+    assert seed0 != seed1
+    assert get_scorer("proxy_1cycle_x2")(g, hard) == pytest.approx((seed0 + seed1) / 2)

@@ -53,6 +53,7 @@ METHODS: dict[str, str] = {
     "hybrid_zico": "hybrid, warm-up 1, decide_at 0.5, evolution.scorer=zico",
     "hybrid_norerank": "hybrid_fast with no rerank: the cheap score (proxy) picks the genotype",
     "hybrid_ens": "hybrid_fast scored by ensemble:naswot+proxy_1cycle, no rerank",
+    "hybrid_ens2": "hybrid_fast scored by ensemble:naswot+proxy_1cycle+proxy_1cycle_x2, no rerank",
     "sdas": "SDAS alone, warm-up 2, decide_at 1.0 (the earlier default schedule)",
     "sdas_pt": "SDAS alone, warm-up 2, decide_at 1.0, perturbation selection",
     "sdas_fast": "SDAS alone, warm-up 1, decide_at 0.5",
@@ -83,6 +84,8 @@ ENSEMBLE = [
     "evolution.proxy.stage_clips=[1536]",
     "evolution.proxy.val_clips=500",
 ]
+# The calibration half's choice once the two-seed proxy_1cycle_x2 was scored on the table.
+ENSEMBLE2 = [*ENSEMBLE[1:], "evolution.scorer=ensemble:naswot+proxy_1cycle+proxy_1cycle_x2"]
 # the defaults when the first rows were measured: edges decided by the last epoch, no beta term
 EARLIER = ["search.decide_at=1.0", "search.beta_decay=0.0"]
 
@@ -119,8 +122,8 @@ def _search(R: Results, method: str, seed: int) -> dict | None:
     elif method == "hybrid_zico":
         zico = [*_fast(_hybrid(MODE, b, seed)), "evolution.scorer=zico"]
         measure_search(R, key, "sdas_video", zico, info)
-    elif method in ("hybrid_norerank", "hybrid_ens"):
-        extra = ENSEMBLE if method == "hybrid_ens" else []
+    elif method in ("hybrid_norerank", "hybrid_ens", "hybrid_ens2"):
+        extra = {"hybrid_ens": ENSEMBLE, "hybrid_ens2": ENSEMBLE2}.get(method, [])
         overrides = _with(_fast(_hybrid(MODE, b, seed)), [*extra, "evolution.rerank_scorer=none"])
         measure_search(R, key, "sdas_video", overrides, info)
     elif method == "sdas":
