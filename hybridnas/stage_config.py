@@ -293,7 +293,7 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 0.0003
     sched: str = "cosine"
-    warmup_epochs: int = 0
+    warmup_epochs: float = 0
     label_smoothing: float = 0.1
     mixup: float = 0.0
     cutmix: float = 0.0

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.optim import create_optimizer_v2
-from timm.scheduler import create_scheduler_v2
+from timm.scheduler import create_scheduler_v2, scheduler
 from timm.utils import ModelEmaV3
 from tqdm import tqdm
 
@@ -47,7 +47,7 @@ from hybridnas.models import (
     supernet_to_network,
 )
 from hybridnas.space.genotype import Genotype
-from hybridnas.stage_config import DataConfig, ModelConfig, TrainRun
+from hybridnas.stage_config import DataConfig, ModelConfig, TrainConfig, TrainRun
 
 LAST = "checkpoints/last.pt"
 BEST = "checkpoints/best.pt"
@@ -173,6 +173,25 @@ def init_weights(model: torch.nn.Module, spec: ModelSpec, init_from: str | Path)
     print(f"[hybridnas] init_from {src}: {copied}/{total} tensors copied (name and shape match)")
 
 
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, t: TrainConfig, updates_per_epoch: int
+) -> scheduler.Scheduler:
+    """timm's ``t.sched`` scheduler, stepped per update: a linear warm-up from 1% of ``t.lr``
+    over ``t.warmup_epochs`` epochs (a fraction is fine: 0.5 warms up over half an epoch's
+    updates), then the schedule down to ``t.min_lr`` by ``t.epochs``."""
+    sched, _ = create_scheduler_v2(
+        optimizer,
+        sched=t.sched,
+        num_epochs=t.epochs,
+        warmup_epochs=t.warmup_epochs,
+        warmup_lr=t.lr * 0.01,
+        min_lr=t.min_lr,
+        step_on_epochs=False,
+        updates_per_epoch=updates_per_epoch,
+    )
+    return sched
+
+
 def setup(cfg: TrainRun, ctx: DistContext, run_dir: Path) -> TrainState:
     """Data, model (from ``init_from`` if set), optimizer, scheduler, EMA and mixup."""
     t, dcfg = cfg.train, cfg.data.dataset
@@ -211,16 +230,7 @@ def setup(cfg: TrainRun, ctx: DistContext, run_dir: Path) -> TrainState:
     steps = (
         len(train_loader) if not t.steps_per_epoch else min(len(train_loader), t.steps_per_epoch)
     )
-    scheduler, _ = create_scheduler_v2(
-        trainer.optimizer,
-        sched=t.sched,
-        num_epochs=t.epochs,
-        warmup_epochs=t.warmup_epochs,
-        warmup_lr=t.lr * 0.01,
-        min_lr=t.min_lr,
-        step_on_epochs=False,
-        updates_per_epoch=steps,
-    )
+    scheduler = make_scheduler(trainer.optimizer, t, steps)
     ema = ModelEmaV3(model, decay=t.ema_decay, use_warmup=True) if t.ema else None
     amp = bool(t.amp) and on_gpu and cfg.engine != "deepspeed"  # bf16: no loss scaling
     mixup = None
