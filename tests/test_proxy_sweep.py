@@ -123,7 +123,8 @@ def test_batch_readings_leave_running_averages_alone():
     assert set(eval_only) == {"acc_eval_16"} and model.training
 
 
-def test_registered_proxy_1cycle_learns_is_deterministic_and_needs_held_out_clips():
+def test_registered_proxy_1cycle_learns_is_deterministic_and_needs_held_out_clips(monkeypatch):
+    from hybridnas.search import proxy_variants
     from hybridnas.search.scorers import ScoreContext, get_scorer
 
     torch.manual_seed(0)
@@ -136,7 +137,7 @@ def test_registered_proxy_1cycle_learns_is_deterministic_and_needs_held_out_clip
     torch.set_num_threads(1)
     score = get_scorer("proxy_1cycle")(g, ctx)
     assert -0.5 < score <= 0  # minus the held-out loss, far below an untrained net's ~ln(10)
-    assert get_scorer("proxy_1cycle")(g, ctx) == score
+    assert get_scorer("proxy_1cycle")(g, dataclasses.replace(ctx)) == score  # trained anew
     with pytest.raises(ValueError, match="held-out"):
         get_scorer("proxy_1cycle")(g, ScoreContext(x=x, y=y))
     # the two-seed mean, on a task hard enough that seeds end at different held-out losses
@@ -144,4 +145,10 @@ def test_registered_proxy_1cycle_learns_is_deterministic_and_needs_held_out_clip
     seed0 = get_scorer("proxy_1cycle")(g, hard)
     seed1 = get_scorer("proxy_1cycle")(g, dataclasses.replace(hard, seed=1))
     assert seed0 != seed1
+    trainings = []
+    real = proxy_variants.train_variant
+    monkeypatch.setattr(
+        proxy_variants, "train_variant", lambda *a, **k: trainings.append(1) or real(*a, **k)
+    )
     assert get_scorer("proxy_1cycle_x2")(g, hard) == pytest.approx((seed0 + seed1) / 2)
+    assert len(trainings) == 1  # the seed-0 run is shared with proxy_1cycle on this context

@@ -195,14 +195,16 @@ def proxy_1cycle(genotype: Genotype, ctx: ScoreContext) -> float:
         x=ctx.train_x if has_train else ctx.x, y=ctx.train_y if has_train else ctx.y
     )
     val = SimpleNamespace(x=ctx.val_x, y=ctx.val_y)
-    return train_variant(genotype, variant, train, val, seed=ctx.seed)[reading]
+    key = ("proxy_1cycle", genotype.key())
+    if key not in ctx.trained:
+        ctx.trained[key] = train_variant(genotype, variant, train, val, seed=ctx.seed)[reading]
+    return ctx.trained[key]
 
 
 @register_scorer("proxy_1cycle_x2")
 def proxy_1cycle_x2(genotype: Genotype, ctx: ScoreContext) -> float:
-    """``proxy_1cycle`` averaged over seeds ``ctx.seed`` and ``ctx.seed + 1`` (twice the cost)."""
+    """``proxy_1cycle`` averaged over seeds ``ctx.seed`` and ``ctx.seed + 1`` (twice the cost;
+    the ``ctx.seed`` run is shared with a ``proxy_1cycle`` member of the same ensemble)."""
     _, seeds = SEED_MEANS["proxy_1cycle_x2"]
-    runs = [
-        proxy_1cycle(genotype, dataclasses.replace(ctx, seed=ctx.seed + k)) for k in range(seeds)
-    ]
-    return sum(runs) / seeds
+    contexts = [ctx, *(dataclasses.replace(ctx, seed=ctx.seed + k) for k in range(1, seeds))]
+    return sum(proxy_1cycle(genotype, c) for c in contexts) / seeds

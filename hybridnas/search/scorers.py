@@ -54,7 +54,10 @@ class ScoreContext:
     """What scorers may look at: training clips x (N, C, T, H, W) with labels y (N,), split
     into minibatches of ``batch_size``; held-out clips for ``oneshot`` and the trained scorers;
     the trained supernet's state with its ``steps`` and ``op_names`` for ``oneshot``; every
-    training clip a trained scorer may cycle through (``train_x`` / ``train_y``; None: x, y)."""
+    training clip a trained scorer may cycle through (``train_x`` / ``train_y``; None: x, y).
+    ``trained`` keeps what trained scorers computed on this context, so an ensemble whose
+    members share a training (proxy_1cycle and proxy_1cycle_x2) runs it once; it is not an
+    init field, so ``dataclasses.replace`` (other data, another seed) starts an empty one."""
 
     x: torch.Tensor
     y: torch.Tensor
@@ -67,6 +70,9 @@ class ScoreContext:
     seed: int = 0
     train_x: torch.Tensor | None = None
     train_y: torch.Tensor | None = None
+    trained: dict[tuple[str, str], float] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def batches(self, n: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The first ``n`` minibatches (fewer if the clips run out)."""
