@@ -85,7 +85,7 @@ ENSEMBLE = [
     "evolution.proxy.val_clips=500",
 ]
 # The calibration half's choice once the two-seed proxy_1cycle_x2 was scored on the table.
-ENSEMBLE2 = [*ENSEMBLE[1:], "evolution.scorer=ensemble:naswot+proxy_1cycle+proxy_1cycle_x2"]
+ENSEMBLE2_SCORER = "evolution.scorer=ensemble:naswot+proxy_1cycle+proxy_1cycle_x2"
 # the defaults when the first rows were measured: edges decided by the last epoch, no beta term
 EARLIER = ["search.decide_at=1.0", "search.beta_decay=0.0"]
 
@@ -123,8 +123,10 @@ def _search(R: Results, method: str, seed: int) -> dict | None:
         zico = [*_fast(_hybrid(MODE, b, seed)), "evolution.scorer=zico"]
         measure_search(R, key, "sdas_video", zico, info)
     elif method in ("hybrid_norerank", "hybrid_ens", "hybrid_ens2"):
-        extra = {"hybrid_ens": ENSEMBLE, "hybrid_ens2": ENSEMBLE2}.get(method, [])
-        overrides = _with(_fast(_hybrid(MODE, b, seed)), [*extra, "evolution.rerank_scorer=none"])
+        extra = {"hybrid_ens": ENSEMBLE, "hybrid_ens2": _with(ENSEMBLE, [ENSEMBLE2_SCORER])}
+        overrides = _with(
+            _fast(_hybrid(MODE, b, seed)), [*extra.get(method, []), "evolution.rerank_scorer=none"]
+        )
         measure_search(R, key, "sdas_video", overrides, info)
     elif method == "sdas":
         measure_search(R, key, "sdas_video", [*differentiable, *EARLIER], info)

@@ -19,7 +19,8 @@ from typing import Any
 import torch
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.optim import create_optimizer_v2
-from timm.scheduler import create_scheduler_v2, scheduler
+from timm.scheduler import create_scheduler_v2
+from timm.scheduler.scheduler import Scheduler
 from timm.utils import ModelEmaV3
 from tqdm import tqdm
 
@@ -175,11 +176,11 @@ def init_weights(model: torch.nn.Module, spec: ModelSpec, init_from: str | Path)
 
 def make_scheduler(
     optimizer: torch.optim.Optimizer, t: TrainConfig, updates_per_epoch: int
-) -> scheduler.Scheduler:
+) -> Scheduler:
     """timm's ``t.sched`` scheduler, stepped per update: a linear warm-up from 1% of ``t.lr``
     over ``t.warmup_epochs`` epochs (a fraction is fine: 0.5 warms up over half an epoch's
     updates), then the schedule down to ``t.min_lr`` by ``t.epochs``."""
-    sched, _ = create_scheduler_v2(
+    return create_scheduler_v2(
         optimizer,
         sched=t.sched,
         num_epochs=t.epochs,
@@ -188,8 +189,7 @@ def make_scheduler(
         min_lr=t.min_lr,
         step_on_epochs=False,
         updates_per_epoch=updates_per_epoch,
-    )
-    return sched
+    )[0]
 
 
 def setup(cfg: TrainRun, ctx: DistContext, run_dir: Path) -> TrainState:
