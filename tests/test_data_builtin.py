@@ -129,3 +129,29 @@ def test_impossible_digit_layouts_are_refused_not_looped():
         _place(np.random.default_rng(0), 8, 16, 12)
     with pytest.raises(ValueError, match="lower data.frames"):
         _place(np.random.default_rng(0), 64, 20, 9)
+
+
+def test_motion_code_clips_follow_their_class_code(tmp_path):
+    """The digit moves exactly between the frames where its class's code says 1, and every
+    code has the same number of moves (only their order in time tells the classes apart)."""
+    from hybridnas.data.builtin import motion_codes
+
+    ds = MovingDigits("train", cache_dir=tmp_path, task="motion_code", **SMALL)
+    codes = motion_codes(8)
+    assert codes.shape == (10, 7) and len({tuple(c) for c in codes}) == 10
+    assert len(set(codes.sum(1).tolist())) == 1
+    assert ds.class_names == ["".join(map(str, c)) for c in codes]
+    assert len(set(ds.labels.tolist())) > 5
+    for clip, label in zip(ds.clips[:20], ds.labels[:20], strict=True):
+        moved = [int(not torch.equal(clip[t], clip[t + 1])) for t in range(7)]
+        assert moved == codes[label].tolist()
+
+
+def test_motion_code_is_cached_apart_and_bad_tasks_are_refused(tmp_path):
+    a = MovingDigits("test", cache_dir=tmp_path, **SMALL)
+    b = MovingDigits("test", cache_dir=tmp_path, task="motion_code", **SMALL)
+    assert not torch.equal(a.clips, b.clips) and len(list(tmp_path.iterdir())) == 2
+    with pytest.raises(ValueError, match="unknown data.task 'rhythm'"):
+        build_dataset({"name": "builtin", "cache_dir": str(tmp_path), "task": "rhythm"}, "train")
+    with pytest.raises(ValueError, match="needs data.frames >= 6"):
+        MovingDigits("test", cache_dir=tmp_path, task="motion_code", frames=4, **SMALL)

@@ -74,6 +74,8 @@ def test_a_field_added_later_keeps_the_shipped_hash_until_it_is_changed():
     spatial = recipe_with(["stem_kernel=[1,3,3]"])
     assert spatial.hash() != GroundTruthRecipe().hash()
     assert spatial.template().macro.stem_kernel == (1, 3, 3)
+    assert recipe_with(["task=which_moves"]).hash() == "d045ed0e9c6e"
+    assert recipe_with(["task=motion_code"]).hash() != GroundTruthRecipe().hash()
 
 
 def test_rank_agreement_and_its_interval():

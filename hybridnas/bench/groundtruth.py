@@ -41,7 +41,7 @@ from hybridnas.search.mutations import Guidance, sample_genotype
 from hybridnas.space.genotype import CellSpec, Genotype
 from hybridnas.space.network import build_network
 
-_FIELDS_ADDED_LATER = {"stem_kernel": (3, 3, 3)}
+_FIELDS_ADDED_LATER = {"stem_kernel": (3, 3, 3), "task": "which_moves"}
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,7 @@ class GroundTruthRecipe:
     frames: int = 8
     size: int = 16
     render_size: int = 32
+    task: str = "which_moves"
     data_seed: int = 0
     num_train: int = 1500
     num_search_val: int = 1000
@@ -84,7 +85,9 @@ class GroundTruthRecipe:
         was built with, so adding a field never orphans a shipped table."""
         doc = asdict(self)
         for name, built_with in _FIELDS_ADDED_LATER.items():
-            if tuple(doc[name]) == built_with:
+            if doc[name] == built_with or (
+                isinstance(built_with, tuple) and tuple(doc[name]) == built_with
+            ):
                 del doc[name]
         doc = json.dumps(doc, sort_keys=True)
         return hashlib.sha256(doc.encode()).hexdigest()[:12]
@@ -183,7 +186,9 @@ def load_clips(recipe: GroundTruthRecipe) -> dict[str, Clips]:
         "search_val": recipe.num_search_val,
         "test": recipe.num_test,
     }
-    data = load_or_build(None, recipe.data_seed, sizes, recipe.frames, recipe.render_size, 12)
+    data = load_or_build(
+        None, recipe.data_seed, sizes, recipe.frames, recipe.render_size, 12, recipe.task
+    )
     limits = {"train": recipe.train_clips, "search_val": recipe.val_clips, "test": recipe.num_test}
     out = {}
     for split, d in data.items():

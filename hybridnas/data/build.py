@@ -33,6 +33,7 @@ DEFAULTS = {
     "num_search_val": 500,
     "num_test": 500,
     "digit_px": 12,
+    "task": "which_moves",  # or "motion_code": the label is the rhythm of the motion
     "cache_dir": None,  # default $HYBRIDNAS_CACHE or ~/.cache/hybridnas
     # video: sampling
     "sampling": "clip",  # "clip" | "tsn"
@@ -91,6 +92,7 @@ def build_dataset(cfg: Mapping, split: str) -> Dataset:
             num_test=c["num_test"],
             cache_dir=c["cache_dir"],
             streams=tuple(c["streams"]),
+            task=c["task"],
         )
     if c["name"] not in LAYOUTS:
         raise ValueError(f"unknown dataset {c['name']!r}: builtin, {', '.join(LAYOUTS)}")

@@ -5,10 +5,17 @@ nothing is downloaded) on a black canvas: one bounces around, the other stays st
 is the digit that moves. A single frame shows both digits and nothing says which one moves, so
 a model that looks at frames one at a time is capped near 50%; a model that sees time can do
 far better. Train, search-validation and test clips are drawn from disjoint source images.
+
+A second task, ``task="motion_code"``, labels the *rhythm* of the motion instead: one digit
+moves in some frames and rests in others, and the class is which of ten move/rest codes it
+follows (every code has the same number of moves, so neither a single frame, nor the mean of
+per-frame features, nor the total displacement tells the classes apart; only the order of
+moves in time does). The digit's identity is irrelevant to the label.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
 from pathlib import Path
@@ -23,6 +30,8 @@ from hybridnas.data.classes import save_class_index
 from hybridnas.data.streams import add_streams, check_streams
 
 SPLITS = ("train", "search_val", "test")
+TASKS = ("which_moves", "motion_code")
+NUM_CODES = 10
 # Mean and std of a pixel over the built-in clips (scaled to [0, 1]), measured once at the
 # defaults; fixed so that every split and every cache file normalises the same way.
 MEAN, STD = 0.086, 0.22
@@ -96,6 +105,49 @@ def _place(rng: np.random.Generator, frames: int, canvas: int, digit: int):
     )
 
 
+def motion_codes(frames: int) -> np.ndarray:
+    """The ``motion_code`` task's ten classes: (10, frames - 1) 0/1 codes, 1 = the digit moves
+    between frames t and t + 1. Each code has the same number of moves; the ten are a fixed
+    draw (independent of the data seed) from all such codes."""
+    steps = frames - 1
+    moves = (steps + 1) // 2
+    codes = [c for c in itertools.combinations(range(steps), moves)]
+    if len(codes) < NUM_CODES:
+        raise ValueError(f"data.task=motion_code needs data.frames >= 6, got {frames}")
+    pick = np.random.default_rng(2026).choice(len(codes), NUM_CODES, replace=False)
+    out = np.zeros((NUM_CODES, steps), np.int64)
+    for row, k in enumerate(sorted(pick)):
+        out[row, list(codes[k])] = 1
+    return out
+
+
+def make_code_clips(
+    images: np.ndarray,
+    pool: np.ndarray,
+    n: int,
+    rng: np.random.Generator,
+    frames: int,
+    canvas: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Render ``n`` motion-code clips: uint8 (n, frames, canvas, canvas), labels (n,) = code.
+
+    One digit (any class) bounces at a constant speed, but only takes a step between frames
+    where its class's code says 1; otherwise it stays where it is."""
+    digit = images.shape[-1]
+    codes = motion_codes(frames)
+    clips = np.zeros((n, frames, canvas, canvas), np.uint8)
+    target = rng.integers(0, NUM_CODES, n)
+    for i in range(n):
+        img = images[rng.choice(pool)]
+        code = codes[target[i]]
+        path = _bounce(rng, int(code.sum()) + 1, canvas - digit)
+        where = np.concatenate([[0], np.cumsum(code)])  # step taken by each frame
+        for t in range(frames):
+            y, x = path[where[t]]
+            clips[i, t, y : y + digit, x : x + digit] = img
+    return torch.from_numpy(clips), torch.from_numpy(target.astype(np.int64))
+
+
 def make_clips(
     images: np.ndarray,
     labels: np.ndarray,
@@ -126,17 +178,35 @@ def make_clips(
 
 
 def build_moving_digits(
-    seed: int, sizes: dict[str, int], frames: int, canvas: int, digit_px: int
+    seed: int,
+    sizes: dict[str, int],
+    frames: int,
+    canvas: int,
+    digit_px: int,
+    task: str = "which_moves",
 ) -> dict[str, dict[str, torch.Tensor]]:
     """All splits, deterministic for ``seed``: {split: {"clips": uint8 (N,T,H,W), "labels"}}."""
+    check_task(task)
     rng = np.random.default_rng(seed)
     images, labels = _source_images(digit_px)
     pools = _split_sources(labels, rng)
     out = {}
     for split in SPLITS:
-        clips, target = make_clips(images, labels, pools[split], sizes[split], rng, frames, canvas)
+        if task == "motion_code":
+            clips, target = make_code_clips(images, pools[split], sizes[split], rng, frames, canvas)
+        else:
+            clips, target = make_clips(
+                images, labels, pools[split], sizes[split], rng, frames, canvas
+            )
         out[split] = {"clips": clips, "labels": target, "sources": torch.from_numpy(pools[split])}
     return out
+
+
+def check_task(task: str) -> str:
+    """``task`` if it is one of TASKS, else a one-line ValueError."""
+    if task not in TASKS:
+        raise ValueError(f"unknown data.task {task!r}; expected one of {TASKS}")
+    return task
 
 
 def load_or_build(
@@ -146,17 +216,17 @@ def load_or_build(
     frames: int,
     canvas: int,
     digit_px: int,
+    task: str = "which_moves",
 ) -> dict[str, dict[str, torch.Tensor]]:
     """Load the cached build for these arguments, or build it and write it atomically
     (temp file + rename: concurrent first uses never see a half-written cache)."""
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     key = "-".join(f"{sizes[s]}" for s in SPLITS)
-    path = (
-        cache / f"moving_digits_v{_VERSION}_seed{seed}_n{key}_t{frames}_hw{canvas}_d{digit_px}.pt"
-    )
+    name = "moving_digits" if check_task(task) == "which_moves" else task
+    path = cache / f"{name}_v{_VERSION}_seed{seed}_n{key}_t{frames}_hw{canvas}_d{digit_px}.pt"
     if path.exists():
         return torch.load(path, weights_only=True)
-    data = build_moving_digits(seed, sizes, frames, canvas, digit_px)
+    data = build_moving_digits(seed, sizes, frames, canvas, digit_px, task)
     cache.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=cache, suffix=".tmp")
     os.close(fd)
@@ -171,7 +241,9 @@ def load_or_build(
 
 class MovingDigits(BadItemLog, Dataset):
     """Moving-digit clips. Items: (clip float (3, T, H, W) normalised, label int); with
-    ``streams`` other than ``("rgb",)``, (3 * len(streams), T, H, W) (see streams.py)."""
+    ``streams`` other than ``("rgb",)``, (3 * len(streams), T, H, W) (see streams.py).
+    ``task``: "which_moves" (label = the moving digit) or "motion_code" (label = the
+    move/rest code the digit follows; class names are the codes, e.g. "0110101")."""
 
     class_names = [str(d) for d in range(10)]
     num_classes = 10
@@ -189,12 +261,15 @@ class MovingDigits(BadItemLog, Dataset):
         num_test: int = 500,
         cache_dir: str | os.PathLike | None = None,
         streams: tuple[str, ...] = ("rgb",),
+        task: str = "which_moves",
     ) -> None:
         split = {"val": "test"}.get(split, split)
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; expected one of {SPLITS} or 'val'")
         sizes = {"train": num_train, "search_val": num_search_val, "test": num_test}
-        data = load_or_build(cache_dir, seed, sizes, frames, size, digit_px)[split]
+        data = load_or_build(cache_dir, seed, sizes, frames, size, digit_px, task)[split]
+        if task == "motion_code":
+            self.class_names = ["".join(map(str, c)) for c in motion_codes(frames)]
         self.split = split
         self.clips, self.labels = data["clips"], data["labels"]
         self.source_ids = data["sources"]  # which load_digits images this split drew from
