@@ -155,3 +155,15 @@ def test_motion_code_is_cached_apart_and_bad_tasks_are_refused(tmp_path):
         build_dataset({"name": "builtin", "cache_dir": str(tmp_path), "task": "rhythm"}, "train")
     with pytest.raises(ValueError, match="needs data.frames >= 6"):
         MovingDigits("test", cache_dir=tmp_path, task="motion_code", frames=4, **SMALL)
+
+
+def test_flash_gap_clips_show_the_digit_in_two_frames_their_gap_apart(tmp_path):
+    ds = MovingDigits("train", cache_dir=tmp_path, task="flash_gap", frames=16, size=16, **SMALL)
+    assert ds.class_names[0] == "gap6" and ds.class_names[-1] == "gap15"
+    assert len(set(ds.labels.tolist())) > 5
+    for clip, label in zip(ds.clips, ds.labels, strict=True):
+        lit = (clip.flatten(1) > 0).any(1).nonzero().flatten().tolist()
+        assert len(lit) == 2 and lit[1] - lit[0] == int(label) + 6
+        assert torch.equal(clip[lit[0]], clip[lit[1]])  # the same digit at the same place
+    with pytest.raises(ValueError, match="needs data.frames >= 11"):
+        MovingDigits("test", cache_dir=tmp_path, task="flash_gap", frames=8, **SMALL)

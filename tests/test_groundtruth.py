@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+from unittest.mock import ANY
 
 import numpy as np
 import pytest
@@ -74,7 +76,7 @@ def test_a_field_added_later_keeps_the_shipped_hash_until_it_is_changed():
     spatial = recipe_with(["stem_kernel=[1,3,3]"])
     assert spatial.hash() != GroundTruthRecipe().hash()
     assert spatial.template().macro.stem_kernel == (1, 3, 3)
-    assert recipe_with(["task=which_moves"]).hash() == "d045ed0e9c6e"
+    assert recipe_with(["task=which_moves", "bn_stats_clips=0"]).hash() == "d045ed0e9c6e"
     assert recipe_with(["task=motion_code"]).hash() != GroundTruthRecipe().hash()
 
 
@@ -249,3 +251,26 @@ def test_groundtruth_command_stops_on_data_settings_the_generator_refuses(tmp_pa
     with pytest.raises(SystemExit, match="key=value"):
         main([*args, "--set", "frame=16"])
     assert not out.exists() or out.read_text() == ""
+
+
+def test_bn_statistics_are_recomputed_exactly_over_the_given_clips():
+    from torch import nn
+
+    from hybridnas.bench.groundtruth import recompute_bn_stats
+
+    torch.manual_seed(0)
+    conv, bn = nn.Conv3d(3, 4, 1), nn.BatchNorm3d(4)
+    model = nn.Sequential(conv, bn).eval()
+    x = torch.randn(40, 3, 2, 4, 4) * 3 + 1
+    recompute_bn_stats(model, x, batch_size=10)
+    with torch.no_grad():
+        assert torch.allclose(bn.running_mean, conv(x).mean((0, 2, 3, 4)), atol=1e-5)
+    assert not model.training  # left as it was found
+    recipe = dataclasses.replace(TINY, bn_stats_clips=32)
+    assert recipe.hash() != TINY.hash()
+    g = sample_uniform(recipe, 1, 0)[0]
+    assert train_and_score(g, recipe, 0) == {
+        **train_and_score(g, recipe, 0),
+        "ms_per_clip": ANY,
+        "train_seconds": ANY,
+    }

@@ -11,6 +11,12 @@ moves in some frames and rests in others, and the class is which of ten move/res
 follows (every code has the same number of moves, so neither a single frame, nor the mean of
 per-frame features, nor the total displacement tells the classes apart; only the order of
 moves in time does). The digit's identity is irrelevant to the label.
+
+A third, ``task="flash_gap"``, asks how far apart in time two things happened: the canvas is
+black except in two frames, where one digit flashes at the same place; the class is the gap
+between the two flashes, one of the ten longest the clip holds (6 to 15 frames in 16). Every
+clip has two flashes, so a model must see both within one temporal receptive field to tell a
+gap of 14 from a gap of 15.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from hybridnas.data.classes import save_class_index
 from hybridnas.data.streams import add_streams, check_streams
 
 SPLITS = ("train", "search_val", "test")
-TASKS = ("which_moves", "motion_code")
+TASKS = ("which_moves", "motion_code", "flash_gap")
 NUM_CODES = 10
 # Mean and std of a pixel over the built-in clips (scaled to [0, 1]), measured once at the
 # defaults; fixed so that every split and every cache file normalises the same way.
@@ -148,6 +154,41 @@ def make_code_clips(
     return torch.from_numpy(clips), torch.from_numpy(target.astype(np.int64))
 
 
+def gap_lengths(frames: int) -> list[int]:
+    """The flash_gap task's classes: the ten longest gaps a clip of ``frames`` holds."""
+    return list(range(frames - NUM_CODES, frames))
+
+
+def make_gap_clips(
+    images: np.ndarray,
+    pool: np.ndarray,
+    n: int,
+    rng: np.random.Generator,
+    frames: int,
+    canvas: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Render ``n`` flash-gap clips: uint8 (n, frames, canvas, canvas), labels (n,): the index
+    of the gap in ``gap_lengths(frames)``.
+
+    A digit (any class) shows at one random place in frames t0 and t0 + gap only, with the
+    gap uniform over the ten longest (``gap_lengths``) and t0 uniform over the starts that keep
+    both flashes in the clip."""
+    if frames <= NUM_CODES:
+        raise ValueError(f"data.task=flash_gap needs data.frames >= {NUM_CODES + 1}, got {frames}")
+    digit = images.shape[-1]
+    if digit > canvas:
+        raise ValueError(f"data.digit_px={digit} is larger than the {canvas}px canvas")
+    clips = np.zeros((n, frames, canvas, canvas), np.uint8)
+    target = rng.integers(0, NUM_CODES, n)
+    gaps = gap_lengths(frames)
+    for i in range(n):
+        gap = int(gaps[target[i]])
+        t0 = int(rng.integers(0, frames - gap))
+        y, x = rng.integers(0, canvas - digit + 1, 2)
+        clips[i, [t0, t0 + gap], y : y + digit, x : x + digit] = images[rng.choice(pool)]
+    return torch.from_numpy(clips), torch.from_numpy(target.astype(np.int64))
+
+
 def make_clips(
     images: np.ndarray,
     labels: np.ndarray,
@@ -194,6 +235,8 @@ def build_moving_digits(
     for split in SPLITS:
         if task == "motion_code":
             clips, target = make_code_clips(images, pools[split], sizes[split], rng, frames, canvas)
+        elif task == "flash_gap":
+            clips, target = make_gap_clips(images, pools[split], sizes[split], rng, frames, canvas)
         else:
             clips, target = make_clips(
                 images, labels, pools[split], sizes[split], rng, frames, canvas
@@ -270,6 +313,8 @@ class MovingDigits(BadItemLog, Dataset):
         data = load_or_build(cache_dir, seed, sizes, frames, size, digit_px, task)[split]
         if task == "motion_code":
             self.class_names = ["".join(map(str, c)) for c in motion_codes(frames)]
+        elif task == "flash_gap":
+            self.class_names = [f"gap{g}" for g in gap_lengths(frames)]
         self.split = split
         self.clips, self.labels = data["clips"], data["labels"]
         self.source_ids = data["sources"]  # which load_digits images this split drew from
