@@ -33,7 +33,7 @@ DEFAULTS = {
     "num_search_val": 500,
     "num_test": 500,
     "digit_px": 12,
-    "task": "which_moves",  # or "motion_code": the label is the rhythm of the motion
+    "task": "which_moves",  # or "motion_code", "flash_gap": harder temporal labels (builtin.py)
     "cache_dir": None,  # default $HYBRIDNAS_CACHE or ~/.cache/hybridnas
     # video: sampling
     "sampling": "clip",  # "clip" | "tsn"
