@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from unittest.mock import ANY
 
 import numpy as np
 import pytest
@@ -269,8 +268,11 @@ def test_bn_statistics_are_recomputed_exactly_over_the_given_clips():
     recipe = dataclasses.replace(TINY, bn_stats_clips=32)
     assert recipe.hash() != TINY.hash()
     g = sample_uniform(recipe, 1, 0)[0]
-    assert train_and_score(g, recipe, 0) == {
-        **train_and_score(g, recipe, 0),
-        "ms_per_clip": ANY,
-        "train_seconds": ANY,
-    }
+    timing = ("ms_per_clip", "train_seconds")
+    exact, again, running = (
+        {k: v for k, v in train_and_score(g, r, 0).items() if k not in timing}
+        for r in (recipe, recipe, TINY)
+    )
+    assert exact == again  # an entry repeats exactly
+    # the same weights scored with other BatchNorm statistics: the recompute took effect
+    assert (exact["test_acc"], exact["val_acc"]) != (running["test_acc"], running["val_acc"])

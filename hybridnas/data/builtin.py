@@ -37,7 +37,7 @@ from hybridnas.data.streams import add_streams, check_streams
 
 SPLITS = ("train", "search_val", "test")
 TASKS = ("which_moves", "motion_code", "flash_gap")
-NUM_CODES = 10
+TEMPORAL_CLASSES = 10  # classes of motion_code and flash_gap
 # Mean and std of a pixel over the built-in clips (scaled to [0, 1]), measured once at the
 # defaults; fixed so that every split and every cache file normalises the same way.
 MEAN, STD = 0.086, 0.22
@@ -111,6 +111,11 @@ def _place(rng: np.random.Generator, frames: int, canvas: int, digit: int):
     )
 
 
+def _check_fits(digit: int, canvas: int) -> None:
+    if digit > canvas:
+        raise ValueError(f"data.digit_px={digit} is larger than the {canvas}px canvas")
+
+
 def motion_codes(frames: int) -> np.ndarray:
     """The ``motion_code`` task's ten classes: (10, frames - 1) 0/1 codes, 1 = the digit moves
     between frames t and t + 1. Each code has the same number of moves; the ten are a fixed
@@ -118,10 +123,10 @@ def motion_codes(frames: int) -> np.ndarray:
     steps = frames - 1
     moves = (steps + 1) // 2
     codes = [c for c in itertools.combinations(range(steps), moves)]
-    if len(codes) < NUM_CODES:
+    if len(codes) < TEMPORAL_CLASSES:
         raise ValueError(f"data.task=motion_code needs data.frames >= 6, got {frames}")
-    pick = np.random.default_rng(2026).choice(len(codes), NUM_CODES, replace=False)
-    out = np.zeros((NUM_CODES, steps), np.int64)
+    pick = np.random.default_rng(2026).choice(len(codes), TEMPORAL_CLASSES, replace=False)
+    out = np.zeros((TEMPORAL_CLASSES, steps), np.int64)
     for row, k in enumerate(sorted(pick)):
         out[row, list(codes[k])] = 1
     return out
@@ -140,9 +145,10 @@ def make_code_clips(
     One digit (any class) bounces at a constant speed, but only takes a step between frames
     where its class's code says 1; otherwise it stays where it is."""
     digit = images.shape[-1]
+    _check_fits(digit, canvas)
     codes = motion_codes(frames)
     clips = np.zeros((n, frames, canvas, canvas), np.uint8)
-    target = rng.integers(0, NUM_CODES, n)
+    target = rng.integers(0, TEMPORAL_CLASSES, n)
     for i in range(n):
         img = images[rng.choice(pool)]
         code = codes[target[i]]
@@ -156,7 +162,7 @@ def make_code_clips(
 
 def gap_lengths(frames: int) -> list[int]:
     """The flash_gap task's classes: the ten longest gaps a clip of ``frames`` holds."""
-    return list(range(frames - NUM_CODES, frames))
+    return list(range(frames - TEMPORAL_CLASSES, frames))
 
 
 def make_gap_clips(
@@ -173,13 +179,13 @@ def make_gap_clips(
     A digit (any class) shows at one random place in frames t0 and t0 + gap only, with the
     gap uniform over the ten longest (``gap_lengths``) and t0 uniform over the starts that keep
     both flashes in the clip."""
-    if frames <= NUM_CODES:
-        raise ValueError(f"data.task=flash_gap needs data.frames >= {NUM_CODES + 1}, got {frames}")
+    if frames <= TEMPORAL_CLASSES:
+        need = TEMPORAL_CLASSES + 1
+        raise ValueError(f"data.task=flash_gap needs data.frames >= {need}, got {frames}")
     digit = images.shape[-1]
-    if digit > canvas:
-        raise ValueError(f"data.digit_px={digit} is larger than the {canvas}px canvas")
+    _check_fits(digit, canvas)
     clips = np.zeros((n, frames, canvas, canvas), np.uint8)
-    target = rng.integers(0, NUM_CODES, n)
+    target = rng.integers(0, TEMPORAL_CLASSES, n)
     gaps = gap_lengths(frames)
     for i in range(n):
         gap = int(gaps[target[i]])
@@ -233,16 +239,27 @@ def build_moving_digits(
     pools = _split_sources(labels, rng)
     out = {}
     for split in SPLITS:
-        if task == "motion_code":
-            clips, target = make_code_clips(images, pools[split], sizes[split], rng, frames, canvas)
-        elif task == "flash_gap":
-            clips, target = make_gap_clips(images, pools[split], sizes[split], rng, frames, canvas)
-        else:
+        if task == "which_moves":  # the only task whose label is the digit's class
             clips, target = make_clips(
                 images, labels, pools[split], sizes[split], rng, frames, canvas
             )
+        else:
+            render = _TEMPORAL_RENDERERS[task]
+            clips, target = render(images, pools[split], sizes[split], rng, frames, canvas)
         out[split] = {"clips": clips, "labels": target, "sources": torch.from_numpy(pools[split])}
     return out
+
+
+_TEMPORAL_RENDERERS = {"motion_code": make_code_clips, "flash_gap": make_gap_clips}
+
+
+def class_names_of(task: str, frames: int) -> list[str]:
+    """The class names of ``task``: digits, move/rest codes ("0110101") or gaps ("gap6")."""
+    if task == "motion_code":
+        return ["".join(map(str, c)) for c in motion_codes(frames)]
+    if task == "flash_gap":
+        return [f"gap{g}" for g in gap_lengths(frames)]
+    return [str(d) for d in range(10)]
 
 
 def check_task(task: str) -> str:
@@ -285,11 +302,11 @@ def load_or_build(
 class MovingDigits(BadItemLog, Dataset):
     """Moving-digit clips. Items: (clip float (3, T, H, W) normalised, label int); with
     ``streams`` other than ``("rgb",)``, (3 * len(streams), T, H, W) (see streams.py).
-    ``task``: "which_moves" (label = the moving digit) or "motion_code" (label = the
-    move/rest code the digit follows; class names are the codes, e.g. "0110101")."""
+    ``task``: "which_moves" (label = the moving digit), "motion_code" (label = the move/rest
+    code the digit follows) or "flash_gap" (label = the gap between two flashes); see
+    ``class_names_of``."""
 
-    class_names = [str(d) for d in range(10)]
-    num_classes = 10
+    num_classes = 10  # every task has ten classes
 
     def __init__(
         self,
@@ -311,10 +328,7 @@ class MovingDigits(BadItemLog, Dataset):
             raise ValueError(f"unknown split {split!r}; expected one of {SPLITS} or 'val'")
         sizes = {"train": num_train, "search_val": num_search_val, "test": num_test}
         data = load_or_build(cache_dir, seed, sizes, frames, size, digit_px, task)[split]
-        if task == "motion_code":
-            self.class_names = ["".join(map(str, c)) for c in motion_codes(frames)]
-        elif task == "flash_gap":
-            self.class_names = [f"gap{g}" for g in gap_lengths(frames)]
+        self.class_names = class_names_of(task, frames)
         self.split = split
         self.clips, self.labels = data["clips"], data["labels"]
         self.source_ids = data["sources"]  # which load_digits images this split drew from
