@@ -35,8 +35,8 @@ from scipy import stats
 from hybridnas.engine.distributed import DistContext, all_gather_object
 from hybridnas.search.latency import LatencyBudget
 from hybridnas.search.proxy import ProxyConfig, ProxyData, build_proxy, train_stage
-from hybridnas.search.proxy_variants import SEED_MEANS, preset_for
 from hybridnas.search.proxy_variants import TRAINED as TRAINED_SCORERS
+from hybridnas.search.proxy_variants import preset_for, seed_mean_of
 from hybridnas.search.scorers import ScoreContext, get_scorer, list_scorers
 from hybridnas.space.genotype import Genotype
 from hybridnas.space.network import read_connection_weights
@@ -151,7 +151,7 @@ def budget_label(name: str, s: Scoring, stages: int = 1) -> str:
         return f"oneshot (supernet path, BN on {len(s.context.x)} clips)"
     if name in TRAINED_SCORERS:
         variant, _ = preset_for(name, len(s.context.val_x))
-        seeds = SEED_MEANS.get(name, (name, 1))[1]
+        seeds = seed_mean_of(name)[1]
         return (
             f"{name} (trained{f' x{seeds} seeds' if seeds > 1 else ''}: {variant.clips} clips "
             f"cycling {len(s.data.train_x)}, "

@@ -175,9 +175,14 @@ SEED_MEANS: dict[str, tuple[str, int]] = {"proxy_1cycle_x2": ("proxy_1cycle", 2)
 TRAINED = (*PRESETS, *SEED_MEANS)  # every registered scorer that trains its candidates
 
 
+def seed_mean_of(name: str) -> tuple[str, int]:
+    """(preset, seeds) behind a trained scorer: a preset alone is its own mean of 1 seed."""
+    return SEED_MEANS.get(name, (name, 1))
+
+
 def preset_for(name: str, n_val: int) -> tuple[ProxyVariant, str]:
     """``name``'s preset read on at most ``n_val`` held-out clips: (variant, reading key)."""
-    variant, reading = PRESETS[SEED_MEANS.get(name, (name, 1))[0]]
+    variant, reading = PRESETS[seed_mean_of(name)[0]]
     n = min(n_val, max(variant.val_clips))
     return dataclasses.replace(variant, val_clips=(n,)), f"{reading.rsplit('_', 1)[0]}_{n}"
 
