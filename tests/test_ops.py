@@ -22,7 +22,8 @@ SIZES = [(1, 1, 1), (3, 5, 5), (4, 8, 8), (8, 7, 9)]
 EXPECTED_OPS = {
     "none", "skip", "max_pool_1x3x3", "avg_pool_1x3x3", "max_pool_3x3x3", "avg_pool_3x3x3",
     "conv3d_3x3x3", "conv2plus1d_3x3x3", "p3d_a", "p3d_b", "p3d_c", "dil_temporal_d2",
-    "dil_temporal_d4", "itgm_3x3", "se_conv1x3x3", "sep_conv3d_3x3x3",
+    "dil_temporal_d4", "itgm_3x3", "se_conv1x3x3", "sep_conv3d_3x3x3", "tsm", "csn_3x3x3",
+    "conv2d_1x3x3", "conv_t3",
 }  # fmt: skip
 
 
@@ -171,3 +172,132 @@ def test_cells_take_norm_and_activation():
         assert not any(isinstance(m, nn.BatchNorm3d | nn.ReLU) for m in cell.modules())
     default = Cell(spec, **shape, reduction_stride=(1, 2, 2))
     assert any(isinstance(m, nn.BatchNorm3d) for m in default.modules())
+
+
+# ---------------------------------------------------------------- fast formulations
+
+
+class _ReferencePool(nn.Module):
+    """The pools as they were written before the fast formulation (nn.MaxPool3d, and the
+    zero-padded mean over the in-bounds share for average)."""
+
+    def __init__(self, fast: ops.WindowPool3d) -> None:
+        super().__init__()
+        self.kind, self.kernel, self.stride = fast.kind, fast.kernel, fast.stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "max":
+            return F.max_pool3d(x, self.kernel, self.stride, tuple(k // 2 for k in self.kernel))
+        pad = tuple(p for k in reversed(self.kernel) for p in (k // 2, k // 2))
+        ones = F.pad(x.new_ones(1, 1, *x.shape[2:]), pad)
+        mean = F.avg_pool3d(F.pad(x, pad), self.kernel, self.stride)
+        return mean / F.avg_pool3d(ones, self.kernel, self.stride)
+
+
+class _ReferenceITGM(nn.Module):
+    def __init__(self, fast: ITGMConv3d) -> None:
+        super().__init__()
+        self.fast = fast
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.fast
+        return F.conv3d(x, m.weight(), stride=m.stride, padding=m.padding)
+
+
+def _plain_conv(fast: nn.Conv3d) -> nn.Conv3d:
+    conv = nn.Conv3d(
+        fast.in_channels, fast.out_channels, fast.kernel_size, fast.stride, fast.padding,
+        fast.dilation, fast.groups, bias=fast.bias is not None,
+    )  # fmt: skip
+    conv.load_state_dict(fast.state_dict())
+    return conv
+
+
+def _reference(module: nn.Module) -> nn.Module:
+    """A copy of ``module`` (same parameters) with every fast formulation swapped for the
+    plain PyTorch one it replaces."""
+    for name, child in module.named_children():
+        if isinstance(child, ops.FastConv3d | TemporalConv3d):
+            setattr(module, name, _plain_conv(child))
+        elif isinstance(child, ops.WindowPool3d):
+            setattr(module, name, _ReferencePool(child))
+        elif isinstance(child, ITGMConv3d):
+            setattr(module, name, _ReferenceITGM(child))
+        else:
+            _reference(child)
+    return module
+
+
+def _outputs_and_grads(op: nn.Module, x: torch.Tensor, g: torch.Tensor) -> list[torch.Tensor]:
+    x = x.clone().requires_grad_(True)
+    y = op(x)
+    params = [p for p in op.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(y, [x, *params], g, allow_unused=True)
+    return [y.detach(), *(gr if gr is not None else torch.zeros(()) for gr in grads)]
+
+
+@pytest.mark.parametrize("name", sorted(set(list_ops()) - {"none"}))
+@pytest.mark.parametrize("stride", [(1, 1, 1), (1, 2, 2), (2, 2, 2)])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_fast_formulation_matches_the_plain_one(name, stride, batch):
+    """Same parameters, same outputs and gradients as the plain PyTorch modules, at batch 1
+    (where the oneDNN routing applies) and above: max abs difference <= 1e-5, relative to the
+    largest magnitude where that exceeds 1 (a weight gradient sums thousands of products)."""
+    torch.manual_seed(0)
+    fast = create_op(name, 6, 6, stride)
+    import copy
+
+    plain = _reference(copy.deepcopy(fast))
+    x = torch.randn(batch, 6, 5, 9, 8)
+    y = fast(x)
+    g = torch.randn_like(y)
+    for a, b in zip(_outputs_and_grads(fast, x, g), _outputs_and_grads(plain, x, g), strict=True):
+        assert (a - b).abs().max() <= 1e-5 * max(1.0, float(b.abs().max())), name
+
+
+def test_none_allocates_nothing_and_is_zero():
+    y = create_op("none", 4, 6, (1, 2, 2))(torch.randn(2, 4, 4, 8, 8))
+    assert y.shape == (2, 6, 4, 4, 4) and not y.any()
+    assert y.stride() == (0,) * 5  # one scalar, expanded
+
+
+def test_itgm_kernel_is_built_once_in_eval_and_follows_weight_changes():
+    conv = ITGMConv3d(3, 4)
+    x = torch.randn(1, 3, 4, 6, 6)
+    with torch.no_grad():
+        first = conv(x)
+        assert conv.kernel() is conv.kernel()  # cached, not rebuilt
+        conv.spatial_weight.mul_(2)  # an in-place change (optimizer step, load_state_dict)
+        second = conv(x)
+    assert torch.allclose(second, 2 * first, atol=1e-5)
+    y = conv(x)  # with gradients: built afresh, and they reach the parameters
+    y.sum().backward()
+    assert conv.spatial_weight.grad is not None and conv.mix_logits.grad is not None
+
+
+def test_temporal_shift_moves_one_eighth_each_way():
+    shift = ops.TemporalShift(16)
+    x = torch.arange(16 * 4, dtype=torch.float32).view(1, 16, 4, 1, 1)
+    y = shift(x)
+    assert torch.equal(y[:, :2, 1:], x[:, :2, :-1]) and not y[:, :2, 0].any()
+    assert torch.equal(y[:, 2:4, :-1], x[:, 2:4, 1:]) and not y[:, 2:4, -1].any()
+    assert torch.equal(y[:, 4:], x[:, 4:])
+    assert ops.TemporalShift(4).fold == 1  # small cells still shift one channel each way
+
+
+def test_fast_conv_is_counted_and_exported_as_a_plain_convolution():
+    from hybridnas.search.latency import count_flops
+
+    conv = ops.FastConv3d(4, 8, 3, padding=1, bias=False)
+    flops = count_flops(conv, (4, 8, 16, 16))
+    assert flops == 2 * 8 * 4 * 27 * 8 * 16 * 16
+    program = torch.export.export(conv.eval(), (torch.randn(1, 4, 8, 16, 16),))
+    targets = {str(n.target) for n in program.graph.nodes if n.op == "call_function"}
+    assert not any("mkldnn" in t for t in targets), targets
+
+
+def test_csn_mixes_channels_only_pointwise():
+    op = create_op("csn_3x3x3", 4, 8, 1)
+    convs = [m for m in op.modules() if isinstance(m, nn.Conv3d)]
+    assert [c.kernel_size for c in convs] == [(1, 1, 1), (3, 3, 3), (1, 1, 1)]
+    assert convs[1].groups == 8

@@ -1,4 +1,5 @@
-"""Space-time factorised convolutions: (2+1)D and the three Pseudo-3D blocks."""
+"""Space-time factorised convolutions: (2+1)D, the three Pseudo-3D blocks, and their two
+halves alone (a spatial-only 1x3x3 and a temporal-only 3x1x1 conv)."""
 
 from __future__ import annotations
 
@@ -89,3 +90,15 @@ def p3d_b(c_in: int, c_out: int, stride: Triple) -> nn.Module:
 @register_op("p3d_c")
 def p3d_c(c_in: int, c_out: int, stride: Triple) -> nn.Module:
     return P3DBlock(c_in, c_out, stride, "c")
+
+
+@register_op("conv2d_1x3x3")
+def conv2d_1x3x3(c_in: int, c_out: int, stride: Triple) -> nn.Module:
+    """Spatial only: ReLU -> conv 1x3x3 -> BN (a temporal stride keeps every st-th frame)."""
+    return conv_bn(c_in, c_out, (1, 3, 3), stride)
+
+
+@register_op("conv_t3")
+def conv_t3(c_in: int, c_out: int, stride: Triple) -> nn.Module:
+    """Temporal only: ReLU -> conv 3x1x1 -> BN (a spatial stride keeps every s-th pixel)."""
+    return conv_bn(c_in, c_out, (3, 1, 1), stride)

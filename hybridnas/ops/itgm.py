@@ -5,10 +5,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from hybridnas.ops.layers import Stride3, same_padding
+from hybridnas.ops.layers import Stride3, fast_conv, same_padding
 from hybridnas.ops.registry import normalize_stride, register_op
 
 
@@ -45,6 +44,7 @@ class ITGMConv3d(nn.Module):
         self.mix_logits = nn.Parameter(torch.empty(c_out, c_in, num_bumps))
         self.centre_raw = nn.Parameter(torch.empty(num_bumps))
         self.width_raw = nn.Parameter(torch.empty(num_bumps))
+        self._frozen: tuple[tuple, torch.Tensor] | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -75,8 +75,19 @@ class ITGMConv3d(nn.Module):
         """The inflated kernel, shape (C_out, C_in, L, k, k)."""
         return self.temporal_profile()[..., None, None] * self.spatial_weight[:, :, None]
 
+    def kernel(self) -> torch.Tensor:
+        """``weight()``, built once and reused while no gradient is wanted and no parameter
+        has changed (evaluation builds it once, not once a forward pass)."""
+        if torch.is_grad_enabled():
+            self._frozen = None
+            return self.weight()
+        key = tuple((p.data_ptr(), p._version) for p in self.parameters(recurse=False))
+        if self._frozen is None or self._frozen[0] != key:
+            self._frozen = (key, self.weight())
+        return self._frozen[1]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv3d(x, self.weight(), stride=self.stride, padding=self.padding)
+        return fast_conv(x, self.kernel(), None, self.stride, self.padding)
 
 
 class ITGMOp(nn.Sequential):

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 Triple = tuple[int, int, int]
 Stride3 = int | Triple
@@ -26,6 +27,62 @@ def same_padding(kernel: Triple, dilation: Triple = (1, 1, 1)) -> Triple:
     return tuple(d * (k - 1) // 2 for k, d in zip(kernel, dilation, strict=True))  # type: ignore[return-value]
 
 
+def _mkldnn_pays(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether to call oneDNN's convolution directly for this input and weight.
+
+    PyTorch's CPU dispatcher sends a batch of one clip with a <= 3-tap kernel and fewer than
+    20480 N*C*T*H elements to its reference kernels (``slow_conv3d_forward``,
+    ``slow_conv_dilated2d``), which measured 2-3.5x slower than oneDNN at every shape of the
+    default space (``python tools/bench.py ops``); at larger batches it picks oneDNN itself.
+    Pointwise kernels stay on the reference path, which is the faster one for them. Under a
+    dispatch mode (FLOP counting, fake tensors) or while tracing (torch.export, ONNX) the
+    plain op is used, so counters and exporters see ``aten.convolution``.
+    """
+    return (
+        x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and weight.shape[2:].numel() > 1
+        and torch.backends.mkldnn.is_available()
+        and torch.backends.mkldnn.enabled
+        and not torch.compiler.is_compiling()
+        and not torch.jit.is_tracing()
+        and _get_current_dispatch_mode() is None
+    )
+
+
+def fast_conv(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: tuple[int, ...] = (1, 1, 1),
+    padding: tuple[int, ...] = (0, 0, 0),
+    dilation: tuple[int, ...] = (1, 1, 1),
+    groups: int = 1,
+) -> torch.Tensor:
+    """``F.conv3d`` / ``F.conv2d`` (chosen by ``x.dim()``) through oneDNN where that is faster;
+    the same math, equal up to float rounding (see ``_mkldnn_pays``)."""
+    if _mkldnn_pays(x, weight):
+        return torch.ops.aten.mkldnn_convolution(
+            x.contiguous(), weight, bias, padding, stride, dilation, groups
+        )
+    conv = F.conv3d if x.dim() == 5 else F.conv2d
+    return conv(x, weight, bias, stride, padding, dilation, groups)
+
+
+class FastConv3d(nn.Conv3d):
+    """``nn.Conv3d`` computed through ``fast_conv``: same parameters, state dict and outputs.
+
+    (B, C_in, T, H, W) -> (B, C_out, T', H', W') with nn.Conv3d's shape rule.
+    """
+
+    def _conv_forward(
+        self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+    ) -> torch.Tensor:
+        if self.padding_mode != "zeros" or isinstance(self.padding, str):
+            return super()._conv_forward(x, weight, bias)
+        return fast_conv(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
+
+
 class TemporalConv3d(nn.Conv3d):
     """A (k, 1, 1) Conv3d computed as a (k, 1) Conv2d on a (B, C, T, H*W) view.
 
@@ -35,6 +92,12 @@ class TemporalConv3d(nn.Conv3d):
     counts and ``isinstance(m, nn.Conv3d)`` are unchanged; only the kernel call differs, because
     PyTorch's CPU Conv3d runs temporal-only kernels several times below its FLOP rate. A spatial
     stride is applied by subsampling first, which is exact for a 1x1 spatial kernel.
+
+    A dilation d with temporal stride 1 folds time into phases: frame t = d*t' + p, and the
+    taps t - d, t, t + d are t' - 1, t', t' + 1 of phase p. So the clip, zero-padded to a
+    multiple of d frames, is viewed (no copy) as (B, C, T/d, d*H*W) and convolved without
+    dilation, which PyTorch runs on its fast path (a dilated one falls to
+    ``slow_conv_dilated2d``, 4.5x slower at the default shapes).
     """
 
     def __init__(
@@ -58,16 +121,34 @@ class TemporalConv3d(nn.Conv3d):
         if sh > 1 or sw > 1:
             x = x[:, :, :, ::sh, ::sw]
         b, c, t, h, w = x.shape
+        d = self.dilation[0]
+        if d > 1 and st == 1:
+            return self._phase_folded(x, d)
         y = F.conv2d(
             x.reshape(b, c, t, h * w),
             self.weight.squeeze(-1),
             self.bias,
             stride=(st, 1),
             padding=(self.padding[0], 0),
-            dilation=(self.dilation[0], 1),
+            dilation=(d, 1),
             groups=self.groups,
         )
         return y.view(b, y.shape[1], y.shape[2], h, w)
+
+    def _phase_folded(self, x: torch.Tensor, d: int) -> torch.Tensor:
+        b, c, t, h, w = x.shape
+        extra = -t % d
+        if extra:
+            x = F.pad(x, (0, 0, 0, 0, 0, extra))
+        folded = x.reshape(b, c, (t + extra) // d, d * h * w)
+        y = F.conv2d(
+            folded,
+            self.weight.squeeze(-1),
+            self.bias,
+            padding=(self.padding[0] // d, 0),
+            groups=self.groups,
+        )
+        return y.view(b, y.shape[1], t + extra, h, w)[:, :, :t]
 
 
 def conv_bn(
@@ -89,7 +170,7 @@ def conv_bn(
     if kernel[1:] == (1, 1) and kernel[0] > 1 and dilation[1:] == (1, 1):
         conv: nn.Module = TemporalConv3d(c_in, c_out, kernel[0], stride, dilation[0], groups)
     else:
-        conv = nn.Conv3d(
+        conv = FastConv3d(
             c_in,
             c_out,
             kernel,
