@@ -217,6 +217,9 @@ def _reference(module: nn.Module) -> nn.Module:
     """A copy of ``module`` (same parameters) with every fast formulation swapped for the
     plain PyTorch one it replaces."""
     for name, child in module.named_children():
+        if isinstance(child, ops.ConvBN):
+            child = nn.Sequential(*child)
+            setattr(module, name, child)
         if isinstance(child, ops.FastConv3d | TemporalConv3d):
             setattr(module, name, _plain_conv(child))
         elif isinstance(child, ops.WindowPool3d):
@@ -245,6 +248,10 @@ def test_fast_formulation_matches_the_plain_one(name, stride, batch):
     largest magnitude where that exceeds 1 (a weight gradient sums thousands of products)."""
     torch.manual_seed(0)
     fast = create_op(name, 6, 6, stride)
+    for bn in (m for m in fast.modules() if isinstance(m, nn.BatchNorm3d)):
+        for t in (bn.weight.data, bn.bias.data, bn.running_mean):
+            t.copy_(torch.randn_like(t))
+        bn.running_var.uniform_(0.5, 2.0)  # statistics a trained net has, to fold into convs
     import copy
 
     plain = _reference(copy.deepcopy(fast))
@@ -253,6 +260,21 @@ def test_fast_formulation_matches_the_plain_one(name, stride, batch):
     g = torch.randn_like(y)
     for a, b in zip(_outputs_and_grads(fast, x, g), _outputs_and_grads(plain, x, g), strict=True):
         assert (a - b).abs().max() <= 1e-5 * max(1.0, float(b.abs().max())), name
+
+
+def test_both_conv_kernels_agree_and_the_choice_is_remembered():
+    from hybridnas.ops import layers
+
+    torch.manual_seed(0)
+    x, w = torch.randn(1, 8, 8, 16, 16), torch.randn(8, 8, 3, 3, 3) / 15
+    args = (x, w, None, (1, 1, 1), (1, 1, 1), (1, 1, 1), 1)
+    assert (layers._onednn_conv(*args) - layers._plain_conv(*args)).abs().max() <= 1e-5
+    layers._ONEDNN_WINS.clear()
+    with torch.no_grad():
+        layers.fast_conv(*args)
+    assert len(layers._ONEDNN_WINS) == 1  # timed once for this signature
+    layers.fast_conv(x, w, None, (1, 1, 1), (1, 1, 1))  # with gradients: PyTorch's choice
+    assert len(layers._ONEDNN_WINS) == 1
 
 
 def test_none_allocates_nothing_and_is_zero():

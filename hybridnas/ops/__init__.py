@@ -9,7 +9,7 @@ from hybridnas.ops.basic import FactorizedReduce3d, WindowPool3d, Zero3d
 from hybridnas.ops.conv3d import ChannelSeparatedConv3d, SepConv3d
 from hybridnas.ops.factorized import Conv2Plus1d, P3DBlock, conv2plus1d_mid_channels
 from hybridnas.ops.itgm import LONG_ITGM_OPS, ITGMConv3d, ITGMOp, itgm_op_name, register_itgm
-from hybridnas.ops.layers import FastConv3d, TemporalConv3d, conv_bn, fast_conv
+from hybridnas.ops.layers import ConvBN, FastConv3d, TemporalConv3d, conv_bn, fast_conv
 from hybridnas.ops.registry import create_op, is_op, list_ops, normalize_stride, register_op
 from hybridnas.ops.shift import TemporalShift, TemporalShiftConv
 from hybridnas.ops.temporal import DilatedTemporalConv
@@ -32,6 +32,7 @@ __all__ = [
     "LONG_ITGM_OPS",
     "ChannelSeparatedConv3d",
     "ContextGating3d",
+    "ConvBN",
     "Conv2Plus1d",
     "DilatedTemporalConv",
     "FactorizedReduce3d",

@@ -55,7 +55,18 @@ class FactorizedReduce3d(nn.Module):
         x = F.relu(x)
         dt, dh, dw = self.shift
         shifted = F.pad(x, (0, dw, 0, dh, 0, dt))[:, :, dt:, dh:, dw:]
-        return self.bn(torch.cat([self.conv_a(x), self.conv_b(shifted)], dim=1))
+        return self.bn(
+            torch.cat(
+                [self._pointwise(self.conv_a, x), self._pointwise(self.conv_b, shifted)], dim=1
+            )
+        )
+
+    @staticmethod
+    def _pointwise(conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
+        """A strided 1x1x1 conv as subsampling, then an unstrided one: the same products,
+        without the strided conv's unfold copy (PyTorch's reference path at small sizes)."""
+        st, sh, sw = conv.stride
+        return F.conv3d(x[:, :, ::st, ::sh, ::sw], conv.weight, conv.bias)
 
 
 def _every(x: torch.Tensor, dim: int, step: int) -> torch.Tensor:

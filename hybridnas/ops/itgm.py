@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from hybridnas.ops.layers import Stride3, fast_conv, same_padding
+from hybridnas.ops.layers import ConvBN, Stride3, fast_conv, same_padding
 from hybridnas.ops.registry import normalize_stride, register_op
 
 
@@ -87,10 +87,15 @@ class ITGMConv3d(nn.Module):
         return self._frozen[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return fast_conv(x, self.kernel(), None, self.stride, self.padding)
+        return self._conv_forward(x, self.kernel(), None)
+
+    def _conv_forward(
+        self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+    ) -> torch.Tensor:
+        return fast_conv(x, weight, bias, self.stride, self.padding)
 
 
-class ITGMOp(nn.Sequential):
+class ITGMOp(ConvBN):
     """ReLU -> ITGMConv3d -> BN.
 
     (B, C_in, T, H, W) -> (B, C_out, ceil(T/st), ceil(H/sh), ceil(W/sw)).

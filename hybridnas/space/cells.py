@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hybridnas.ops import create_op
-from hybridnas.ops.layers import Activation, Norm
+from hybridnas.ops.layers import Activation, ConvBN, Norm
 from hybridnas.space.genotype import CellSpec
 
 FREE, PRUNED = -1, -2
@@ -29,7 +29,7 @@ def edge_list(steps: int) -> list[tuple[int, int]]:
     return [(i, j) for j in range(2, 2 + steps) for i in range(j)]
 
 
-class ReLUConvBN(nn.Sequential):
+class ReLUConvBN(ConvBN):
     """ReLU -> 1x1x1 Conv3d -> BN: the preprocessing that aligns a cell input to C channels
     (``activation()`` and ``norm(c_out)`` in place of ReLU and BN)."""
 

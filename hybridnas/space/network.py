@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from hybridnas.ops import FastConv3d
+from hybridnas.ops import ConvBN, FastConv3d
 from hybridnas.space.cells import Cell
 from hybridnas.space.genotype import Genotype, reduction_indices
 from hybridnas.space.macro import MacroSpec
@@ -58,7 +58,7 @@ class CellPlan:
 def build_stem(in_channels: int, channels: int, kernel, stride) -> nn.Sequential:
     """Conv3d -> BN stem: (B, in_channels, T, H, W) -> (B, channels, T/st, H/sh, W/sw)."""
     padding = tuple(k // 2 for k in kernel)
-    return nn.Sequential(
+    return ConvBN(
         FastConv3d(in_channels, channels, tuple(kernel), tuple(stride), padding, bias=False),
         nn.BatchNorm3d(channels),
     )
