@@ -66,14 +66,22 @@ def export_onnx(
 
 
 def cost_report(model: nn.Module, clip_shape: tuple[int, ...], min_run_time: float = 0.5) -> dict:
-    """Parameters, forward GFLOPs per clip and ms per clip (batch 1) on CPU and on GPU if any."""
+    """Parameters, forward GFLOPs per clip and ms per clip (batch 1) on CPU, with one thread
+    (``cpu_ms_1thread``, the figure to compare across machines and runs) and with all of
+    torch's threads (``cpu_ms``, ``cpu_threads``), and on GPU if any."""
+    threads = torch.get_num_threads()
+
+    def cpu_ms(n: int) -> float:
+        return measure_latency(
+            model, clip_shape, device="cpu", min_run_time=min_run_time, threads=n
+        ).median_ms
+
     report = {
         "params": count_params(model),
         "gflops": count_flops(model, clip_shape) / 1e9,
-        "cpu_ms": measure_latency(
-            model, clip_shape, device="cpu", min_run_time=min_run_time
-        ).median_ms,
-        "cpu_threads": torch.get_num_threads(),
+        "cpu_ms_1thread": cpu_ms(1),
+        "cpu_ms": cpu_ms(threads),
+        "cpu_threads": threads,
     }
     if torch.cuda.is_available():
         report["gpu_ms"] = measure_latency(

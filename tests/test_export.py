@@ -42,6 +42,7 @@ def test_genotype_network_exports_and_reports(tmp_path):
     assert report["torch_export_max_abs_diff"] < 1e-4
     assert report["onnx_max_abs_diff"] < 1e-4
     assert report["params"] > 0 and report["gflops"] > 0 and report["cpu_ms"] > 0
+    assert report["cpu_ms_1thread"] > 0 and report["cpu_threads"] >= 1
     assert (tmp_path / "model.pt2").stat().st_size > 0 and (
         tmp_path / "model.onnx"
     ).stat().st_size > 0

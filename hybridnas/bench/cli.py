@@ -6,6 +6,7 @@ python tools/bench.py gt-report                               # figures + number
 python tools/bench.py quality --seeds 0,1,2                  # search methods vs the table
 python tools/bench.py schedule --repeats 3                   # SDAS schedules vs DARTS, time
 python tools/bench.py proxy-sweep --variants '[{"lr": 0.2}]'  # trained-proxy variants, taus
+python tools/bench.py ops --against 14565e5                  # every op's ms per clip, before/after
 """
 
 from __future__ import annotations
@@ -19,7 +20,16 @@ from hybridnas.bench.schedule_bench import VARIANTS
 from hybridnas.bench.scorer_bench import ZERO_COST
 from hybridnas.bench.table import TABLE_PATH, GroundTruth
 
-COMMANDS = ("groundtruth", "regret", "gt-report", "scorers", "quality", "schedule", "proxy-sweep")
+COMMANDS = (
+    "groundtruth",
+    "regret",
+    "gt-report",
+    "scorers",
+    "quality",
+    "schedule",
+    "proxy-sweep",
+    "ops",
+)
 
 
 def regret(genotype_path: str, seeds: tuple[int, ...] = (0,), table: Path = TABLE_PATH) -> dict:
@@ -160,6 +170,23 @@ def run_proxy_sweep(variants: str, half: str, n_archs: int, out: Path) -> None:
     out.write_text(json.dumps({"half": half, "archs": sorted(archs), "rows": rows}, indent=1))
 
 
+def run_ops_bench(args: argparse.Namespace) -> None:
+    """``tools/bench.py ops``: write ops.json to ``--out`` and print the section."""
+    import torch
+
+    from hybridnas.bench.ops_bench import run_ops
+    from hybridnas.bench.ops_report import ops_section
+    from hybridnas.models import BUILTIN_GENOTYPE
+
+    default_threads = torch.get_num_threads()
+    threads = [int(t) or default_threads for t in args.threads.split(",")]
+    genotype = {"builtin": BUILTIN_GENOTYPE, "": None}.get(args.genotype, args.genotype)
+    doc = run_ops(threads, args.batch, args.rounds, args.against, genotype and Path(genotype))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "ops.json").write_text(json.dumps(doc, indent=1))
+    print("\n".join(ops_section(args.out)))
+
+
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="tools/bench.py", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -206,6 +233,13 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--variants", default=",".join(VARIANTS))
     t.add_argument("--out", type=Path, default=Path("runs/bench_schedule"))
     t.add_argument("--summary", type=Path, default=Path("tools/bench_results/schedule.json"))
+    o = sub.add_parser("ops", help="every op at the default shapes, side by side with a commit")
+    o.add_argument("--against", help="a commit whose ops are timed beside this code's")
+    o.add_argument("--threads", default="1,0", help="comma list; 0 = torch's default")
+    o.add_argument("--batch", type=int, default=8)
+    o.add_argument("--rounds", type=int, default=15)
+    o.add_argument("--genotype", default="builtin", help="a network to time too ('' for none)")
+    o.add_argument("--out", type=Path, default=Path("tools/bench_results"))
     p = sub.add_parser("gt-report", help="figures and statistics of the table")
     p.add_argument("--table", type=Path, default=TABLE_PATH)
     p.add_argument("--out", type=Path, default=Path("tools/bench_results"))
@@ -253,6 +287,8 @@ def main(argv: list[str]) -> None:
         )
     elif args.cmd == "proxy-sweep":
         run_proxy_sweep(args.variants, args.half, args.archs, args.out)
+    elif args.cmd == "ops":
+        run_ops_bench(args)
     else:
         from hybridnas.bench.gt_report import write_gt_report
         from hybridnas.bench.report import write_report

@@ -161,6 +161,10 @@ def op_costs(create_op: Callable, name: str, shape: OpShape) -> dict[str, float]
     return {"mflops": count_flops(op, shape.clip) / 1e6, "params": count_params(op)}
 
 
+#: What is timed: (mode, batch or None for the run's batch, job builder).
+MODES = (("forward_b1", 1, "forward"), ("forward", None, "forward"), ("train", None, "train"))
+
+
 def bench_ops(
     ops: list[str],
     shapes: list[OpShape],
@@ -169,7 +173,9 @@ def bench_ops(
     rounds: int = 15,
     against: str | None = None,
 ) -> list[dict]:
-    """One row per (op, shape, mode, version): median ms per clip at ``threads`` threads."""
+    """One row per (op, shape, mode, version): median ms per clip at ``threads`` threads.
+    Modes: ``forward_b1`` (inference on one clip, what latency means), ``forward`` and
+    ``train`` (forward+backward) on a batch of ``batch`` clips."""
     from hybridnas.ops import create_op
 
     builders = {"new": create_op}
@@ -181,26 +187,21 @@ def bench_ops(
     torch.manual_seed(0)
     jobs: dict[str, Callable] = {}
     meta: dict[str, dict] = {}
+    job_of = {"forward": _forward_job, "train": _train_job}
     for shape in shapes:
-        x = torch.randn(batch, *shape.clip)
         for name in ops:
             for version, build in builders.items():
                 if version == "old" and name not in old_ops:
                     continue
-                for mode, job in (("forward", _forward_job), ("train", _train_job)):
+                for mode, mode_batch, kind in MODES:
+                    n = mode_batch or batch
                     op = build(name, shape.channels, shape.channels, shape.stride)
                     key = f"{version}|{name}|{shape.label}|{mode}"
-                    jobs[key] = job(op, x)
-                    meta[key] = {
-                        "op": name,
-                        "shape": shape.label,
-                        "mode": mode,
-                        "version": version,
-                        "threads": threads,
-                        "batch": batch,
-                    }
+                    jobs[key] = job_of[kind](op, torch.randn(n, *shape.clip))
+                    meta[key] = {"op": name, "shape": shape.label, "mode": mode}
+                    meta[key] |= {"version": version, "threads": threads, "batch": n}
     medians = interleaved_ms(jobs, rounds)
-    return [{**meta[k], "ms_per_clip": ms / batch} for k, ms in medians.items()]
+    return [{**meta[k], "ms_per_clip": ms / meta[k]["batch"]} for k, ms in medians.items()]
 
 
 def network_ms(
@@ -228,3 +229,34 @@ def network_ms(
         with torch.inference_mode():
             result["max_abs_diff"] = float((nets["new"](x) - nets["old"](x)).abs().max())
     return result
+
+
+def run_ops(
+    threads: list[int], batch: int, rounds: int, against: str | None, genotype: Path | None
+) -> dict:
+    """The whole benchmark: every registered op at every default shape, per thread count,
+    and (with ``genotype``) that network's ms per clip new vs ``against``."""
+    from hybridnas.ops import create_op, list_ops
+
+    shapes = default_op_shapes()
+    names = list_ops()
+    costs = {f"{n}|{s.label}": op_costs(create_op, n, s) for n in names for s in shapes}
+    rows: list[dict] = []
+    networks = []
+    for n in threads:
+        print(f"[ops] {len(names)} ops x {len(shapes)} shapes at {n} thread(s) ...", flush=True)
+        rows += bench_ops(names, shapes, n, batch, rounds, against)
+        if genotype is not None:
+            networks.append({"threads": n, **network_ms(genotype, n, against, rounds * 2)})
+    return {
+        "against": against,
+        "batch": batch,
+        "rounds": rounds,
+        "shapes": [s.label for s in shapes],
+        "costs": costs,
+        "rows": rows,
+        "networks": networks,
+        "genotype": str(genotype) if genotype else None,
+        "torch": torch.__version__,
+        "load": list(__import__("os").getloadavg()),
+    }

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 from hybridnas.bench.markdown import ReportInput, fmt
+from hybridnas.bench.ops_report import ops_section
 from hybridnas.bench.signal_report import signal_sections
 
 
@@ -61,6 +62,7 @@ def write_report(src: str | Path, dst: str | Path) -> Path:
     lines = header(r)
     for part in REPORTS:
         lines += part(r)
+    lines += ops_section(dst)
     lines += signal_sections(dst)
     lines += reading(dst)
     (dst / "BENCHMARKS.md").write_text("\n".join(lines) + "\n")

