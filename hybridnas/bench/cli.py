@@ -182,6 +182,7 @@ def run_ops_bench(args: argparse.Namespace) -> None:
     threads = [int(t) or default_threads for t in args.threads.split(",")]
     genotype = {"builtin": BUILTIN_GENOTYPE, "": None}.get(args.genotype, args.genotype)
     doc = run_ops(threads, args.batch, args.rounds, args.against, genotype and Path(genotype))
+    doc["genotype"] = args.genotype or None  # as the user named it, not a machine's path
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "ops.json").write_text(json.dumps(doc, indent=1))
     print("\n".join(ops_section(args.out)))
