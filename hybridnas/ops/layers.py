@@ -65,13 +65,14 @@ def _onednn_may_pay(x: torch.Tensor, weight: torch.Tensor) -> bool:
 
 
 def _onednn_wins(args: tuple) -> bool:
-    """Time both kernels on this call (interleaved, 3 rounds of 2, best of each) and remember
-    the winner for its signature, as cuDNN's benchmark mode does."""
+    """Time both kernels on this call (interleaved, 5 rounds of 2 calls, the best round of
+    each: the minimum is what load noise inflates least) and remember the winner for its
+    signature, as cuDNN's benchmark mode does."""
     x, weight = args[0], args[1]
     key = (tuple(x.shape), tuple(weight.shape), *args[3:], torch.get_num_threads())
     if key not in _ONEDNN_WINS:
         best = {_plain_conv: math.inf, _onednn_conv: math.inf}
-        for _ in range(3):
+        for _ in range(5):
             for conv in best:
                 start = time.perf_counter()
                 conv(*args)
