@@ -206,7 +206,8 @@ def build_part(key: str) -> tuple[nn.Module, tuple[int, ...]]:
     raise ValueError(f"unknown latency-table part {key!r}")
 
 
-def _timer(key: str, device: torch.device, threads: int) -> benchmark.Timer:
+def part_timer(key: str, device: torch.device, threads: int) -> benchmark.Timer:
+    """A ``torch.utils.benchmark.Timer`` of one call of the part ``key`` (eval, inference)."""
     torch.manual_seed(0)
     module, shape = build_part(key)
     module = module.eval().to(device)
@@ -219,6 +220,32 @@ def _timer(key: str, device: torch.device, threads: int) -> benchmark.Timer:
     return benchmark.Timer(stmt="run()", globals={"run": run}, num_threads=threads)
 
 
+def calibrate(timer: benchmark.Timer, block_s: float) -> int:
+    """Warm ``timer`` up; the number of calls that makes one timed block about ``block_s``."""
+    timer.timeit(3)
+    once = max(timer.timeit(1).median, 1e-6)
+    return max(1, min(1000, int(block_s / once)))
+
+
+def interleaved_medians(
+    timers: dict[str, tuple[benchmark.Timer, int]],
+    rounds: int,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, float]:
+    """{name: median ms per call}: ``rounds`` rounds each time one block (``number`` calls)
+    of every timer, in an order shuffled per round (fixed seed), so load drifts hit all alike."""
+    names = list(timers)
+    samples: dict[str, list[float]] = {k: [] for k in names}
+    rng = np.random.default_rng(0)
+    for _ in range(rounds):
+        for k in rng.permutation(len(names)):
+            timer, number = timers[names[int(k)]]
+            samples[names[int(k)]].append(timer.timeit(number).median)
+        if progress:
+            progress(len(names))
+    return {k: float(np.median(v)) * 1e3 for k, v in samples.items()}
+
+
 def measure_parts(
     keys: Sequence[str],
     *,
@@ -228,30 +255,17 @@ def measure_parts(
     block_s: float = 0.002,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, float]:
-    """{key: median ms per call} of each part in isolation at batch 1 (eval, inference mode).
-
-    Each part gets warm-up calls and a call count that makes one timed block about
-    ``block_s``; then ``rounds`` rounds time one block of every part, in an order shuffled
-    per round (fixed seed). ``progress(n)`` is called as parts are warmed up and as rounds
-    end (n parts of work each)."""
+    """{key: median ms per call} of each part in isolation at batch 1 (eval, inference mode):
+    warm-up, a call count per part making a block about ``block_s``, then
+    ``interleaved_medians``. ``progress(n)`` gets n parts of work as it goes."""
     device = torch.device(device)
-    timers, number = {}, {}
+    timers = {}
     for key in keys:
-        t = _timer(key, device, threads)
-        t.timeit(3)
-        once = max(t.timeit(1).median, 1e-6)
-        timers[key], number[key] = t, max(1, min(1000, int(block_s / once)))
+        timer = part_timer(key, device, threads)
+        timers[key] = (timer, calibrate(timer, block_s))
         if progress:
             progress(1)
-    samples: dict[str, list[float]] = {k: [] for k in keys}
-    rng = np.random.default_rng(0)
-    for _ in range(rounds):
-        for k in rng.permutation(len(keys)):
-            key = keys[int(k)]
-            samples[key].append(timers[key].timeit(number[key]).median)
-        if progress:
-            progress(len(keys))
-    return {k: float(np.median(v)) * 1e3 for k, v in samples.items()}
+    return interleaved_medians(timers, rounds, progress)
 
 
 # ---------------------------------------------------------------- the table
@@ -341,7 +355,8 @@ class LatencyTable:
         )
         if bar:
             bar.close()
-        self.entries.update(got)
+        # rounded as the file stores them: the run that measures predicts what a rerun reads
+        self.entries.update({k: round(v, 6) for k, v in got.items()})
         self.save()
         return len(missing)
 
@@ -357,7 +372,7 @@ class LatencyTable:
         return float(sum(self.entries[k] for k in parts))
 
     def to_dict(self) -> dict[str, Any]:
-        entries = {k: round(v, 6) for k, v in sorted(self.entries.items())}
+        entries = dict(sorted(self.entries.items()))
         return {"format": FORMAT, "version": VERSION, "key": self.key, "entries": entries}
 
     def save(self) -> None:
@@ -464,3 +479,33 @@ class ExpectedLatency:
                 row = cost[k, state[k]] if state[k] >= 0 else weights[k] @ cost[k]
                 total = total + share * row
         return total + self.fixed_ms
+
+
+# ---------------------------------------------------------------- the default space's grid
+
+
+def space_macros(base: MacroSpec, ranges: Any) -> list[MacroSpec]:
+    """The skeletons the evolution can reach in one macro step from ``base``, and their
+    combinations: every frames x size of ``ranges`` (an ``EvolutionConfig``'s
+    ``macro_frames``, ``macro_size``), the widths and stem x 1 and each of
+    ``macro_width_mults``, and every depth in ``macro_num_cells``."""
+    from dataclasses import replace
+
+    from hybridnas.search.channels import round_width
+
+    lo, hi = ranges.macro_num_cells
+    out = {}
+    for frames in dict.fromkeys([base.frames, *ranges.macro_frames]):
+        for size in dict.fromkeys([base.size, *ranges.macro_size]):
+            for mult in dict.fromkeys([1.0, *ranges.macro_width_mults]):
+                for cells in range(lo, hi + 1):
+                    m = replace(
+                        base,
+                        frames=int(frames),
+                        size=int(size),
+                        num_cells=cells,
+                        stage_widths=tuple(round_width(w * mult) for w in base.stage_widths),
+                        stem_channels=round_width(base.stem_channels * mult),
+                    )
+                    out[m] = None
+    return list(out)
