@@ -6,7 +6,8 @@
 ``build`` measures every part a network of the search space (recipes/search.yaml with the
 overrides: model.* and the evolution's macro ranges) is made of, once, into the cached table
 of this device, torch version and thread count ($HYBRIDNAS_CACHE/latency/table-<key>.json);
-a table already there only gets the parts it lacks. ``genotype=PATH`` prints one JSON line:
+a table already there only gets the parts it lacks (``--fresh``: all measured again). Absolute
+times follow the machine's load at build time: build on a quiet machine. ``genotype=PATH`` prints one JSON line:
 {"predicted_ms", "measured_ms", "flops", "params", "table"} for that genotype at batch 1.
 """
 
@@ -31,6 +32,9 @@ from hybridnas.stage_config import SearchRun
 def build(args: argparse.Namespace) -> None:
     run = SearchRun.from_cfg(compose("search", args.overrides))
     table = open_table(args.device, args.threads, path=args.table)
+    if args.fresh:  # every part measured again, e.g. on a quieter machine
+        table.entries = {}
+        table.path.unlink(missing_ok=True)
     base = run.model.macro(run.data, num_classes=10)
     macros = space_macros(base, run.evolution)
     parts = space_parts(macros, run.model.op_names, run.model.steps)
@@ -67,6 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--table", default=None, help="a table file instead of the cached one")
+    ap.add_argument("--fresh", action="store_true", help="build: measure every part again")
     args = ap.parse_args(sys.argv[1:] if argv is None else argv)
     torch.set_num_threads(args.threads)
     first, rest = args.what[0], args.what[1:]
