@@ -7,8 +7,9 @@
 overrides: model.* and the evolution's macro ranges) is made of, once, into the cached table
 of this device, torch version and thread count ($HYBRIDNAS_CACHE/latency/table-<key>.json);
 a table already there only gets the parts it lacks (``--fresh``: all measured again). Absolute
-times follow the machine's load at build time: build on a quiet machine. ``genotype=PATH`` prints one JSON line:
-{"predicted_ms", "measured_ms", "flops", "params", "table"} for that genotype at batch 1.
+times follow the machine's load at build time: build on a quiet machine. ``genotype=PATH``
+prints one JSON line, {"predicted_ms", "measured_ms", "flops", "params", "table"}, for that
+genotype at batch 1.
 """
 
 from __future__ import annotations
