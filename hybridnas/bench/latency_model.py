@@ -5,7 +5,8 @@ distinct inputs per node, ops uniform over the non-``none`` ops) on the default 
 macro variants (frames, frame stride, size, width multiplier, depth from the evolution's
 ranges, x0.5 and x1.5 widths besides). Every network is timed at batch 1, one thread, eval
 mode, round-robin over ``rounds`` rounds (a block of calls each, order shuffled per round;
-the median per network), so load drifts hit every network alike. Reports Spearman and
+the lower quartile per network, as the table keeps per part), together with every part the
+networks are made of, so load drifts hit networks and parts alike. Reports Spearman and
 Kendall of predicted vs measured ms, the median absolute percentage error, and FLOPs' (and
 parameters') rank correlation with measured time beside them; writes ``latency_model.json``
 and ``latency_model.png`` next to BENCHMARKS.md and its "Latency model" section.
@@ -31,7 +32,7 @@ from hybridnas.search.latency_table import (
     LatencyTable,
     calibrate,
     genotype_parts,
-    interleaved_medians,
+    interleaved_times,
     open_table,
     part_timer,
 )
@@ -92,7 +93,7 @@ def network_timer(g: Genotype, threads: int) -> benchmark.Timer:
 def measure_together(
     genotypes: list[Genotype], rounds: int, block_s: float, threads: int
 ) -> tuple[list[float], dict[str, float]]:
-    """(median ms per clip of each network, {part: median ms}) with every network and every
+    """(ms per clip of each network, {part: ms}) with every network and every
     part they are made of timed in the same shuffled rounds: a table measured side by side
     with the networks it predicts, so the machine's load cannot move one against the other."""
     device = torch.device("cpu")
@@ -104,9 +105,9 @@ def measure_together(
     for k, g in enumerate(genotypes):
         t = network_timer(g, threads)
         timers[f"net:{k}"] = (t, calibrate(t, block_s))
-    medians = interleaved_medians(timers, rounds)
-    nets = [medians.pop(f"net:{k}") for k in range(len(genotypes))]
-    return nets, medians
+    times = interleaved_times(timers, rounds)
+    nets = [times.pop(f"net:{k}") for k in range(len(genotypes))]
+    return nets, times
 
 
 def correlations(x: list[float], y: list[float]) -> dict[str, float]:
@@ -202,7 +203,8 @@ def latency_model_section(doc: dict) -> list[str]:
         f"`{doc['command']}` ({doc['n']} genotypes of the default space: "
         f"{doc['n_uniform_cells']} uniform cells on the default skeleton and "
         f"{doc['n_macro_variants']} macro variants of frames, frame stride, size, widths and "
-        f"depth; batch 1, {doc['threads']} thread, {doc['rounds']} interleaved rounds; "
+        f"depth; batch 1, {doc['threads']} thread, {doc['rounds']} interleaved rounds, lower "
+        f"quartile per network and part; "
         f"table {doc['table']} of {doc['table_parts']} parts).\n",
         "| predictor of measured ms per clip | Spearman | Kendall |",
         "|---|---|---|",
