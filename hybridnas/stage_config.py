@@ -149,6 +149,24 @@ class SearchConfig:
     channels_last: bool = True
     ckpt_every_steps: int = 0
     log_every_steps: int = 10
+    latency_target_ms: float = 2.5
+    latency_weight: float = 0.1
+    latency_table: str | None = None
+    latency_threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.latency_weight < 0:
+            raise ConfigError(f"search.latency_weight must be >= 0, got {self.latency_weight}")
+        if self.latency_weight > 0 and self.latency_target_ms <= 0:
+            raise ConfigError(
+                f"search.latency_target_ms must be > 0 with a latency term, got "
+                f"{self.latency_target_ms} (search.latency_weight=0 turns the term off)"
+            )
+        if self.latency_threads < 1:
+            raise ConfigError(f"search.latency_threads must be >= 1, got {self.latency_threads}")
+
+
+LATENCY_SOURCES = ("table", "measured")
 
 
 @dataclass(frozen=True)
@@ -163,7 +181,7 @@ class EvolutionConfig:
     sample_size: int = 3
     cycles: int = 8
     children_per_cycle: int = 2
-    mutation_probs: tuple[float, ...] = (0.4, 0.4, 0.2)
+    mutation_probs: tuple[float, ...] = (0.3, 0.3, 0.1, 0.0, 0.0, 0.1, 0.1, 0.1)
     max_inputs: int = 2
     rewire_guidance: str = "alphas"
     drop_policy: str = "weighted"
@@ -174,10 +192,18 @@ class EvolutionConfig:
     max_width: int = 256
     conet_every: int = 4
     conet_trial_stages: int = 2
-    latency_budget_ms: float = 0.0
+    macro_frames: tuple[int, ...] = (4, 8)
+    macro_frame_stride: tuple[int, ...] = (1, 2)
+    macro_size: tuple[int, ...] = (24, 32)
+    macro_num_cells: tuple[int, ...] = (3, 5)
+    macro_width_mults: tuple[float, ...] = (0.75, 1.25)
+    latency_budget_ms: float = 2.5
     latency_mode: str = "penalty"
     latency_weight: float = 0.07
+    latency_source: str = "table"
     latency_min_run_s: float = 0.05
+    latency_targets: tuple[float, ...] = ()
+    family_size: int = 4
     faithfulness_samples: int = 0
     faithfulness_width_scale: float = 1.0
     faithfulness_clips: int = 768
@@ -199,13 +225,48 @@ class EvolutionConfig:
                 f"candidate's proxy learns, so evolution.scorer must train the proxy "
                 f"(proxy, or an ensemble with it), got {self.scorer!r}"
             )
-        if not 3 <= len(self.mutation_probs) <= 5 or min(self.mutation_probs) < 0:
+        if not 3 <= len(self.mutation_probs) <= 8 or min(self.mutation_probs) < 0:
             raise ConfigError(
-                "evolution.mutation_probs: 3 to 5 non-negative weights for rewire, swap_op, "
-                f"change_width[, add_input, drop_input], got {list(self.mutation_probs)}"
+                "evolution.mutation_probs: 3 to 8 non-negative weights for rewire, swap_op, "
+                "change_width[, add_input, drop_input, change_clip, change_depth, scale_width], "
+                f"got {list(self.mutation_probs)}"
             )
+        if self.latency_source not in LATENCY_SOURCES:
+            raise ConfigError(
+                f"evolution.latency_source must be one of {LATENCY_SOURCES}, "
+                f"got {self.latency_source!r}"
+            )
+        self._check_macro()
         if self.max_inputs < 1:
             raise ConfigError(f"evolution.max_inputs must be >= 1, got {self.max_inputs}")
+
+    def _check_macro(self) -> None:
+        lists = {
+            "macro_frames": self.macro_frames,
+            "macro_frame_stride": self.macro_frame_stride,
+            "macro_size": self.macro_size,
+            "macro_width_mults": self.macro_width_mults,
+        }
+        for name, values in lists.items():
+            if not values or min(values) <= 0:
+                raise ConfigError(f"evolution.{name} must list positive values, got {list(values)}")
+        cells = self.macro_num_cells
+        if len(cells) != 2 or not 3 <= cells[0] <= cells[1]:
+            raise ConfigError(
+                "evolution.macro_num_cells must be [min, max] with 3 <= min <= max, "
+                f"got {list(cells)}"
+            )
+        if any(t <= 0 for t in self.latency_targets):
+            raise ConfigError(
+                f"evolution.latency_targets must be positive ms, got {list(self.latency_targets)}"
+            )
+        if self.family_size < 1:
+            raise ConfigError(f"evolution.family_size must be >= 1, got {self.family_size}")
+
+    @property
+    def clip_span(self) -> int:
+        """Frames the evolution loads per clip: enough for every (frames, stride) it may draw."""
+        return max(self.macro_frames) * max(self.macro_frame_stride)
 
     @property
     def scoring_proxy(self) -> ProxyConfig:

@@ -118,7 +118,7 @@ def test_add_input_refuses_at_the_bound():
 def test_config_refuses_bad_guidance():
     with pytest.raises(ConfigError, match="rewire_guidance must be one of"):
         EvolutionConfig(rewire_guidance="alpha")
-    with pytest.raises(ConfigError, match="3 to 5 non-negative weights"):
+    with pytest.raises(ConfigError, match="3 to 8 non-negative weights"):
         EvolutionConfig(mutation_probs=(0.5, 0.5))
     with pytest.raises(ConfigError, match="must train the proxy"):
         EvolutionConfig(rewire_guidance="connections", scorer="zico")

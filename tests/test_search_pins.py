@@ -56,6 +56,11 @@ TINY_HYBRID = [
     "evolution.proxy.val_clips=16",
     "evolution.proxy.batch_size=8",
     "evolution.latency_min_run_s=0.01",
+    # the pins predate the latency table, the latency term and the macro mutations
+    "search.latency_weight=0",
+    "evolution.latency_source=measured",
+    "evolution.latency_budget_ms=0",
+    "evolution.mutation_probs=[0.4,0.4,0.2]",
 ]
 GENOTYPE_FILES = ("genotype.json", "genotype_differentiable.json")
 

@@ -5,6 +5,7 @@
     python tools/bench.py report --from runs/bench_quick              # re-make the report only
     python tools/bench.py groundtruth --workers 2                     # the ground-truth table
     python tools/bench.py regret runs/<search>/genotype.json          # percentile vs random
+    python tools/bench.py latency                                     # latency table vs measured
 
 ``run`` measures every item in turn and rewrites ``DIR/results.json`` after each one, so a
 crash or a kill loses at most the item in flight; running the same command again skips what
@@ -74,6 +75,11 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in GT_COMMANDS:
         gt_main(argv)
+        return
+    if argv and argv[0] == "latency":
+        from hybridnas.bench.latency_model import main as latency_main
+
+        latency_main(argv[1:], DEFAULT_REPORT_DIR)
         return
     from hybridnas.bench.modes import MODES
     from hybridnas.bench.sections import SECTIONS, run_sections

@@ -51,6 +51,22 @@ def build_eval_loader(cfg: DictConfig, clips: int, crops: int):
     return dataset, build_loader(dataset, batch_size=batch, train=False, workers=cfg.data.workers)
 
 
+def searched_clip(cfg: DictConfig, path: str) -> DictConfig:
+    """``cfg`` with data.frames, data.size and data.frame_stride of the checkpoint's genotype
+    when the evolution searched its clip (meta ``clip_searched``): scored as trained."""
+    from hybridnas.engine.checkpoint import load_checkpoint
+    from hybridnas.train.loop import ModelSpec
+
+    ckpt = load_checkpoint(path, map_location="cpu")
+    spec = ModelSpec.from_dict(ckpt["model_spec"]) if "model_spec" in ckpt else None
+    g = spec.genotype if spec is not None else None
+    if g is None or not g.meta.get("clip_searched"):
+        return cfg
+    cfg = cfg.copy()
+    cfg.data.frames, cfg.data.size, cfg.data.frame_stride = g.frames, g.size, g.frame_stride
+    return cfg
+
+
 def warn_clip_shape(path: str, trained: tuple[int, int], cfg: DictConfig) -> bool:
     """Warn (stderr) when the data gives clips of another frames x size than the checkpoint was
     trained on: the network runs, but its scores no longer measure the trained model."""
@@ -86,6 +102,7 @@ def run(cfg: DictConfig) -> dict:
         if cfg.device == "auto"
         else cfg.device
     )
+    cfg = searched_clip(cfg, paths[0])
     dataset, loader = build_eval_loader(cfg, clips, crops)
     names = list(getattr(dataset, "class_names", [str(i) for i in range(dataset.num_classes)]))
 

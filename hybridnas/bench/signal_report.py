@@ -281,6 +281,12 @@ def schedule_section(s: dict[str, Any], reading: str = "") -> list[str]:
     return [*rows, ""]
 
 
+def _latency_model_section(doc: dict) -> list[str]:
+    from hybridnas.bench.latency_model import latency_model_section
+
+    return latency_model_section(doc)
+
+
 def signal_sections(dst: Path) -> list[str]:
     """The signal sections, from the JSON files in ``dst`` that exist."""
     lines: list[str] = []
@@ -293,6 +299,7 @@ def signal_sections(dst: Path) -> list[str]:
         ("quality_gt.json", _with_reading(quality_section, dst / "quality_reading.md")),
         ("rewiring_gt.json", _with_reading(rewiring_section, dst / "rewiring_reading.md")),
         ("schedule.json", _with_reading(schedule_section, dst / "schedule_reading.md")),
+        ("latency_model.json", _latency_model_section),
     )
     for name, section in parts:
         if (dst / name).is_file():

@@ -25,6 +25,7 @@ DEFAULTS = {
     "name": "builtin",
     "root": None,
     "frames": 8,
+    "frame_stride": 1,  # every n-th frame of the sampling (a genotype's clip.frame_stride)
     "size": None,  # builtin: 32; video: 112
     "seed": 0,
     "streams": ["rgb"],  # and/or "motion" (frame differences), stacked on channels in order
@@ -93,6 +94,7 @@ def build_dataset(cfg: Mapping, split: str) -> Dataset:
             cache_dir=c["cache_dir"],
             streams=tuple(c["streams"]),
             task=c["task"],
+            frame_stride=int(c["frame_stride"]),
         )
     if c["name"] not in LAYOUTS:
         raise ValueError(f"unknown dataset {c['name']!r}: builtin, {', '.join(LAYOUTS)}")
@@ -145,7 +147,7 @@ def _video_dataset(c: dict, split: str) -> VideoDataset:
             mean=c["mean"],
             std=c["std"],
         ),
-        sampling_rate=c["sampling_rate"],
+        sampling_rate=c["sampling_rate"] * int(c["frame_stride"]),
         fps=c["fps"],
         clip_duration=c["clip_duration"],
         segments=c["segments"] or frames,

@@ -304,7 +304,8 @@ class MovingDigits(BadItemLog, Dataset):
     ``streams`` other than ``("rgb",)``, (3 * len(streams), T, H, W) (see streams.py).
     ``task``: "which_moves" (label = the moving digit), "motion_code" (label = the move/rest
     code the digit follows) or "flash_gap" (label = the gap between two flashes); see
-    ``class_names_of``."""
+    ``class_names_of``. ``frame_stride`` n: clips of ``frames x n`` rendered frames, every
+    n-th kept (T = ``frames``)."""
 
     num_classes = 10  # every task has ten classes
 
@@ -322,13 +323,16 @@ class MovingDigits(BadItemLog, Dataset):
         cache_dir: str | os.PathLike | None = None,
         streams: tuple[str, ...] = ("rgb",),
         task: str = "which_moves",
+        frame_stride: int = 1,
     ) -> None:
         split = {"val": "test"}.get(split, split)
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; expected one of {SPLITS} or 'val'")
         sizes = {"train": num_train, "search_val": num_search_val, "test": num_test}
-        data = load_or_build(cache_dir, seed, sizes, frames, size, digit_px, task)[split]
-        self.class_names = class_names_of(task, frames)
+        rendered = frames * frame_stride
+        data = load_or_build(cache_dir, seed, sizes, rendered, size, digit_px, task)[split]
+        self.class_names = class_names_of(task, rendered)
+        self.frame_stride = frame_stride
         self.split = split
         self.clips, self.labels = data["clips"], data["labels"]
         self.source_ids = data["sources"]  # which load_digits images this split drew from
@@ -340,7 +344,7 @@ class MovingDigits(BadItemLog, Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         """Clip (3, T, H, W) float, normalised with the fixed MEAN/STD (its streams stacked on
         channels); label int."""
-        clip = (self.clips[index].float() / 255.0 - MEAN) / STD
+        clip = (self.clips[index][:: self.frame_stride].float() / 255.0 - MEAN) / STD
         rgb = clip[None].expand(3, -1, -1, -1).contiguous()
         return add_streams(rgb, self.streams), int(self.labels[index])
 

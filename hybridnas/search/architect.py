@@ -37,6 +37,11 @@ class Architect:
     regulariser to the architecture loss: ``beta_decay`` x the mean over free edges of
     logsumexp(alpha), which pulls the dominant ops of every edge down and keeps the mixtures from
     saturating early (constant weight; the paper ramps it up over the search).
+
+    ``latency(arch)`` > 0 (an ``ExpectedLatency``: the expected ms per clip of the derived
+    network) adds ``latency_weight`` x max(0, log(E[ms] / latency_target_ms)) to the
+    architecture loss: nothing under the target, a pull towards cheaper ops above it whose
+    size does not depend on the device's absolute speed (FBNet's log-latency, hinged).
     """
 
     def __init__(
@@ -50,6 +55,9 @@ class Architect:
         all_reduce: AllReduce | None = None,
         loss_fn: LossFn = F.cross_entropy,
         beta_decay: float = 0.0,
+        latency: Callable[[Architecture], torch.Tensor] | None = None,
+        latency_target_ms: float = 1.0,
+        latency_weight: float = 0.0,
     ) -> None:
         if order not in (1, 2):
             raise ValueError(f"search.order must be 1 or 2, got {order}")
@@ -60,6 +68,9 @@ class Architect:
         self.all_reduce = all_reduce
         self.loss_fn = loss_fn
         self.beta_decay = beta_decay
+        self.latency = latency if latency_weight > 0 else None
+        self.latency_target_ms, self.latency_weight = latency_target_ms, latency_weight
+        self.expected_ms = float("nan")  # of the last step, for logging
 
     def _free_params(self) -> list[nn.Parameter]:
         return [p for p in self.arch.parameters() if p.requires_grad]
@@ -85,13 +96,13 @@ class Architect:
                 model, val_batch, train_batch, params, xi, weight_decay
             )
         self._apply(params, grads)
-        return {"loss": float(loss), "correct": float(correct)}
+        return {"loss": float(loss), "correct": float(correct), "expected_ms": self.expected_ms}
 
     def _val_loss(self, model, batch):
         logits = model(batch[0], self.arch)
         loss = self.loss_fn(logits, batch[1])
         correct = (logits.detach().argmax(1) == batch[1]).sum()
-        return loss + self._beta_term(), correct
+        return loss + self._beta_term() + self._latency_term(), correct
 
     def _beta_term(self) -> torch.Tensor | float:
         if not self.beta_decay:  # off by default: no work on the step's path
@@ -100,6 +111,13 @@ class Architect:
         if not free:
             return 0.0
         return self.beta_decay * torch.stack([torch.logsumexp(a, dim=-1) for a in free]).mean()
+
+    def _latency_term(self) -> torch.Tensor | float:
+        if self.latency is None:
+            return 0.0
+        expected = self.latency(self.arch)
+        self.expected_ms = float(expected.detach())
+        return self.latency_weight * torch.relu(torch.log(expected / self.latency_target_ms))
 
     def _val_grads(self, model, batch, params):
         loss, correct = self._val_loss(model, batch)

@@ -43,6 +43,7 @@ from hybridnas.engine.distributed import (
 from hybridnas.engine.tracking import Tracker
 from hybridnas.search.architect import Architect, LossFn
 from hybridnas.search.fixing import fix_early, fix_on_schedule
+from hybridnas.search.latency_table import ExpectedLatency, LatencyTable, open_table, space_parts
 from hybridnas.search.sdas import FixSchedule
 from hybridnas.search.splits import note_epoch_cap, search_datasets
 from hybridnas.space.cells import edge_list
@@ -77,6 +78,7 @@ class SearchState:
     running: dict = field(default_factory=dict)
     rank_digests: list[str] = field(default_factory=list)
     loss_fn: LossFn = F.cross_entropy
+    latency_table: LatencyTable | None = None
 
 
 def supernet_config(cfg: SearchRun, num_classes: int) -> SupernetConfig:
@@ -94,6 +96,20 @@ def supernet_config(cfg: SearchRun, num_classes: int) -> SupernetConfig:
 def weight_lr(s: SearchConfig, epoch: int) -> float:
     """Cosine from ``w_lr`` to ``w_lr_min`` over the search epochs (DARTS), stateless."""
     return s.w_lr_min + 0.5 * (s.w_lr - s.w_lr_min) * (1 + math.cos(math.pi * epoch / s.epochs))
+
+
+def search_latency_table(cfg: SearchRun, ctx: DistContext, sc: SupernetConfig) -> LatencyTable:
+    """The run's latency table (``search.latency_table`` or this device's cached one), holding
+    every part of the space: rank 0 measures what it lacks (with a progress bar) and every rank
+    then reads the same file, so all ranks and every rerun see the same numbers."""
+    s = cfg.search
+    table = open_table(ctx.device, s.latency_threads, path=s.latency_table)
+    if ctx.is_main:
+        new = table.ensure(space_parts([sc.macro], sc.op_names, sc.steps), progress=True)
+        if new:
+            print(f"[hybridnas] latency table: measured {new} parts into {table.path}")
+    barrier(ctx)
+    return open_table(ctx.device, s.latency_threads, path=table.path)
 
 
 def setup(
@@ -123,8 +139,11 @@ def setup(
     if ctx.is_main:
         note_epoch_cap(s.steps_per_epoch, train_loader, val_loader, alpha_split)
 
+    sc = supernet_config(cfg, train_set.num_classes)
+    table = search_latency_table(cfg, ctx, sc) if s.latency_weight > 0 else None
+    latency = ExpectedLatency.for_space(table, sc.macro, sc.op_names, sc.steps) if table else None
     torch.manual_seed(cfg.seed)  # identical initial weights and alphas on every rank
-    supernet = Supernet(supernet_config(cfg, train_set.num_classes)).to(ctx.device)
+    supernet = Supernet(sc).to(ctx.device)
     arch = supernet.new_architecture().to(ctx.device)
     broadcast_(list(arch.parameters()), ctx)
     w_opt = torch.optim.SGD(
@@ -148,6 +167,9 @@ def setup(
         all_reduce=lambda grads: all_reduce_mean_(grads, ctx),
         loss_fn=loss_fn,
         beta_decay=s.beta_decay,
+        latency=latency,
+        latency_target_ms=s.latency_target_ms,
+        latency_weight=s.latency_weight,
     )
     schedule = FixSchedule.from_config(s)
     return SearchState(
@@ -162,6 +184,7 @@ def setup(
         train_loader,
         val_loader,
         loss_fn=loss_fn,
+        latency_table=table,
     )
 
 
@@ -267,6 +290,7 @@ def train_epoch(st: SearchState, tracker: Tracker) -> None:
             check_loss(val["loss"], where, f"validation loss; search.a_lr={s.a_lr}")
             _accumulate(
                 st.running,
+                expected_ms=val["expected_ms"] if st.architect.latency else 0.0,
                 val_loss=val["loss"],
                 val_correct=val["correct"],
                 val_seen=len(yv),
@@ -302,6 +326,8 @@ def epoch_metrics(st: SearchState, seconds: float) -> dict:
     }
     if r.get("val_seen"):
         metrics["val/loss"] = r["val_loss"] / max(r.get("val_steps", 1), 1)
+        if st.architect.latency is not None:
+            metrics["search/expected_ms"] = r["expected_ms"] / max(r.get("val_steps", 1), 1)
         metrics["val/acc"] = r["val_correct"] / r["val_seen"]
     edges = edge_list(st.cfg.model.steps)
     for t in CELL_TYPES:
@@ -391,6 +417,17 @@ def write_outputs(st: SearchState, tracker: Tracker, genotype: Genotype) -> None
     )
 
 
+def latency_meta(st: SearchState, genotype: Genotype) -> dict:
+    """What genotype meta records of the latency term: target, prediction, the table's key."""
+    table = st.latency_table
+    return {
+        "target_ms": st.cfg.search.latency_target_ms,
+        "predicted_ms": round(table.predict_ms(genotype), 4),
+        "table": table.digest,
+        "threads": table.key["threads"],
+    }
+
+
 def run_differentiable(
     cfg: SearchRun,
     ctx: DistContext,
@@ -420,6 +457,8 @@ def run_differentiable(
         seed=cfg.seed,
         search_time_s=round(sum(st.epoch_times), 2),
     )
+    if st.latency_table is not None:
+        genotype = genotype.replace(meta={**genotype.meta, "latency": latency_meta(st, genotype)})
     write_outputs(st, tracker, genotype)
     barrier(ctx)
     return genotype, st

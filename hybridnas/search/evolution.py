@@ -14,7 +14,10 @@ genotype.
 
 Each cycle draws from ``np.random.default_rng([seed, cycle])`` and each candidate trains from a
 seed fixed by its genotype, so a run resumed from the per-cycle checkpoint ends exactly where an
-uninterrupted one does (latency aside, which is measured; with a budget it can move fitness).
+uninterrupted one does. Latency is the frozen latency table's prediction by default
+(``evolution.latency_source=table``; latency_table.py), so a run is deterministic with the
+budget on; rank 0 measures any part the table lacks before a batch is scored and every rank
+reads the same numbers. ``evolution.latency_source=measured`` times each network instead.
 """
 
 from __future__ import annotations
@@ -42,12 +45,20 @@ from hybridnas.search.fitness import (
     Scoring,
     budget_label,
     cheap_scores,
+    clip_view,
     gather,
     refit,
     shard,
 )
 from hybridnas.search.latency import LatencyBudget, count_flops, count_params, measure_latency
-from hybridnas.search.mutations import Guidance, load_guidance, mutate, sample_genotype
+from hybridnas.search.latency_table import LatencyTable, genotype_parts, open_table, read_table
+from hybridnas.search.mutations import (
+    Guidance,
+    MacroRanges,
+    load_guidance,
+    mutate,
+    sample_genotype,
+)
 from hybridnas.search.proxy import ProxyConfig, ProxyData, conet_step, load_proxy_data
 from hybridnas.search.rerank import choose
 from hybridnas.space.genotype import CellSpec, Genotype
@@ -94,25 +105,44 @@ class Context:
     supernet: tuple | None
     budget: LatencyBudget | None
     scoring: Scoring
+    table: LatencyTable | None = None
+    macro: MacroRanges = field(default_factory=MacroRanges)
 
 
 # ---------------------------------------------------------------- evaluation
 
 
 def _cost(genotype: Genotype, c: Context) -> dict[str, float]:
-    """Time per clip (ms), FLOPs and parameters of the full-width network on the run's device."""
+    """Time per clip (ms: the table's prediction, or measured on the run's device), FLOPs and
+    parameters of the full-width network."""
     e = c.cfg.evolution
     torch.manual_seed(0)
     net = build_network(genotype)
     shape = (genotype.in_channels, genotype.frames, genotype.size, genotype.size)
-    lat = measure_latency(
-        net, shape, device=c.ctx.device, min_run_time=e.latency_min_run_s, warmup=1
-    )
+    if c.table is not None:
+        latency = c.table.predict_ms(genotype)
+    else:
+        latency = measure_latency(
+            net, shape, device=c.ctx.device, min_run_time=e.latency_min_run_s, warmup=1
+        ).median_ms
     return {
-        "latency_ms": lat.median_ms,
+        "latency_ms": latency,
         "flops": count_flops(net, shape),
         "params": count_params(net),
     }
+
+
+def _ensure_parts(genotypes: list[Genotype], c: Context) -> None:
+    """Rank 0 measures the parts of ``genotypes`` the table lacks (new widths, say) into the
+    table file; the other ranks then read that file, so every rank predicts alike."""
+    if c.table is None:
+        return
+    if c.ctx.is_main:
+        c.table.ensure(part for g in genotypes for part in genotype_parts(g))
+    if c.ctx.world_size > 1:
+        barrier(c.ctx)
+        if not c.ctx.is_main:
+            c.table.entries = read_table(c.table.path).entries
 
 
 def evaluate(genotypes: list[Genotype], c: Context) -> list[dict]:
@@ -120,6 +150,7 @@ def evaluate(genotypes: list[Genotype], c: Context) -> list[dict]:
     split the work. Returns one result dict per genotype, same order, with ``score`` and
     ``fitness`` relative to this batch alone (``refit`` makes them relative to a history)."""
     learned: dict[int, dict] = {}
+    _ensure_parts(genotypes, c)
     scores = cheap_scores(genotypes, c.scoring, learned)
     costs = gather({k: _cost(genotypes[k], c) for k in shard(len(genotypes), c.ctx)}, c.ctx)
     budget = budget_label(c.scoring.cfg.scorer, c.scoring)
@@ -201,6 +232,7 @@ def _mutate(
         min_width=e.min_width,
         max_width=e.max_width,
         max_inputs=e.max_inputs,
+        macro=c.macro,
     )
 
 
@@ -225,8 +257,10 @@ def _conet_child(st: EvolutionState, c: Context) -> tuple[Genotype, dict]:
     out = None
     if c.ctx.is_main:
         scaler = ChannelScaler.from_dict(st.scaler)
+        parent = _parse(best)
+        data = clip_view(c.data, parent, c.scoring.base_size, c.proxy.size)
         child, report = conet_step(
-            _parse(best), c.data, c.proxy, scaler, c.cfg.seed, e.conet_trial_stages, c.ctx.device
+            parent, data, c.proxy, scaler, c.cfg.seed, e.conet_trial_stages, c.ctx.device
         )
         out = (child.to_json(), report, scaler.to_dict())
     child_json, report, st.scaler = all_gather_object(out, c.ctx)[0]
@@ -295,11 +329,36 @@ def _supernet_weights(cfg: SearchRun, dirs: list[Path]) -> tuple | None:
     return None
 
 
+def macro_ranges(cfg: SearchRun) -> MacroRanges:
+    """The recipe's macro ranges; clips hold ``clip_span`` frames when the clip may change."""
+    e = cfg.evolution
+    clip_moves = len(e.mutation_probs) > 5 and e.mutation_probs[5] > 0
+    return MacroRanges(
+        frames=tuple(e.macro_frames),
+        frame_stride=tuple(e.macro_frame_stride),
+        size=tuple(e.macro_size),
+        num_cells=tuple(e.macro_num_cells),
+        width_mults=tuple(e.macro_width_mults),
+        span=max(e.clip_span, cfg.data.frames) if clip_moves else cfg.data.frames,
+    )
+
+
+def evolution_table(cfg: SearchRun, ctx: DistContext) -> LatencyTable | None:
+    """The latency table the evolution predicts with (None: ``latency_source=measured``)."""
+    if cfg.evolution.latency_source != "table":
+        return None
+    s = cfg.search
+    return open_table(ctx.device, s.latency_threads, path=s.latency_table)
+
+
 def make_context(cfg: SearchRun, ctx: DistContext, run_dir: Path) -> Context:
-    """Data at proxy resolution, guidance from the supernet's alphas, budget from the recipe."""
+    """Data at proxy resolution (clips of ``macro.span`` frames), guidance from the supernet's
+    alphas, budget and latency table from the recipe."""
     e = cfg.evolution
     pcfg = e.scoring_proxy
-    splits = [build_dataset(cfg.data.dataset, split) for split in ("train", "search_val")]
+    macro = macro_ranges(cfg)
+    dataset = {**cfg.data.dataset, "frames": macro.span}
+    splits = [build_dataset(dataset, split) for split in ("train", "search_val")]
     data = load_proxy_data(*splits, pcfg, cfg.seed)
     dirs = _guidance_dirs(cfg, run_dir)
     guidance = next(
@@ -318,8 +377,9 @@ def make_context(cfg: SearchRun, ctx: DistContext, run_dir: Path) -> Context:
         if e.latency_budget_ms > 0
         else None
     )
-    scoring = Scoring(fcfg, pcfg, data, int(cfg.seed), ctx, supernet, budget)
-    return Context(cfg, ctx, run_dir, pcfg, data, guidance, supernet, budget, scoring)
+    scoring = Scoring(fcfg, pcfg, data, int(cfg.seed), ctx, supernet, budget, cfg.data.size)
+    table = evolution_table(cfg, ctx)
+    return Context(cfg, ctx, run_dir, pcfg, data, guidance, supernet, budget, scoring, table, macro)
 
 
 def new_state(cfg: SearchRun, run_dir: Path) -> EvolutionState:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from hybridnas.engine.tracking import METRICS_FILE, Tracker
+from hybridnas.search.family import write_family
 from hybridnas.search.pareto import pareto_front, plot_pareto
 from hybridnas.space.genotype import Genotype
 
@@ -63,6 +64,23 @@ def _selection_meta(c: Context, choice: Choice) -> dict:
     return {"selection": {"scorer": choice.scorer, "budget": choice.budget, "fitness": fitness}}
 
 
+def _search_meta(c: Context) -> dict:
+    """``clip_searched`` when the evolution moved the clip: training then builds the data
+    pipeline from the genotype's frames, frame stride and size (hybridnas.models)."""
+    probs = c.cfg.evolution.mutation_probs
+    return {"clip_searched": True} if len(probs) > 5 and probs[5] > 0 else {}
+
+
+def _latency_meta(c: Context, best: dict) -> dict:
+    """The budget (0: none), the chosen genotype's predicted ms and the latency table's key."""
+    return {
+        "budget_ms": c.cfg.evolution.latency_budget_ms,
+        "predicted_ms": round(float(best["latency_ms"]), 4),
+        "table": c.table.digest,
+        "threads": c.table.key["threads"],
+    }
+
+
 def _write_pareto(st: EvolutionState, c: Context, run: Path) -> tuple[list[int], Path]:
     """pareto.json: the front over (score up, latency and FLOPs down); pareto.png: score vs
     latency, its line the front of those two objectives alone (a point of the 3-objective
@@ -98,8 +116,14 @@ def write_outputs(
     run = c.run_dir
     step = st.base_step + st.cycle + 1
     meta = {"stage": "evolution", "proxy_fitness": choice.best["fitness"]}
-    best = best.replace(meta={**dict(best.meta), **meta, **_selection_meta(c, choice)})
+    found = _search_meta(c)
+    best = best.replace(meta={**dict(best.meta), **meta, **_selection_meta(c, choice), **found})
+    if c.table is not None:
+        latency = {**dict(best.meta.get("latency", {})), **_latency_meta(c, choice.best)}
+        best = best.replace(meta={**best.meta, "latency": latency})
     best.save(run / "genotype.json")
+    e = c.cfg.evolution
+    write_family(st.history, run, e.latency_targets, e.family_size, found)
     with open(run / "evolution_history.jsonl", "w") as f:
         for h in st.history:
             f.write(json.dumps(h) + "\n")

@@ -30,6 +30,8 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from scipy import stats
 
 from hybridnas.engine.distributed import DistContext, all_gather_object
@@ -106,6 +108,7 @@ class Scoring:
     dist: DistContext
     supernet: tuple | None = None
     budget: LatencyBudget | None = None
+    base_size: int = 0  # the data's clip side the proxy clips were resized from (0: unknown)
 
     @cached_property
     def context(self) -> ScoreContext:
@@ -165,6 +168,30 @@ def budget_label(name: str, s: Scoring, stages: int = 1) -> str:
 # ---------------------------------------------------------------- measuring
 
 
+def clip_view(data: ProxyData, genotype: Genotype, base_size: int, proxy_size: int) -> ProxyData:
+    """The proxy clips as ``genotype``'s clip sees them: every ``frame_stride``-th frame, the
+    first ``frames`` of those, and the side scaled by ``genotype.size / base_size`` (clips
+    held at ``proxy_size`` px). Clips already of that shape come back as they are."""
+    side = round(proxy_size * genotype.size / base_size) if base_size else proxy_size
+    span = data.train_x.shape[2]
+    if genotype.frames * genotype.frame_stride > span:
+        raise ValueError(
+            f"a clip of {genotype.frames} frames at stride {genotype.frame_stride} needs "
+            f"{genotype.frames * genotype.frame_stride} frames; the evolution's clips hold {span}"
+        )
+
+    def view(x: torch.Tensor) -> torch.Tensor:
+        x = x[:, :, :: genotype.frame_stride][:, :, : genotype.frames]
+        if x.shape[-1] != side:
+            x = F.interpolate(x, size=(x.shape[2], side, side), mode="trilinear",
+                              align_corners=False)  # fmt: skip
+        return x.contiguous()
+
+    if span == genotype.frames and genotype.frame_stride == 1 and side == data.train_x.shape[-1]:
+        return data
+    return ProxyData(view(data.train_x), data.train_y, view(data.val_x), data.val_y)
+
+
 def proxy_stages(
     genotypes: Sequence[Genotype],
     s: Scoring,
@@ -189,7 +216,8 @@ def proxy_stages(
         for k in (k for k in alive if k in mine):
             if k not in models:
                 models[k] = build_proxy(genotypes[k], s.proxy, s.seed, s.supernet, s.dist.device)
-            accuracy = train_stage(models[k], s.data, s.proxy)
+            data = clip_view(s.data, genotypes[k], s.base_size, s.proxy.size)
+            accuracy = train_stage(models[k], data, s.proxy)
             local[k] = (accuracy, read_connection_weights(models[k].model))
         for k, (a, connections) in gather(local, s.dist).items():
             acc[k].append(a)

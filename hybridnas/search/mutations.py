@@ -32,7 +32,31 @@ import numpy as np
 from hybridnas.search.channels import round_width
 from hybridnas.space.genotype import CELL_TYPES, CellSpec, Genotype
 
-MUTATIONS = ("rewire", "swap_op", "change_width", "add_input", "drop_input")
+MUTATIONS = (
+    "rewire",
+    "swap_op",
+    "change_width",
+    "add_input",
+    "drop_input",
+    "change_clip",
+    "change_depth",
+    "scale_width",
+)
+
+
+@dataclass(frozen=True)
+class MacroRanges:
+    """Where the macro mutations (TinyVideoNets / X3D axes) may take a genotype: clip frames,
+    frame stride and size from these choices with ``frames x frame_stride <= span`` (the
+    frames the evolution's clips hold), ``num_cells`` in [min, max], and the multipliers
+    ``scale_width`` applies to every stage width and the stem."""
+
+    frames: tuple[int, ...] = (8,)
+    frame_stride: tuple[int, ...] = (1,)
+    size: tuple[int, ...] = (32,)
+    num_cells: tuple[int, int] = (3, 5)
+    width_mults: tuple[float, ...] = (0.75, 1.25)
+    span: int = 8
 
 
 @dataclass(frozen=True)
@@ -305,6 +329,61 @@ def change_width(
     return child, {"kind": "change_width", "stage": s, "old": old, "new": new}
 
 
+def change_clip(
+    genotype: Genotype, rng: np.random.Generator, ranges: MacroRanges
+) -> tuple[Genotype, dict[str, Any]]:
+    """Move one clip axis (frames, frame_stride or size) to another of its choices, keeping
+    frames x frame_stride within ``ranges.span``."""
+    g = genotype
+    options = {
+        "frames": [f for f in ranges.frames if f * g.frame_stride <= ranges.span],
+        "frame_stride": [s for s in ranges.frame_stride if g.frames * s <= ranges.span],
+        "size": list(ranges.size),
+    }
+    axes = [a for a, vals in options.items() if any(v != getattr(g, a) for v in vals)]
+    if not axes:
+        raise ValueError("no clip axis has another allowed value")
+    axis = axes[int(rng.integers(len(axes)))]
+    values = [v for v in options[axis] if v != getattr(g, axis)]
+    new = int(values[int(rng.integers(len(values)))])
+    child = g.replace(**{axis: new})
+    return child, {"kind": "change_clip", "axis": axis, "old": getattr(g, axis), "new": new}
+
+
+def change_depth(
+    genotype: Genotype, rng: np.random.Generator, ranges: MacroRanges
+) -> tuple[Genotype, dict[str, Any]]:
+    """One cell more or fewer, within ``ranges.num_cells`` (3 or more cells keep 3 stages)."""
+    lo, hi = ranges.num_cells
+    n = genotype.num_cells
+    moves = [m for m in (-1, 1) if lo <= n + m <= hi]
+    if not moves:
+        raise ValueError(f"num_cells {n} has no neighbour in [{lo}, {hi}]")
+    new = n + moves[int(rng.integers(len(moves)))]
+    return genotype.replace(num_cells=new), {"kind": "change_depth", "old": n, "new": new}
+
+
+def scale_width(
+    genotype: Genotype,
+    rng: np.random.Generator,
+    ranges: MacroRanges,
+    min_width: int = 4,
+    max_width: int = 256,
+    divisor: int = 4,
+) -> tuple[Genotype, dict[str, Any]]:
+    """Every stage width and the stem times one of ``ranges.width_mults`` (X3D's width
+    axis), rounded to ``divisor`` and clamped."""
+    mult = float(ranges.width_mults[int(rng.integers(len(ranges.width_mults)))])
+
+    def scaled(w: int) -> int:
+        return min(max_width, max(min_width, round_width(w * mult, divisor)))
+
+    widths = tuple(scaled(w) for w in genotype.stage_widths)
+    child = genotype.replace(stage_widths=widths, stem_channels=scaled(genotype.stem_channels))
+    return child, {"kind": "scale_width", "mult": mult, "old": list(genotype.stage_widths),
+                   "new": list(widths)}  # fmt: skip
+
+
 def mutate(
     genotype: Genotype,
     rng: np.random.Generator,
@@ -317,9 +396,11 @@ def mutate(
     max_width: int = 256,
     max_inputs: int = 2,
     tries: int = 10,
+    macro: MacroRanges | None = None,
 ) -> tuple[Genotype, dict[str, Any]]:
     """One mutation of kind drawn by ``probs`` over ``MUTATIONS`` (rewire, swap_op,
-    change_width, add_input, drop_input; missing trailing entries are 0); retried until the
+    change_width, add_input, drop_input, change_clip, change_depth, scale_width; missing
+    trailing entries are 0; the macro kinds move within ``macro``); retried until the
     child differs from the parent (a width at its bound, say, cannot move). A kind that
     refuses this parent (add_input at ``max_inputs``, drop_input of a single input) is not
     drawn again for it: with ``max_inputs=1`` those two could otherwise use up every try."""
@@ -339,6 +420,13 @@ def mutate(
                 child, info = add_input(genotype, rng, guidance, explore, max_inputs)
             elif kind == "drop_input":
                 child, info = drop_input(genotype, rng, guidance, explore)
+            elif kind == "change_clip":
+                child, info = change_clip(genotype, rng, macro or MacroRanges())
+            elif kind == "change_depth":
+                child, info = change_depth(genotype, rng, macro or MacroRanges())
+            elif kind == "scale_width":
+                child, info = scale_width(genotype, rng, macro or MacroRanges(), min_width,
+                                          max_width)  # fmt: skip
             else:
                 child, info = change_width(genotype, rng, width_step, min_width, max_width)
         except ValueError:

@@ -27,6 +27,9 @@ stream has its own stem of the ``stem`` shape, and the streams feed the first ce
 (see network.py). A genotype with only the RGB stream is written as version 1, as before;
 version-1 documents load as RGB-only genotypes.
 
+Version 3 adds ``clip.frame_stride`` (every n-th frame of the data's sampling; see macro.py),
+written only when it is not 1, so a genotype without one keeps its version and bytes.
+
 Loading validates everything and names the offending field in a ``GenotypeError``.
 """
 
@@ -50,8 +53,9 @@ from hybridnas.space.macro import (
 )
 
 FORMAT = "hybridnas.genotype"
-VERSION = 2  # the newest version this code reads; 1 is still read (and written when RGB-only)
+VERSION = 3  # the newest version this code reads; 1 is still read (and written when RGB-only)
 STREAMS_VERSION = 2  # the first version that records streams
+FRAME_STRIDE_VERSION = 3  # the first version that records clip.frame_stride
 CELL_TYPES = ("normal", "reduce")
 
 
@@ -124,7 +128,7 @@ class Genotype:
         macro = self.macro.to_dict()
         return {
             "format": FORMAT,
-            "version": STREAMS_VERSION if "streams" in macro else 1,
+            "version": document_version(macro),
             "cells": {"normal": self.normal.to_dict(), "reduce": self.reduce.to_dict()},
             **macro,
             "meta": dict(self.meta),
@@ -187,6 +191,13 @@ class Genotype:
             return cls.from_json(path.read_text())
         except GenotypeError as err:
             raise GenotypeError(f"{path}: {err}") from None
+
+
+def document_version(macro_doc: Mapping[str, Any]) -> int:
+    """The oldest version that holds these skeleton keys (older readers keep reading them)."""
+    if "frame_stride" in macro_doc["clip"]:
+        return FRAME_STRIDE_VERSION
+    return STREAMS_VERSION if "streams" in macro_doc else 1
 
 
 def reduction_indices(num_cells: int) -> tuple[int, ...]:
@@ -301,6 +312,10 @@ def validate(doc: Mapping[str, Any]) -> None:
     clip = _require(doc, "clip", "")
     for key in ("channels", "frames", "size"):
         _positive_int(_require(clip, key, "clip"), f"clip.{key}")
+    if "frame_stride" in clip:
+        if version < FRAME_STRIDE_VERSION:
+            raise GenotypeError(f"'clip.frame_stride' needs 'version' {FRAME_STRIDE_VERSION}")
+        _positive_int(clip["frame_stride"], "clip.frame_stride")
     _positive_int(_require(doc, "num_classes", ""), "num_classes")
     _validate_streams(doc, version)
 
@@ -310,6 +325,8 @@ def _validate_streams(doc: Mapping[str, Any], version: int) -> None:
         if "streams" in doc:
             raise GenotypeError(f"'streams' needs 'version' {STREAMS_VERSION}, got {version}")
         return
+    if version >= FRAME_STRIDE_VERSION and "streams" not in doc:
+        return  # a version-3 document without streams is RGB-only
     problem = stream_problem(_require(doc, "streams", ""), doc["clip"]["channels"])
     if problem:
         raise GenotypeError(f"'streams' {problem}")

@@ -10,6 +10,10 @@ read from a Hydra tree. In a genotype document its fields are the ``stem``, ``st
     reduction cells at 1/3 and 2/3 of the depth stride by reduction_stride
     clips (in_channels, frames, size, size) -> num_classes logits
 
+``frame_stride`` (TinyVideoNets' frame stride): the clip takes every n-th frame of the data's
+sampling, so ``frames`` frames span ``frames x frame_stride``; the network does not see it, the
+data pipeline does (``clip.frame_stride`` in a genotype document, present when not 1).
+
 ``streams`` names the input streams (``STREAMS``): ``("rgb",)`` by default; with two streams the
 clip holds them stacked on channels (``in_channels / len(streams)`` each, in order) and every
 stream has its own stem of the shape above (see network.py).
@@ -41,6 +45,7 @@ class MacroSpec:
     size: int = 32
     num_classes: int = 10
     streams: tuple[str, ...] = DEFAULT_STREAMS
+    frame_stride: int = 1
 
     def __post_init__(self) -> None:
         for name in ("stage_widths", "stem_kernel", "stem_stride", "reduction_stride", "streams"):
@@ -61,6 +66,8 @@ class MacroSpec:
             "clip": {"channels": self.in_channels, "frames": self.frames, "size": self.size},
             "num_classes": self.num_classes,
         }
+        if self.frame_stride != 1:
+            doc["clip"]["frame_stride"] = self.frame_stride
         if self.streams != DEFAULT_STREAMS:
             doc["streams"] = list(self.streams)
         return doc
@@ -81,6 +88,7 @@ class MacroSpec:
             size=int(clip["size"]),
             num_classes=int(doc["num_classes"]),
             streams=tuple(doc.get("streams", DEFAULT_STREAMS)),
+            frame_stride=int(clip.get("frame_stride", 1)),
         )
 
     @classmethod

@@ -1,0 +1,519 @@
+"""A frozen per-device latency table: a network's predicted time per clip is the sum of its parts.
+
+FBNet, ProxylessNAS and Once-for-All predict latency from a lookup table measured once on the
+device; the search then reads a file instead of a stopwatch, so it is deterministic. A part is
+one module a network of the space runs at batch 1, keyed by what decides its cost::
+
+    op:<name>:<c_in>:<c_out>:<st>x<sh>x<sw>:<T>x<H>x<W>    a candidate op (or a reducing pre0)
+    pre:<c_in>:<c_out>:<T>x<H>x<W>                         ReLU-1x1x1 conv-BN cell preprocessing
+    stem:<c_in>:<c_out>:<kernel>:<stride>:<T>x<H>x<W>      one stream's stem
+    add:<c>:<T>x<H>x<W>                                    one sum of two node inputs
+    cat:<k>:<c>:<T>x<H>x<W>                                the concat of k nodes of c channels
+    head:<c>:<classes>:<T>x<H>x<W>                         pool, flatten, dropout, linear
+
+(shapes are a part's input). ``measure_parts`` times parts in isolation, round-robin over
+rounds in a shuffled order (load drifts hit every part alike), and keeps each part's lower
+quartile over the rounds (``QUANTILE``): on a shared machine a timed block is only ever slowed
+(preempted), never sped up, and the lower quartile is both nearer the undisturbed time than
+the median and steadier than the minimum (on 40 networks of the default space timed under a
+load of 7.6 on 2 cores, their rank correlation with the sum of their parts was 0.86 with lower
+quartiles, 0.78 with medians, 0.60 with minima, from the same samples).
+A table file is keyed by device, torch version, threads and a hash of the op and cell source
+code (``table_key``), so an edit to an op invalidates the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.utils.benchmark as benchmark
+from torch import nn
+
+from hybridnas.ops import create_op
+from hybridnas.space.cells import PRUNED, ReLUConvBN, edge_list
+from hybridnas.space.genotype import CELL_TYPES, Genotype
+from hybridnas.space.macro import MacroSpec
+from hybridnas.space.network import ClassifierHead, build_stem, cell_plan
+
+FORMAT = "hybridnas.latency_table"
+VERSION = 1
+Shape = tuple[int, int, int]
+SOURCE_DIRS = ("ops",)  # hybridnas/<dir>/*.py: the op code whose change invalidates a table
+SOURCE_FILES = ("space/cells.py", "space/network.py", "search/latency_table.py")
+QUANTILE = 25  # percentile of a part's per-round times the table keeps (see the docstring)
+
+
+# ---------------------------------------------------------------- parts of a network
+
+
+def _s(t: Sequence[int]) -> str:
+    return "x".join(str(int(v)) for v in t)
+
+
+def _down(shape: Shape, stride: Sequence[int]) -> Shape:
+    return tuple(math.ceil(n / s) for n, s in zip(shape, stride, strict=True))  # type: ignore
+
+
+def op_key(name: str, c_in: int, c_out: int, stride: Sequence[int], shape: Shape) -> str:
+    return f"op:{name}:{c_in}:{c_out}:{_s(stride)}:{_s(shape)}"
+
+
+@dataclass(frozen=True)
+class CellSite:
+    """One cell of a skeleton: widths, whether it reduces, its input and node shapes (T, H, W)."""
+
+    index: int
+    c_pp: int
+    c_p: int
+    c: int
+    reduction: bool
+    reduction_prev: bool
+    s0: Shape
+    s1: Shape
+    out: Shape
+
+
+def cell_sites(macro: MacroSpec, multipliers: tuple[int, int]) -> list[CellSite]:
+    """Where every cell sits; ``multipliers``: concatenated nodes of a (normal, reduce) cell."""
+    shape = _down((macro.frames, macro.size, macro.size), macro.stem_stride)
+    s0 = s1 = shape
+    sites = []
+    for p in cell_plan(macro.num_cells, macro.stage_widths, macro.stem_channels, multipliers):
+        out = _down(s1, macro.reduction_stride) if p.reduction else s1
+        sites.append(
+            CellSite(p.index, p.c_pp, p.c_p, p.c, p.reduction, p.reduction_prev, s0, s1, out)
+        )
+        s0, s1 = s1, out
+    return sites
+
+
+def edge_input(site: CellSite, i: int, macro: MacroSpec) -> tuple[tuple[int, int, int], Shape]:
+    """(stride, input shape) of an edge leaving node i of a cell."""
+    if site.reduction and i < 2:
+        return tuple(macro.reduction_stride), site.s1  # type: ignore[return-value]
+    return (1, 1, 1), site.out
+
+
+def skeleton_parts(macro: MacroSpec, site: CellSite, concat: int) -> list[str]:
+    """The parts of one cell outside its edges: both preprocessings and the output concat."""
+    if site.reduction_prev:
+        pre0 = op_key("skip", site.c_pp, site.c, macro.reduction_stride, site.s0)
+    else:
+        pre0 = f"pre:{site.c_pp}:{site.c}:{_s(site.s0)}"
+    return [pre0, f"pre:{site.c_p}:{site.c}:{_s(site.s1)}", f"cat:{concat}:{site.c}:{_s(site.out)}"]
+
+
+def stem_parts(macro: MacroSpec) -> list[str]:
+    per_stream = macro.in_channels // len(macro.streams)
+    key = (
+        f"stem:{per_stream}:{macro.stem_channels}:{_s(macro.stem_kernel)}:"
+        f"{_s(macro.stem_stride)}:{_s((macro.frames, macro.size, macro.size))}"
+    )
+    return [key] * len(macro.streams)
+
+
+def head_part(macro: MacroSpec, site: CellSite, concat: int) -> str:
+    return f"head:{concat * site.c}:{macro.num_classes}:{_s(site.out)}"
+
+
+def genotype_parts(g: Genotype) -> list[str]:
+    """Every part the network of ``g`` runs for one clip, with repeats."""
+    m = g.macro
+    sites = cell_sites(m, (len(g.normal.concat), len(g.reduce.concat)))
+    parts = stem_parts(m)
+    for site in sites:
+        spec = g.reduce if site.reduction else g.normal
+        parts += skeleton_parts(m, site, len(spec.concat))
+        for i, _, op in spec.edges:
+            stride, shape = edge_input(site, i, m)
+            parts.append(op_key(op, site.c, site.c, stride, shape))
+        fan_in = Counter(j for _, j, _ in spec.edges)
+        parts += [f"add:{site.c}:{_s(site.out)}"] * sum(n - 1 for n in fan_in.values())
+    spec = g.reduce if sites[-1].reduction else g.normal
+    return [*parts, head_part(m, sites[-1], len(spec.concat))]
+
+
+def space_parts(macros: Iterable[MacroSpec], op_names: Sequence[str], steps: int) -> list[str]:
+    """Every distinct part a genotype of ``steps``-node cells over ``op_names`` could use on
+    any of the skeletons ``macros``: each op on each edge shape and stride, the preprocessing
+    and concat of every number of concatenated nodes (1 .. steps), stems and heads."""
+    keys: dict[str, None] = {}
+    for m in macros:
+        for kn in range(1, steps + 1):
+            for kr in range(1, steps + 1):
+                sites = cell_sites(m, (kn, kr))
+                for key in stem_parts(m):
+                    keys[key] = None
+                for site in sites:
+                    k = kr if site.reduction else kn
+                    for key in skeleton_parts(m, site, k):
+                        keys[key] = None
+                    keys[f"add:{site.c}:{_s(site.out)}"] = None
+                    for i in (0, 2):
+                        stride, shape = edge_input(site, i, m)
+                        for op in op_names:
+                            keys[op_key(op, site.c, site.c, stride, shape)] = None
+                keys[head_part(m, sites[-1], kr if sites[-1].reduction else kn)] = None
+    return list(keys)
+
+
+# ---------------------------------------------------------------- measuring parts
+
+
+class _Add(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + x
+
+
+class _Cat(nn.Module):
+    def __init__(self, k: int) -> None:
+        super().__init__()
+        self.k = k
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x] * self.k, dim=1)
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in text.split("x"))
+
+
+def build_part(key: str) -> tuple[nn.Module, tuple[int, ...]]:
+    """The module a part key names and its (1, C, T, H, W) input shape."""
+    kind, *f = key.split(":")
+    if kind == "op":
+        name, c_in, c_out, stride, shape = f
+        module = create_op(name, int(c_in), int(c_out), _ints(stride))
+        return module, (1, int(c_in), *_ints(shape))
+    if kind == "pre":
+        return ReLUConvBN(int(f[0]), int(f[1])), (1, int(f[0]), *_ints(f[2]))
+    if kind == "stem":
+        c_in, c_out, kernel, stride, shape = f
+        stem = build_stem(int(c_in), int(c_out), _ints(kernel), _ints(stride))
+        return stem, (1, int(c_in), *_ints(shape))
+    if kind == "add":
+        return _Add(), (1, int(f[0]), *_ints(f[1]))
+    if kind == "cat":
+        return _Cat(int(f[0])), (1, int(f[1]), *_ints(f[2]))
+    if kind == "head":
+        return ClassifierHead(int(f[0]), int(f[1])), (1, int(f[0]), *_ints(f[2]))
+    raise ValueError(f"unknown latency-table part {key!r}")
+
+
+def part_timer(key: str, device: torch.device, threads: int) -> benchmark.Timer:
+    """A ``torch.utils.benchmark.Timer`` of one call of the part ``key`` (eval, inference)."""
+    torch.manual_seed(0)
+    module, shape = build_part(key)
+    module = module.eval().to(device)
+    x = torch.randn(*shape, device=device)
+
+    def run() -> None:
+        with torch.inference_mode():
+            module(x)
+
+    return benchmark.Timer(stmt="run()", globals={"run": run}, num_threads=threads)
+
+
+def calibrate(timer: benchmark.Timer, block_s: float) -> int:
+    """Warm ``timer`` up; the number of calls that makes one timed block about ``block_s``."""
+    timer.timeit(3)
+    once = max(timer.timeit(1).median, 1e-6)
+    return max(1, min(1000, int(block_s / once)))
+
+
+def interleaved_times(
+    timers: dict[str, tuple[benchmark.Timer, int]],
+    rounds: int,
+    progress: Callable[[int], None] | None = None,
+    quantile: float = QUANTILE,
+) -> dict[str, float]:
+    """{name: ms per call, the ``quantile`` percentile over rounds}: ``rounds`` rounds each
+    time one block (``number`` calls) of every timer, in an order shuffled per round (fixed
+    seed), so load drifts hit all alike."""
+    names = list(timers)
+    samples: dict[str, list[float]] = {k: [] for k in names}
+    rng = np.random.default_rng(0)
+    for _ in range(rounds):
+        for k in rng.permutation(len(names)):
+            timer, number = timers[names[int(k)]]
+            samples[names[int(k)]].append(timer.timeit(number).median)
+        if progress:
+            progress(len(names))
+    return {k: float(np.percentile(v, quantile)) * 1e3 for k, v in samples.items()}
+
+
+def measure_parts(
+    keys: Sequence[str],
+    *,
+    device: str | torch.device = "cpu",
+    threads: int = 1,
+    rounds: int = 7,
+    block_s: float = 0.002,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, float]:
+    """{key: ms per call} of each part in isolation at batch 1 (eval, inference mode):
+    warm-up, a call count per part making a block about ``block_s``, then
+    ``interleaved_times``. ``progress(n)`` gets n parts of work as it goes."""
+    device = torch.device(device)
+    timers = {}
+    for key in keys:
+        timer = part_timer(key, device, threads)
+        timers[key] = (timer, calibrate(timer, block_s))
+        if progress:
+            progress(1)
+    return interleaved_times(timers, rounds, progress)
+
+
+# ---------------------------------------------------------------- the table
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def ops_source_hash() -> str:
+    """SHA-256 (first 16 hex digits) of the op, cell and table source files."""
+    root = Path(__file__).resolve().parent.parent
+    files = [p for d in SOURCE_DIRS for p in sorted((root / d).glob("*.py"))]
+    h = hashlib.sha256()
+    for p in [*files, *(root / f for f in SOURCE_FILES)]:
+        h.update(p.relative_to(root).as_posix().encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def table_key(device: str | torch.device = "cpu", threads: int = 1) -> dict[str, Any]:
+    """What a table's numbers depend on: device, torch version, threads, op source."""
+    device = torch.device(device)
+    return {
+        "device": _device_name(device),
+        "device_type": device.type,
+        "torch": torch.__version__,
+        "threads": int(threads),
+        "ops_hash": ops_source_hash(),
+    }
+
+
+def key_digest(key: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def default_table_dir() -> Path:
+    """``$HYBRIDNAS_CACHE/latency`` (default ``~/.cache/hybridnas/latency``)."""
+    from hybridnas.data.builtin import default_cache_dir
+
+    return default_cache_dir() / "latency"
+
+
+@dataclass
+class LatencyTable:
+    """Part key -> ms per call at batch 1 on one device, and the key the numbers belong to.
+
+    ``predict_ms(genotype)`` sums a genotype's parts; a part the table lacks is measured,
+    added and (with ``path``) saved, so a table grows to cover widths the build did not list
+    and every later read of it agrees."""
+
+    key: dict[str, Any]
+    entries: dict[str, float] = field(default_factory=dict)
+    path: Path | None = None
+    rounds: int = 7
+
+    @property
+    def digest(self) -> str:
+        """Short hash of ``key``: names the table in genotype meta and file names."""
+        return key_digest(self.key)
+
+    def ensure(self, keys: Iterable[str], progress: bool = False) -> int:
+        """Measure the parts of ``keys`` the table lacks; save. Returns how many were new."""
+        missing = list(dict.fromkeys(k for k in keys if k not in self.entries))
+        if not missing:
+            return 0
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(missing) * (self.rounds + 1), desc="latency table", unit="part")
+        device = torch.device("cuda" if self.key["device_type"] == "cuda" else "cpu")
+        got = measure_parts(
+            missing,
+            device=device,
+            threads=self.key["threads"],
+            rounds=self.rounds,
+            progress=bar.update if bar else None,
+        )
+        if bar:
+            bar.close()
+        # rounded as the file stores them: the run that measures predicts what a rerun reads
+        self.entries.update({k: round(v, 6) for k, v in got.items()})
+        self.save()
+        return len(missing)
+
+    def part_ms(self, key: str) -> float:
+        if key not in self.entries:
+            self.ensure([key])
+        return self.entries[key]
+
+    def predict_ms(self, genotype: Genotype) -> float:
+        """Predicted ms per clip of ``genotype``'s network at batch 1: the sum of its parts."""
+        parts = genotype_parts(genotype)
+        self.ensure(parts)
+        return float(sum(self.entries[k] for k in parts))
+
+    def to_dict(self) -> dict[str, Any]:
+        entries = dict(sorted(self.entries.items()))
+        return {"format": FORMAT, "version": VERSION, "key": self.key, "entries": entries}
+
+    def save(self) -> None:
+        """Write atomically, merged with what another process added to the file meanwhile."""
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.is_file():
+            other = read_table(self.path)
+            if other.key == self.key:
+                self.entries = {**other.entries, **self.entries}
+        with tempfile.NamedTemporaryFile(
+            "w", dir=self.path.parent, delete=False, suffix=".tmp"
+        ) as f:
+            f.write(json.dumps(self.to_dict(), indent=0, sort_keys=True))
+        os.replace(f.name, self.path)
+
+
+def read_table(path: str | os.PathLike) -> LatencyTable:
+    """A table file; refuses a file of another format."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"latency table {path} cannot be read: {err}") from None
+    if doc.get("format") != FORMAT or doc.get("version") != VERSION:
+        raise ValueError(f"{path} is not a {FORMAT} version {VERSION} file")
+    entries = {k: float(v) for k, v in doc["entries"].items()}
+    return LatencyTable(doc["key"], entries, path)
+
+
+def open_table(
+    device: str | torch.device = "cpu",
+    threads: int = 1,
+    directory: str | os.PathLike | None = None,
+    path: str | os.PathLike | None = None,
+) -> LatencyTable:
+    """This device's table: ``path`` if given (its key must match this device), else the
+    cached file of this key in ``directory`` (default ``default_table_dir()``), or a new empty
+    one there."""
+    key = table_key(device, threads)
+    if path is not None:
+        path = Path(path)
+        if path.is_file():
+            table = read_table(path)
+            if table.key != key:
+                raise ValueError(
+                    f"latency table {path} was measured for {table.key}, not this setting {key}"
+                )
+            return table
+        return LatencyTable(key, {}, path)
+    directory = Path(directory) if directory is not None else default_table_dir()
+    file = directory / f"table-{key_digest(key)}.json"
+    return read_table(file) if file.is_file() else LatencyTable(key, {}, file)
+
+
+# ---------------------------------------------------------------- the supernet's expected latency
+
+
+@dataclass(frozen=True)
+class ExpectedLatency:
+    """Differentiable expected ms per clip of the network a supernet derives (FBNet /
+    ProxylessNAS): the fixed parts plus, per edge, softmax(alpha) . (its ops' table ms,
+    summed over the cells of its type), each node's edges scaled to the two inputs a derived
+    node keeps (x min(2, n) / n for n edges not pruned)."""
+
+    fixed_ms: float
+    costs: dict[str, torch.Tensor]  # cell type -> (E, num_ops) ms
+    edges: tuple[tuple[int, int], ...]
+
+    @classmethod
+    def for_space(
+        cls, table: LatencyTable, macro: MacroSpec, op_names: Sequence[str], steps: int
+    ) -> ExpectedLatency:
+        """Measure what the table lacks of this space (every concat size), then sum it up."""
+        table.ensure(space_parts([macro], op_names, steps))
+        edges = tuple(edge_list(steps))
+        sites = cell_sites(macro, (steps, steps))
+        fixed = stem_parts(macro) + [head_part(macro, sites[-1], steps)]
+        costs = {t: torch.zeros(len(edges), len(op_names), dtype=torch.float64) for t in CELL_TYPES}
+        for site in sites:
+            fixed += skeleton_parts(macro, site, steps) + [f"add:{site.c}:{_s(site.out)}"] * steps
+            cost = costs["reduce" if site.reduction else "normal"]
+            for k, (i, _) in enumerate(edges):
+                stride, shape = edge_input(site, i, macro)
+                for o, op in enumerate(op_names):
+                    cost[k, o] += table.part_ms(op_key(op, site.c, site.c, stride, shape))
+        fixed_ms = float(sum(table.part_ms(k) for k in fixed))
+        return cls(fixed_ms, {t: c.float() for t, c in costs.items()}, edges)
+
+    def __call__(self, arch: Any) -> torch.Tensor:
+        """Expected ms (a 0-dim tensor with a gradient to the free alphas) of ``arch``, a
+        ``supernet.Architecture``: fixed edges count their op, pruned edges nothing."""
+        total = torch.zeros((), device=arch.edge_state.device)
+        for t in CELL_TYPES:
+            state = arch.edge_state[CELL_TYPES.index(t)].tolist()
+            weights = arch.op_weights(t)
+            cost = self.costs[t].to(total.device)
+            kept = Counter(j for k, (_, j) in enumerate(self.edges) if state[k] != PRUNED)
+            for k, (_, j) in enumerate(self.edges):
+                if state[k] == PRUNED:
+                    continue
+                share = min(2, kept[j]) / kept[j]
+                row = cost[k, state[k]] if state[k] >= 0 else weights[k] @ cost[k]
+                total = total + share * row
+        return total + self.fixed_ms
+
+
+# ---------------------------------------------------------------- the default space's grid
+
+
+def space_macros(base: MacroSpec, ranges: Any) -> list[MacroSpec]:
+    """The skeletons the evolution can reach in one macro step from ``base``, and their
+    combinations: every frames x size of ``ranges`` (an ``EvolutionConfig``'s
+    ``macro_frames``, ``macro_size``), the widths and stem x 1 and each of
+    ``macro_width_mults``, and every depth in ``macro_num_cells``."""
+    from dataclasses import replace
+
+    from hybridnas.search.channels import round_width
+
+    lo, hi = ranges.macro_num_cells
+    out = {}
+    for frames in dict.fromkeys([base.frames, *ranges.macro_frames]):
+        for size in dict.fromkeys([base.size, *ranges.macro_size]):
+            for mult in dict.fromkeys([1.0, *ranges.macro_width_mults]):
+                for cells in range(lo, hi + 1):
+                    m = replace(
+                        base,
+                        frames=int(frames),
+                        size=int(size),
+                        num_cells=cells,
+                        stage_widths=tuple(round_width(w * mult) for w in base.stage_widths),
+                        stem_channels=round_width(base.stem_channels * mult),
+                    )
+                    out[m] = None
+    return list(out)

@@ -1,0 +1,89 @@
+"""The per-device latency table: build it, or predict and measure one genotype.
+
+    python tools/latency.py build [--threads N] [--device cuda] [recipe overrides ...]
+    python tools/latency.py genotype=runs/<search>/genotype.json [--threads N]
+
+``build`` measures every part a network of the search space (recipes/search.yaml with the
+overrides: model.* and the evolution's macro ranges) is made of, once, into the cached table
+of this device, torch version and thread count ($HYBRIDNAS_CACHE/latency/table-<key>.json);
+a table already there only gets the parts it lacks (``--fresh``: all measured again). Absolute
+times follow the machine's load at build time: build on a quiet machine. ``genotype=PATH``
+prints one JSON line, {"predicted_ms", "measured_ms", "flops", "params", "table"}, for that
+genotype at batch 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import torch
+
+import hybridnas  # noqa: F401  (compat shims)
+from hybridnas.bench.harness import compose
+from hybridnas.search.latency import count_flops, count_params, measure_latency
+from hybridnas.search.latency_table import open_table, space_macros, space_parts
+from hybridnas.space.genotype import Genotype
+from hybridnas.space.network import build_network
+from hybridnas.stage_config import SearchRun
+
+
+def build(args: argparse.Namespace) -> None:
+    run = SearchRun.from_cfg(compose("search", args.overrides))
+    table = open_table(args.device, args.threads, path=args.table)
+    if args.fresh:  # every part measured again, e.g. on a quieter machine
+        table.entries = {}
+        table.path.unlink(missing_ok=True)
+    base = run.model.macro(run.data, num_classes=10)
+    macros = space_macros(base, run.evolution)
+    parts = space_parts(macros, run.model.op_names, run.model.steps)
+    start = time.perf_counter()
+    new = table.ensure(parts, progress=True)
+    print(
+        f"[latency] {len(parts)} parts over {len(macros)} skeletons: {new} measured in "
+        f"{time.perf_counter() - start:.0f} s, {len(table.entries)} in {table.path}"
+    )
+
+
+def genotype(path: str, args: argparse.Namespace) -> None:
+    g = Genotype.load(path)
+    table = open_table(args.device, args.threads, path=args.table)
+    predicted = table.predict_ms(g)
+    torch.manual_seed(0)
+    net = build_network(g)
+    shape = (g.in_channels, g.frames, g.size, g.size)
+    measured = measure_latency(net, shape, device=args.device, threads=args.threads,
+                               min_run_time=1.0)  # fmt: skip
+    doc = {
+        "predicted_ms": round(predicted, 4),
+        "measured_ms": round(measured.median_ms, 4),
+        "flops": count_flops(net, shape),
+        "params": count_params(net),
+        "table": table.digest,
+    }
+    print(json.dumps(doc))
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("what", nargs="+", help="build [overrides ...] | genotype=PATH")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--table", default=None, help="a table file instead of the cached one")
+    ap.add_argument("--fresh", action="store_true", help="build: measure every part again")
+    args = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    torch.set_num_threads(args.threads)
+    first, rest = args.what[0], args.what[1:]
+    if first == "build":
+        args.overrides = rest
+        build(args)
+    elif first.startswith("genotype="):
+        genotype(first.split("=", 1)[1], args)
+    else:
+        ap.error(f"expected 'build' or 'genotype=PATH', got {first!r}")
+
+
+if __name__ == "__main__":
+    main()
