@@ -1,0 +1,185 @@
+"""front.json, front.png, front.md and the claims checker of the front benchmark.
+
+front.json (anyone can recompute the claims from it)::
+
+    {"recipe": {...}, "latency": {...},
+     "tasks": {"<task>": {"rows": [{"name", "kind": "found" | "baseline" | "random", "family",
+                                    "ms", "ms_predicted", "mflops", "params",
+                                    "acc": [test top-1 per seed], "seeds": [...]}]}},
+     "claims": {"<task>": check_claims(...)}}
+
+A row *dominates* another when its measured ms is at most the other's times 1 + ``tol`` (5%)
+and its mean accuracy is at least the other's mean.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REFERENCE = "c3d_w10"
+TOL = 0.05
+
+
+def mean_sd(acc: list[float]) -> tuple[float, float]:
+    """Mean and sample SD (ddof 1; 0 for a single seed) of a row's seed accuracies."""
+    a = np.asarray(acc, dtype=float)
+    return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0
+
+
+def assemble(records: list[dict], specs: list, lat: dict, tasks: tuple[str, ...]) -> dict:
+    """``{"tasks": {task: {"rows": [...]}}}`` from the JSONL records and the latency run;
+    a row appears once it has at least one trained seed, its accuracies in seed order."""
+    out: dict[str, Any] = {}
+    for task in tasks:
+        rows = []
+        for s in specs:
+            mine = sorted((r for r in records if r["task"] == task and r["name"] == s.name),
+                          key=lambda r: r["seed"])  # fmt: skip
+            if not mine:
+                continue
+            rows.append({
+                "name": s.name, "kind": s.kind, "family": s.family,
+                "ms": lat["ms"][s.name], "ms_predicted": lat["ms_predicted"].get(s.name),
+                "mflops": mine[0]["mflops"], "params": mine[0]["params"],
+                "acc": [r["acc"] for r in mine], "seeds": [r["seed"] for r in mine],
+            })  # fmt: skip
+        out[task] = {"rows": rows}
+    return {"tasks": out}
+
+
+def dominators(row: dict, candidates: list[dict], tol: float = TOL) -> list[str]:
+    """Names of the candidates at no more than ``row``'s ms (within ``tol``) whose mean
+    accuracy is at least ``row``'s mean."""
+    ms, acc = row["ms"], mean_sd(row["acc"])[0]
+    return [
+        c["name"] for c in candidates if c["ms"] <= ms * (1 + tol) and mean_sd(c["acc"])[0] >= acc
+    ]
+
+
+def reference_claim(rows: list[dict], found: list[dict], tol: float = TOL) -> dict:
+    """C3D w10's claim: a found net at its ms or less (within ``tol``) beats its mean by more
+    than the two rows' seed SDs added, or one at <= 0.5x its ms has a mean at least as high."""
+    ref = next((r for r in rows if r["name"] == REFERENCE), None)
+    if ref is None:
+        return {"holds": None, "why": f"no {REFERENCE} row yet"}
+    ref_mean, ref_sd = mean_sd(ref["acc"])
+    beats, matches = [], []
+    for f in found:
+        f_mean, f_sd = mean_sd(f["acc"])
+        if f["ms"] <= ref["ms"] * (1 + tol) and f_mean - ref_mean > f_sd + ref_sd:
+            beats.append(f["name"])
+        if f["ms"] <= 0.5 * ref["ms"] and f_mean >= ref_mean:
+            matches.append(f["name"])
+    return {"holds": bool(beats or matches), "beats": beats, "matches_at_half_ms": matches,
+            "ms": ref["ms"], "mean": ref_mean, "sd": ref_sd}  # fmt: skip
+
+
+def check_claims(task_doc: dict, found_family: str | None = None, tol: float = TOL) -> dict:
+    """The front's claims on one task's rows: per baseline row the found rows that dominate
+    it; C3D w10's claim (:func:`reference_claim`); per random row the found rows that dominate
+    it. ``found_family``: judge only that family's found rows (None: every found row)."""
+    rows = task_doc["rows"]
+    found = [r for r in rows if r["kind"] == "found"
+             and (found_family is None or r["family"] == found_family)]  # fmt: skip
+
+    def table(kind: str) -> list[dict]:
+        return [
+            {"name": r["name"], "ms": r["ms"], "mean": mean_sd(r["acc"])[0],
+             "dominated_by": (d := dominators(r, found, tol)), "holds": bool(d)}
+            for r in rows if r["kind"] == kind
+        ]  # fmt: skip
+
+    baselines, randoms = table("baseline"), table("random")
+    return {
+        "found": [r["name"] for r in found],
+        "baselines": baselines,
+        "all_baselines_dominated": bool(baselines) and all(b["holds"] for b in baselines),
+        "reference": reference_claim(rows, found, tol),
+        "random": randoms,
+        "all_random_dominated": (all(r["holds"] for r in randoms) if randoms else None),
+    }
+
+
+def plot_front(doc: dict, path: Path) -> None:
+    """Accuracy against measured ms, one panel per task, one line per family (sorted by ms),
+    error bars the seed SD; found families drawn thick."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = list(doc["tasks"])
+    fig, axes = plt.subplots(1, len(tasks), figsize=(6.5 * len(tasks), 5), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        rows = doc["tasks"][task]["rows"]
+        for fam in dict.fromkeys(r["family"] for r in rows):
+            mine = sorted((r for r in rows if r["family"] == fam), key=lambda r: r["ms"])
+            stats = [mean_sd(r["acc"]) for r in mine]
+            kind = mine[0]["kind"]
+            ax.errorbar(
+                [r["ms"] for r in mine], [m for m, _ in stats], yerr=[s for _, s in stats],
+                marker="o" if kind == "baseline" else "*", capsize=3,
+                lw=2.5 if kind == "found" else 1.2, ls="--" if kind == "random" else "-",
+                ms=10 if kind != "baseline" else 5, label=f"{fam} ({kind})",
+            )  # fmt: skip
+            for r, (m, _) in zip(mine, stats, strict=True):
+                if r["name"] == REFERENCE:
+                    ax.annotate(REFERENCE, (r["ms"], m), textcoords="offset points",
+                                xytext=(5, -12), fontsize=8)  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_xlabel("measured ms per clip (batch 1, one CPU thread, side by side)")
+        ax.set_ylabel("test top-1 (mean over seeds, bars: seed SD)")
+        ax.set_title(f"task {task}")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def markdown(doc: dict) -> str:
+    """A table per task (rows by family and ms) and the claims, for BENCHMARKS' Front."""
+    lines = []
+    for task, tdoc in doc["tasks"].items():
+        head = (
+            "| row | kind | ms | predicted ms | MFLOPs | params | test top-1 mean +- SD | seeds |"
+        )
+        lines += [f"### {task}", "", head, "|" + " --- |" * 8]
+        for r in sorted(tdoc["rows"], key=lambda r: (r["kind"], r["family"], r["ms"])):
+            m, s = mean_sd(r["acc"])
+            pred = "" if r["ms_predicted"] is None else f"{r['ms_predicted']:.2f}"
+            lines.append(
+                f"| {r['name']} | {r['kind']} | {r['ms']:.2f} | {pred} | {r['mflops']:.1f} | "
+                f"{r['params']} | {m:.3f} +- {s:.3f} | {len(r['acc'])} |"
+            )
+        c = doc["claims"][task]
+        lines += ["", f"Found rows judged: {', '.join(c['found']) or 'none'}."]
+        for b in c["baselines"]:
+            verdict = (
+                f"dominated by {', '.join(b['dominated_by'])}" if b["holds"] else "NOT dominated"
+            )
+            lines.append(f"- {b['name']} ({b['ms']:.2f} ms, {b['mean']:.3f}): {verdict}")
+        ref = c["reference"]
+        lines.append(f"- {REFERENCE} claim holds: {ref['holds']} ({json.dumps(ref)})")
+        for r in c["random"]:
+            lines.append(f"- random {r['name']}: {'dominated' if r['holds'] else 'NOT dominated'}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_front(records: list[dict], specs: list, lat: dict, recipe: Any, out: Path) -> dict:
+    """Write ``front.json``, ``front.png`` and ``front.md`` under ``out``; returns the doc."""
+    doc = assemble(records, specs, lat, recipe.tasks)
+    doc["claims"] = {t: check_claims(d) for t, d in doc["tasks"].items()}
+    doc["recipe"] = {**asdict(recipe), "hash": recipe.hash()}
+    doc["latency"] = {k: v for k, v in lat.items() if k not in ("ms", "ms_predicted")}
+    (out / "front.json").write_text(json.dumps(doc, indent=1))
+    if any(d["rows"] for d in doc["tasks"].values()):
+        plot_front(doc, out / "front.png")
+    (out / "front.md").write_text(markdown(doc))
+    return doc
