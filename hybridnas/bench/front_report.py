@@ -136,7 +136,8 @@ def plot_front(doc: dict, path: Path) -> None:
         ax.set_ylabel("test top-1 (mean over seeds, bars: seed SD)")
         ax.set_title(f"task {task}")
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7, loc="lower right")
+        if rows:
+            ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
