@@ -112,6 +112,7 @@ def plot_front(doc: dict, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     tasks = list(doc["tasks"])
     fig, axes = plt.subplots(1, len(tasks), figsize=(6.5 * len(tasks), 5), squeeze=False)
@@ -127,11 +128,14 @@ def plot_front(doc: dict, path: Path) -> None:
                 lw=2.5 if kind == "found" else 1.2, ls="--" if kind == "random" else "-",
                 ms=10 if kind != "baseline" else 5, label=f"{fam} ({kind})",
             )  # fmt: skip
-            for r, (m, _) in zip(mine, stats, strict=True):
-                if r["name"] == REFERENCE:
-                    ax.annotate(REFERENCE, (r["ms"], m), textcoords="offset points",
-                                xytext=(5, -12), fontsize=8)  # fmt: skip
+            for r, (m, _) in zip(mine, stats, strict=True):  # the size knob next to each point
+                label = r["name"] if r["name"] == REFERENCE else r["name"].rsplit("_", 1)[-1]
+                ax.annotate(label, (r["ms"], m), textcoords="offset points", xytext=(4, -10),
+                            fontsize=7, color="0.3")  # fmt: skip
+        ax.axhline(0.1, color="0.6", lw=0.8, ls=":")  # chance: ten classes
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
         ax.set_xlabel("measured ms per clip (batch 1, one CPU thread, side by side)")
         ax.set_ylabel("test top-1 (mean over seeds, bars: seed SD)")
         ax.set_title(f"task {task}")
