@@ -120,3 +120,17 @@ def test_frame_level_baselines_shapes_and_mixing(width):
     y[:, :, [0, 1]] = x[:, :, [1, 0]]  # swap two frames: only TSM can tell
     assert torch.allclose(f2d(x), f2d(y), atol=1e-5)
     assert not torch.allclose(tsm(x), tsm(y), atol=1e-5)
+
+
+def test_a_changed_genotype_file_is_refused_not_mixed(tmp_path):
+    g = tmp_path / "family" / "k0.json"
+    g.parent.mkdir()
+    g.write_text((front.ROOT / "hybridnas/models/genotypes/builtin_sdas.json").read_text())
+    (row,) = front.genotype_rows([str(g.parent)], "found", "hybrid")
+    assert row.name == "hybrid_k0" and row.seeds == 3 and row.digest
+    record = {"name": row.name, "spec": row.to_dict()}
+    assert front.all_specs([row], [record]) == [row]
+    g.write_text(g.read_text().replace("}", " }", 1))  # another file under the same name
+    (changed,) = front.genotype_rows([str(g.parent)], "found", "hybrid")
+    with pytest.raises(ValueError, match="hybrid_k0"):
+        front.all_specs([changed], [record])

@@ -105,6 +105,7 @@ class RowSpec:
     knobs: dict[str, float] = field(default_factory=dict)
     seeds: int = 2
     genotype: str | None = None
+    digest: str | None = None  # SHA-256 prefix of the genotype file: a changed file is refused
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -154,8 +155,13 @@ def genotype_rows(paths: list[str], kind: str, family: str, seeds: int = 3) -> l
     if not files:
         raise ValueError(f"no genotype JSON under {paths}")
     return [
-        RowSpec(f"{family}_{f.stem}", kind, family, "genotype", {}, seeds, str(f)) for f in files
+        RowSpec(f"{family}_{f.stem}", kind, family, "genotype", {}, seeds, str(f), _digest(f))
+        for f in files
     ]
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
 
 
 def build_row(spec: RowSpec, recipe: FrontRecipe, num_classes: int = 10) -> nn.Module:
@@ -245,10 +251,16 @@ def pending(
 
 
 def all_specs(specs: list[RowSpec], records: list[dict[str, Any]]) -> list[RowSpec]:
-    """The plan's rows plus any row already in the JSONL (rows of an earlier plan stay)."""
+    """The plan's rows plus any row already in the JSONL (rows of an earlier plan stay); a
+    planned row whose name the JSONL holds for another network is refused, never mixed."""
     out = {s.name: s for s in specs}
     for r in records:
-        out.setdefault(r["name"], RowSpec(**r["spec"]))
+        stored = RowSpec(**r["spec"])
+        if out.setdefault(r["name"], stored) != stored:
+            raise ValueError(
+                f"row {r['name']!r} is in rows.jsonl as {stored} but planned as "
+                f"{out[r['name']]}: give the new network another name (e.g. --found-family)"
+            )
     return list(out.values())
 
 
