@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -272,6 +273,7 @@ def measure_front_latency(specs: list[RowSpec], recipe: FrontRecipe, seed: int =
     each round every net (shuffled order) is timed by ``measure_latency`` (batch 1, one
     thread). ms = median of a net's per-round medians; every round's value is kept."""
     torch.set_num_threads(1)
+    load_before = list(os.getloadavg())  # 1/5/15-min load: the box is shared
     models = {s.name: build_row(s, recipe).eval() for s in specs}
     shape = (3, recipe.frames, recipe.size, recipe.size)
     rng = np.random.default_rng(seed)
@@ -290,6 +292,8 @@ def measure_front_latency(specs: list[RowSpec], recipe: FrontRecipe, seed: int =
         "threads": 1,
         "batch_size": 1,
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "load_before": load_before,
+        "load_after": list(os.getloadavg()),
     }
 
 

@@ -147,38 +147,90 @@ def plot_front(doc: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def _table(rows: list[dict]) -> list[str]:
+    ref = next((r["ms"] for r in rows if r["name"] == REFERENCE), None)
+    lines = [
+        "| row | kind | ms | ms / c3d_w10 | predicted ms | MFLOPs | params | "
+        "test top-1 mean +- SD | per seed |",
+        "|" + " --- |" * 9,
+    ]
+    for r in sorted(rows, key=lambda r: (r["kind"] != "found", r["family"], r["ms"])):
+        m, s = mean_sd(r["acc"])
+        pred = "" if r["ms_predicted"] is None else f"{r['ms_predicted']:.2f}"
+        ratio = "" if ref is None else f"{r['ms'] / ref:.2f}"
+        lines.append(
+            f"| {r['name']} | {r['kind']} | {r['ms']:.2f} | {ratio} | {pred} | "
+            f"{r['mflops']:.1f} | {r['params']} | {m:.3f} +- {s:.3f} | "
+            f"{', '.join(f'{a:.3f}' for a in r['acc'])} |"
+        )
+    return lines
+
+
+def _claims(c: dict) -> list[str]:
+    lines = [f"Found rows judged: {', '.join(c['found']) or 'none'}.", ""]
+    for b in c["baselines"]:
+        verdict = (
+            f"dominated by {', '.join(b['dominated_by'])}" if b["holds"] else "**not dominated**"
+        )
+        lines.append(f"- {b['name']} ({b['ms']:.2f} ms, {b['mean']:.3f}): {verdict}")
+    ref = c["reference"]
+    if ref["holds"] is None:
+        lines.append(f"- {REFERENCE}: {ref['why']}")
+    else:
+        lines.append(
+            f"- {REFERENCE} claim ({ref['ms']:.2f} ms, {ref['mean']:.3f} +- {ref['sd']:.3f}): "
+            f"{'holds' if ref['holds'] else '**does not hold**'} (beaten by more than the SDs "
+            f"added at its ms or less: {ref['beats'] or 'none'}; matched at <= 0.5x its ms: "
+            f"{ref['matches_at_half_ms'] or 'none'})"
+        )
+    for r in c["random"]:
+        verdict = (
+            f"dominated by {', '.join(r['dominated_by'])}" if r["holds"] else "**not dominated**"
+        )
+        lines.append(f"- random {r['name']} ({r['ms']:.2f} ms, {r['mean']:.3f}): {verdict}")
+    return lines
+
+
 def markdown(doc: dict) -> str:
-    """A table per task (rows by family and ms) and the claims, for BENCHMARKS' Front."""
+    """A table per task (found rows first, then by family and ms) and its claims."""
     lines = []
     for task, tdoc in doc["tasks"].items():
-        head = (
-            "| row | kind | ms | predicted ms | MFLOPs | params | test top-1 mean +- SD | seeds |"
-        )
-        lines += [f"### {task}", "", head, "|" + " --- |" * 8]
-        for r in sorted(tdoc["rows"], key=lambda r: (r["kind"], r["family"], r["ms"])):
-            m, s = mean_sd(r["acc"])
-            pred = "" if r["ms_predicted"] is None else f"{r['ms_predicted']:.2f}"
-            lines.append(
-                f"| {r['name']} | {r['kind']} | {r['ms']:.2f} | {pred} | {r['mflops']:.1f} | "
-                f"{r['params']} | {m:.3f} +- {s:.3f} | {len(r['acc'])} |"
-            )
-        c = doc["claims"][task]
-        lines += ["", f"Found rows judged: {', '.join(c['found']) or 'none'}."]
-        for b in c["baselines"]:
-            verdict = (
-                f"dominated by {', '.join(b['dominated_by'])}" if b["holds"] else "NOT dominated"
-            )
-            lines.append(f"- {b['name']} ({b['ms']:.2f} ms, {b['mean']:.3f}): {verdict}")
-        ref = c["reference"]
-        lines.append(f"- {REFERENCE} claim holds: {ref['holds']} ({json.dumps(ref)})")
-        for r in c["random"]:
-            lines.append(f"- random {r['name']}: {'dominated' if r['holds'] else 'NOT dominated'}")
-        lines.append("")
+        lines += [f"### Task `{task}`", "", *_table(tdoc["rows"]), ""]
+        lines += [*_claims(doc["claims"][task]), ""]
     return "\n".join(lines)
 
 
+def section(doc: dict, reading: str = "") -> str:
+    """BENCHMARKS.md's "Front" section: how it was made, the figure, the tables and claims
+    (:func:`markdown`), then the hand-written ``reading`` (front/reading.md)."""
+    r = doc["recipe"]
+    lat = doc["latency"]
+    intro = [
+        "## Front\n",
+        "Made by `python tools/bench.py front` (hybridnas/bench/front.py; resumable, every "
+        "finished (task, row, seed) in [front/rows.jsonl](front/rows.jsonl); claims recomputable "
+        "from [front/front.json](front/front.json) with "
+        "`hybridnas.bench.front_report.check_claims`). One common recipe for every row, "
+        f"`recipes/bench/front.yaml` (hash `{r['hash']}`), **chosen before any found row was "
+        f"trained under it**: AdamW lr {r['lr']} (cosine per step, no warm-up), weight decay "
+        f"{r['weight_decay']}, head dropout {r['dropout']}, batch {r['batch_size']}, "
+        f"{r['epochs']} epochs over {r['train_clips']} training clips ({r['frames']} x "
+        f"{r['size']} x {r['size']}), BatchNorm statistics recomputed over "
+        f"{r['bn_stats_clips']} training clips; test top-1 on the {r['num_test']} test clips, "
+        "last weights, one thread per training. Latency: every row's network in one process, "
+        f"{len(next(iter(lat['rounds'].values()), []))} interleaved rounds of batch-1 forward "
+        f"passes on one thread, median ms per clip (measured {lat['measured_at']}, load "
+        f"average {lat.get('load_before', ['?'])[0]} on the 2-core box); compare the "
+        "ratios, not the absolute ms. A row dominates another at no more than its ms (within "
+        "5%) with a mean top-1 at least as high; SD is the sample SD over seeds.\n",
+        "![accuracy against measured latency](front/front.png)\n",
+    ]
+    return "\n".join([*intro, markdown(doc), reading.strip(), ""])
+
+
 def write_front(records: list[dict], specs: list, lat: dict, recipe: Any, out: Path) -> dict:
-    """Write ``front.json``, ``front.png`` and ``front.md`` under ``out``; returns the doc."""
+    """Write ``front.json``, ``front.png``, ``front.md`` and ``section.md`` (the BENCHMARKS
+    section, with ``reading.md`` if present) under ``out``; returns the doc."""
     doc = assemble(records, specs, lat, recipe.tasks)
     doc["claims"] = {t: check_claims(d) for t, d in doc["tasks"].items()}
     doc["recipe"] = {**asdict(recipe), "hash": recipe.hash()}
@@ -187,4 +239,6 @@ def write_front(records: list[dict], specs: list, lat: dict, recipe: Any, out: P
     if any(d["rows"] for d in doc["tasks"].values()):
         plot_front(doc, out / "front.png")
     (out / "front.md").write_text(markdown(doc))
+    reading = out / "reading.md"
+    (out / "section.md").write_text(section(doc, reading.read_text() if reading.is_file() else ""))
     return doc
