@@ -7,6 +7,7 @@ python tools/bench.py quality --seeds 0,1,2                  # search methods vs
 python tools/bench.py schedule --repeats 3                   # SDAS schedules vs DARTS, time
 python tools/bench.py proxy-sweep --variants '[{"lr": 0.2}]'  # trained-proxy variants, taus
 python tools/bench.py ops --against 14565e5                  # every op's ms per clip, before/after
+python tools/bench.py front --found runs/<search>/family   # accuracy vs latency front
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ COMMANDS = (
     "schedule",
     "proxy-sweep",
     "ops",
+    "front",
 )
 
 
@@ -188,6 +190,46 @@ def run_ops_bench(args: argparse.Namespace) -> None:
     print("\n".join(ops_section(args.out)))
 
 
+def run_front_command(args: argparse.Namespace) -> None:
+    """``front``: the plan's rows (baselines, the placeholder unless ``--no-placeholder``,
+    ``--found`` / ``--random`` genotype files), trained and reported (hybridnas/bench/front.py)."""
+    from hybridnas.bench import front
+
+    recipe = front.FrontRecipe.load(args.recipe or front.RECIPE_PATH, tuple(args.set))
+    if args.tasks:
+        recipe = dataclasses.replace(recipe, tasks=tuple(args.tasks.split(",")))
+    specs = front.baseline_rows() if not args.only_genotypes else []
+    if not args.no_placeholder:
+        specs += front.placeholder_found_rows()
+    if args.found:
+        specs += front.genotype_rows(args.found, "found", args.found_family)
+    if args.random:
+        specs += front.genotype_rows(args.random, "random", args.random_family)
+    front.run_front(
+        specs,
+        recipe,
+        args.out or front.OUT_DIR,
+        report_only=args.report_only,
+        remeasure=args.remeasure,
+    )
+
+
+def _front_parser(sub: argparse._SubParsersAction) -> None:
+    f = sub.add_parser("front", help="accuracy vs measured latency: found vs baselines")
+    f.add_argument("--found", nargs="*", default=[], help="genotype JSONs or folders of them")
+    f.add_argument("--found-family", default="hybrid", help="family name of the --found rows")
+    f.add_argument("--random", nargs="*", default=[], help="random search's genotype JSONs")
+    f.add_argument("--random-family", default="random")
+    f.add_argument("--no-placeholder", action="store_true", help="no genotype=builtin rows")
+    f.add_argument("--only-genotypes", action="store_true", help="plan no baseline rows")
+    f.add_argument("--tasks", default="", help="comma list (default: the recipe's tasks)")
+    f.add_argument("--recipe", type=Path, default=None, help="recipes/bench/front.yaml")
+    f.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    f.add_argument("--out", type=Path, default=None, help="tools/bench_results/front")
+    f.add_argument("--report-only", action="store_true", help="train nothing, rewrite reports")
+    f.add_argument("--remeasure", action="store_true", help="measure latency again")
+
+
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="tools/bench.py", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -245,6 +287,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--table", type=Path, default=TABLE_PATH)
     p.add_argument("--out", type=Path, default=Path("tools/bench_results"))
     p.add_argument("--truth", choices=("mean", "seed0"), default="mean", help="an arch's accuracy")
+    _front_parser(sub)
     return ap
 
 
@@ -290,6 +333,8 @@ def main(argv: list[str]) -> None:
         run_proxy_sweep(args.variants, args.half, args.archs, args.out)
     elif args.cmd == "ops":
         run_ops_bench(args)
+    elif args.cmd == "front":
+        run_front_command(args)
     else:
         from hybridnas.bench.gt_report import write_gt_report
         from hybridnas.bench.report import write_report

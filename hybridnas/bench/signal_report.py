@@ -246,7 +246,7 @@ def rewiring_section(s: dict[str, Any], reading: str = "") -> list[str]:
 
 
 #: Sections whose figures come from commands run by hand (their text gives them).
-HAND_WRITTEN = ("two_streams.md",)
+HAND_WRITTEN = ("two_streams.md", "front/section.md")  # front: tools/bench.py front
 
 
 def _with_reading(section: Any, path: Path) -> Any:

@@ -302,3 +302,88 @@ def create_c3d(
         nn.Linear(c, num_classes),
     ]
     return nn.Sequential(*layers)
+
+
+def create_frame2d(
+    *, num_classes: int, width: int = 16, in_channels: int = 3, dropout: float = 0.0
+) -> nn.Module:
+    """:class:`Frame2D` with stage widths w/2w/4w (``width``; 16 is ``model.name=frame2d``):
+    (B, C, T, H, W) clips -> (B, num_classes) logits, frames never mixed before the mean."""
+    widths = (width, 2 * width, 4 * width)
+    return Frame2D(num_classes, in_channels=in_channels, widths=widths, dropout=dropout)
+
+
+class TemporalShift(nn.Module):
+    """TSM's zero-FLOP temporal mixing (Lin 2019) on frame-stacked features:
+    (B*T, C, H, W) -> (B*T, C, H, W); channels [0, C/div) take the next frame's values,
+    [C/div, 2C/div) the previous frame's (zeros past the clip's ends), the rest stay."""
+
+    def __init__(self, frames: int, shift_div: int = 8) -> None:
+        super().__init__()
+        self.frames, self.shift_div = frames, shift_div
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bt, c, h, w = x.shape
+        x = x.reshape(bt // self.frames, self.frames, c, h, w)
+        fold = max(1, c // self.shift_div)
+        out = torch.zeros_like(x)
+        out[:, :-1, :fold] = x[:, 1:, :fold]
+        out[:, 1:, fold : 2 * fold] = x[:, :-1, fold : 2 * fold]
+        out[:, :, 2 * fold :] = x[:, :, 2 * fold :]
+        return out.reshape(bt, c, h, w)
+
+
+class FrameNet(nn.Module):
+    """Frames through a 2D trunk, logits of the frame-averaged features:
+    (B, C, T, H, W) -> trunk on (B*T, C, H, W) -> (B*T, D, h, w) -> pool -> mean over T -> (B, K).
+    """
+
+    def __init__(self, trunk: nn.Module, dim: int, num_classes: int, dropout: float) -> None:
+        super().__init__()
+        self.trunk = trunk
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, t, h, w = x.shape
+        frames = x.transpose(1, 2).reshape(b * t, c, h, w)
+        return self.head(self.pool(self.trunk(frames)).reshape(b, t, -1).mean(1))
+
+
+def create_tsm(
+    *,
+    num_classes: int,
+    frames: int,
+    width: int = 16,
+    in_channels: int = 3,
+    shift_div: int = 8,
+    dropout: float = 0.0,
+) -> nn.Module:
+    """A TSM-style frame-level 2D ResNet (Lin 2019) for (B, C, frames, H, W) clips::
+
+        frames (B*T, C, H, W)
+          -> stem: Conv2d 3x3 stride 2 -> BN -> ReLU                        width w
+          -> stage 1..3: one timm ``BasicBlock`` each, widths w/2w/4w, stride 1/2/2;
+             TemporalShift (1/shift_div channels each way) at the start of each
+             residual branch (TSM's "residual shift"), 1x1 conv + BN shortcut on a shape change
+          -> global average pool per frame -> mean over T -> Dropout -> Linear -> (B, K)
+
+    The shift is the only temporal mixing: the net sees motion across blocks at 2D cost."""
+    from timm.models.resnet import BasicBlock
+
+    layers: list[nn.Module] = [
+        nn.Conv2d(in_channels, width, 3, 2, 1, bias=False),
+        nn.BatchNorm2d(width),
+        nn.ReLU(inplace=True),
+    ]
+    c = width
+    for i, stride in enumerate((1, 2, 2)):
+        w = width * 2**i
+        down = None
+        if stride != 1 or c != w:
+            down = nn.Sequential(nn.Conv2d(c, w, 1, stride, bias=False), nn.BatchNorm2d(w))
+        block = BasicBlock(c, w, stride=stride, downsample=down)
+        block.conv1 = nn.Sequential(TemporalShift(frames, shift_div), block.conv1)
+        layers.append(block)
+        c = w
+    return FrameNet(nn.Sequential(*layers), c, num_classes, dropout)
