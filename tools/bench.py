@@ -30,19 +30,22 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REPORT_DIR = ROOT / "tools" / "bench_results"
 
 
-def random_search(n: int, overrides: list[str]) -> None:
-    """(internal) One random-search run of the quality section, in its own process."""
+def random_search(n: int, overrides: list[str], family: bool = False) -> None:
+    """One random-search run in its own process (the quality section's, or with ``family``
+    the front benchmark's random family: ``random-search --family --n N out_dir=...``)."""
     import torch
 
     from hybridnas.bench.harness import compose
     from hybridnas.engine.distributed import init_distributed
+    from hybridnas.search.random_search import random_family
     from hybridnas.search.random_search import random_search as search
     from hybridnas.stage_config import SearchRun
 
     if os.environ.get("OMP_NUM_THREADS"):
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     cfg = compose("search", ["tracking=none", *overrides])
-    search(SearchRun.from_cfg(cfg), init_distributed(), Path(cfg.out_dir), n)
+    run = random_family if family else search
+    run(SearchRun.from_cfg(cfg), init_distributed(), Path(cfg.out_dir), n)
 
 
 def parser(sections: list[str], modes: list[str]) -> argparse.ArgumentParser:
@@ -65,8 +68,9 @@ def parser(sections: list[str], modes: list[str]) -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="write BENCHMARKS.md and figures from results.json")
     p.add_argument("--from", dest="src", type=Path, required=True)
     p.add_argument("--report-dir", type=Path, default=DEFAULT_REPORT_DIR)
-    rs = sub.add_parser("random-search", help="(internal) one random-search run")
+    rs = sub.add_parser("random-search", help="one random-search run (--family: a family)")
     rs.add_argument("--n", type=int, required=True)
+    rs.add_argument("--family", action="store_true", help="macro axes too; write family/")
     rs.add_argument("overrides", nargs="*")
     return ap
 
@@ -87,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = parser(list(SECTIONS), list(MODES))
     args = ap.parse_args(argv)
     if args.cmd == "random-search":
-        random_search(args.n, args.overrides)
+        random_search(args.n, args.overrides, args.family)
         return
     from hybridnas.bench.report import write_report
 
