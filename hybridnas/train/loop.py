@@ -280,17 +280,14 @@ def save(st: TrainState, path: str = LAST) -> None:
     state = checkpoint_state(st)  # collective: every rank takes part
     # every rank refuses together, before the engine state or the file is written
     check_finite(state, f"training diverged at epoch {st.epoch}: refusing to save {path}")
-    deepspeed = st.trainer.engine_name == "deepspeed" and path == LAST  # best.pt: weights only
+    engine = st.trainer.save_engine_state if st.trainer.engine_name == "deepspeed" else None
     step = f"e{st.epoch:04d}b{st.batch_in_epoch:06d}"  # unique per save, known to every rank
-    save_multipart(
-        st.run_dir / path, state, step, st.ctx, st.trainer.save_engine_state if deepspeed else None
-    )
+    save_multipart(st.run_dir / path, state, step, st.ctx, engine if path == LAST else None)
 
 
 def restore(st: TrainState, path: Path, changes: Sequence[str] = ()) -> None:
     """Resume from ``path``; another network's checkpoint is refused, naming ``changes``."""
-    deepspeed = st.trainer.engine_name == "deepspeed"
-    ckpt, tag = load_multipart(path, st.ctx, deepspeed, map_location=st.ctx.device)
+    ckpt, tag = load_multipart(path, st.ctx, st.trainer.engine_name == "deepspeed", st.ctx.device)
     try:
         check_fingerprint(ckpt["fingerprint"], st.spec.fingerprint(), path)
     except CheckpointError as err:
