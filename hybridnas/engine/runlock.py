@@ -4,7 +4,8 @@
 holds ``{"host", "pid", "started"}`` of its holder. A second writer (another ``resume=true``,
 a run with the same ``out_dir``) finds the lock taken and is refused in one line naming the
 holder. The kernel drops the lock when its holder dies however it dies (``kill -9``
-included), so a lock file whose lock is free is stale by definition and is taken over.
+included), and a holder that ends cleanly clears its record: a record in a free lock file is a
+dead holder's stale lock, taken over (and said so).
 
 ``finished.json`` marks a run its tool finished: ``resume=true`` with the same settings then
 says so and writes nothing.
@@ -84,8 +85,10 @@ class RunLock:
             self.acquire()
 
     def release(self) -> None:
-        """Drop the lock; the file stays (deleting it would race with a waiting opener)."""
+        """Drop the lock, clearing the holder record: a record left in the file means its holder
+        died holding it. The file stays (deleting it would race with another opener)."""
         if self.fd is not None:
+            os.ftruncate(self.fd, 0)
             os.close(self.fd)
             self.fd = None
 
