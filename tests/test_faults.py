@@ -479,3 +479,6 @@ def test_resuming_a_finished_run_says_so_and_appends_nothing(tmp_path, capsys):
     assert after == before
     rows = [json.loads(r) for r in (out / "metrics.jsonl").read_text().splitlines()]
     assert sum(r.get("_kind") == "summary" for r in rows) == 1
+    # more epochs is not the finished run: it continues
+    st = train.run(tt.cfg_of("train", [*TRAIN, "train.epochs=2", "resume=true", f"out_dir={out}"]))
+    assert st.epoch == 2 and (out / "finished.json").is_file()

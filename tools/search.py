@@ -34,7 +34,12 @@ from hybridnas.engine.distributed import (
     init_distributed,
     set_cpu_threads,
 )
-from hybridnas.engine.runlock import acquire_run_lock, finished_note, mark_finished
+from hybridnas.engine.runlock import (
+    acquire_run_lock,
+    finished_note,
+    mark_finished,
+    unmark_finished,
+)
 from hybridnas.engine.tracking import tracker_for_run
 from hybridnas.errors import exit_on_user_error
 from hybridnas.space.genotype import Genotype
@@ -99,6 +104,7 @@ def run(cfg: DictConfig) -> Genotype | None:
     run_dir = prepare_run_dir(cfg, ctx.is_main)
     if lock:
         lock.follow()  # overwrite=true moved the old folder, its lock file with it
+        unmark_finished(run_dir)
     barrier(ctx)
     reopen_run_logs(run_dir)  # rank 0 may have moved the old run (overwrite=true) aside
     tracker = tracker_for_run(cfg, run_dir, ctx.rank)

@@ -30,7 +30,12 @@ from hybridnas.config import (
 )
 from hybridnas.data.sanity import require_classes
 from hybridnas.engine.distributed import barrier, cleanup, init_distributed, set_cpu_threads
-from hybridnas.engine.runlock import acquire_run_lock, finished_note, mark_finished
+from hybridnas.engine.runlock import (
+    acquire_run_lock,
+    finished_note,
+    mark_finished,
+    unmark_finished,
+)
 from hybridnas.engine.tracking import tracker_for_run
 from hybridnas.errors import exit_on_user_error
 from hybridnas.stage_config import TrainRun
@@ -64,6 +69,7 @@ def run(cfg: DictConfig):
         run_dir = prepare_run_dir(cfg, ctx.is_main, strict_resume=False)
         if lock:
             lock.follow()  # overwrite=true moved the old folder, its lock file with it
+        unmark_finished(run_dir)
         barrier(ctx)
         reopen_run_logs(run_dir)  # rank 0 may have moved the old run (overwrite=true) aside
         tracker = tracker_for_run(cfg, run_dir, ctx.rank)

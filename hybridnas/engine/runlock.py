@@ -121,6 +121,12 @@ def mark_finished(run_dir: Path, tool: str) -> None:
     (Path(run_dir) / FINISHED_FILE).write_text(json.dumps(record) + "\n")
 
 
+def unmark_finished(run_dir: Path) -> None:
+    """Drop the mark when a finished run is continued (more epochs, say): were it killed now,
+    its resume must resume, not report it finished."""
+    (Path(run_dir) / FINISHED_FILE).unlink(missing_ok=True)
+
+
 def finished_note(cfg: DictConfig) -> str | None:
     """The line ``resume=true`` prints for a run that ended with the settings it is resumed
     with; None when it is not finished, or is resumed with other settings (more epochs, say:
