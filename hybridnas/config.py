@@ -219,7 +219,8 @@ def _holds_a_run(run_dir: Path) -> bool:
     if not run_dir.is_dir():
         return False
     own = {Path(h.baseFilename) for h in _run_logs(run_dir)}
-    return any(p.resolve() not in own or p.stat().st_size > 0 for p in run_dir.iterdir())
+    files = (p for p in run_dir.iterdir() if p.name != "run.lock")  # this process's own lock
+    return any(p.resolve() not in own or p.stat().st_size > 0 for p in files)
 
 
 def reopen_run_logs(run_dir: Path) -> None:

@@ -61,8 +61,8 @@ def error_line(proc: subprocess.CompletedProcess) -> str:
 
 def snapshot(run: Path) -> dict[str, bytes]:
     """Contents of every file of a run folder (relative path -> bytes), except Hydra's job log,
-    which every start appends to."""
-    files = (p for p in sorted(run.rglob("*")) if p.is_file() and p.suffix != ".log")
+    which every start appends to, and run.lock, which names the last process to lock it."""
+    files = (p for p in sorted(run.rglob("*")) if p.is_file() and p.suffix not in (".log", ".lock"))
     return {str(p.relative_to(run)): p.read_bytes() for p in files}
 
 
@@ -86,8 +86,11 @@ def trained(tmp_path_factory) -> Path:
 
 
 def copy_run(run: Path, tmp_path: Path) -> Path:
+    """A copy of a finished run, unmarked as finished: as if killed just before its end (a
+    finished run's resume=true writes nothing, see test_faults)."""
     dest = tmp_path / run.name
     shutil.copytree(run, dest)
+    (dest / "finished.json").unlink(missing_ok=True)
     return dest
 
 
@@ -260,8 +263,9 @@ def test_search_without_data_root_is_one_line(tmp_path):
 
 def test_search_resume_from_a_truncated_checkpoint_is_one_line(searched, tmp_path):
     run = copy_run(searched, tmp_path)
-    ckpt = run / "checkpoints" / "search_last.pt"
-    ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
+    for name in ("search_last.pt", "search_last_prev.pt"):  # no whole one to fall back to
+        ckpt = run / "checkpoints" / name
+        ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
     proc = search(tmp_path, run, "resume=true")
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "truncated" in error_line(proc)

@@ -33,6 +33,7 @@ from torch.utils.data import Dataset
 
 from hybridnas.data.bad import BadItemLog
 from hybridnas.data.classes import save_class_index
+from hybridnas.data.sanity import DataError
 from hybridnas.data.streams import add_streams, check_streams
 
 SPLITS = ("train", "search_val", "test")
@@ -95,7 +96,7 @@ def _place(rng: np.random.Generator, frames: int, canvas: int, digit: int):
     both digits are fully visible in every frame (rejection sampling)."""
     span = canvas - digit
     if span < digit:
-        raise ValueError(
+        raise DataError(
             f"data.digit_px={digit} is too large for data.size={canvas}: two digits side by "
             f"side need data.size >= 2 x data.digit_px"
         )
@@ -104,7 +105,7 @@ def _place(rng: np.random.Generator, frames: int, canvas: int, digit: int):
         moving = _bounce(rng, frames, span)
         if np.all(np.abs(moving - still).max(axis=1) >= digit):
             return still, moving
-    raise ValueError(
+    raise DataError(
         f"cannot keep a moving and a still {digit}px digit apart over {frames} frames on a "
         f"{canvas}px canvas ({_MAX_PLACEMENT_TRIES} tries): lower data.frames or "
         "data.digit_px, or raise data.size"
@@ -113,7 +114,7 @@ def _place(rng: np.random.Generator, frames: int, canvas: int, digit: int):
 
 def _check_fits(digit: int, canvas: int) -> None:
     if digit > canvas:
-        raise ValueError(f"data.digit_px={digit} is larger than the {canvas}px canvas")
+        raise DataError(f"data.digit_px={digit} is larger than the {canvas}px canvas")
 
 
 def motion_codes(frames: int) -> np.ndarray:
@@ -124,7 +125,7 @@ def motion_codes(frames: int) -> np.ndarray:
     moves = (steps + 1) // 2
     codes = [c for c in itertools.combinations(range(steps), moves)]
     if len(codes) < TEMPORAL_CLASSES:
-        raise ValueError(f"data.task=motion_code needs data.frames >= 6, got {frames}")
+        raise DataError(f"data.task=motion_code needs data.frames >= 6, got {frames}")
     pick = np.random.default_rng(2026).choice(len(codes), TEMPORAL_CLASSES, replace=False)
     out = np.zeros((TEMPORAL_CLASSES, steps), np.int64)
     for row, k in enumerate(sorted(pick)):
@@ -181,7 +182,7 @@ def make_gap_clips(
     both flashes in the clip."""
     if frames <= TEMPORAL_CLASSES:
         need = TEMPORAL_CLASSES + 1
-        raise ValueError(f"data.task=flash_gap needs data.frames >= {need}, got {frames}")
+        raise DataError(f"data.task=flash_gap needs data.frames >= {need}, got {frames}")
     digit = images.shape[-1]
     _check_fits(digit, canvas)
     clips = np.zeros((n, frames, canvas, canvas), np.uint8)
@@ -265,7 +266,7 @@ def class_names_of(task: str, frames: int) -> list[str]:
 def check_task(task: str) -> str:
     """``task`` if it is one of TASKS, else a one-line ValueError."""
     if task not in TASKS:
-        raise ValueError(f"unknown data.task {task!r}; expected one of {TASKS}")
+        raise DataError(f"unknown data.task {task!r}; expected one of {TASKS}")
     return task
 
 

@@ -9,8 +9,10 @@ rank derives the same cells; every epoch the ranks compare SHA-256 digests of th
 
 from __future__ import annotations
 
+import ctypes
 import os
 import random
+import signal
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +30,7 @@ __all__ = [
     "broadcast_",
     "build_deepspeed_engine",
     "cleanup",
+    "die_with_launcher",
     "init_distributed",
     "seed_everything",
     "wrap_ddp",
@@ -54,6 +57,28 @@ class DistContext:
         return self.world_size > 1
 
 
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>; Python's stdlib has no prctl wrapper
+
+
+def die_with_launcher() -> bool:
+    """Have the kernel SIGKILL this process when its parent (torchrun's agent) dies.
+
+    torchrun starts each worker in its own session, so ``kill -9`` of the launcher's process
+    group does not reach the workers: without this they train on and write the run folder
+    while a new resume may already write it. Linux only (prctl); returns whether it is armed.
+    """
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            return False
+    except (OSError, AttributeError):  # not Linux
+        return False
+    if os.getppid() != parent:  # the launcher died before the signal was armed
+        os.kill(os.getpid(), signal.SIGKILL)
+    return True
+
+
 def init_distributed(backend: str = "auto") -> DistContext:
     """Join the process group described by torchrun's env (RANK, WORLD_SIZE, LOCAL_RANK).
 
@@ -70,6 +95,8 @@ def init_distributed(backend: str = "auto") -> DistContext:
         torch.cuda.set_device(device)
     if "WORLD_SIZE" not in os.environ or "RANK" not in os.environ:
         return DistContext(device=device)
+    if "TORCHELASTIC_RUN_ID" in os.environ:  # a torchrun worker: end with the launcher
+        die_with_launcher()
     if not dist.is_initialized():
         dist.init_process_group(backend=backend)  # env:// rendezvous set up by torchrun
     return DistContext(

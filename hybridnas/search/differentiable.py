@@ -29,9 +29,9 @@ from hybridnas.engine.checkpoint import (
     capture_rng_state,
     check_finite,
     check_loss,
-    load_checkpoint,
+    load_multipart,
     restore_rng_state,
-    save_checkpoint,
+    save_multipart,
 )
 from hybridnas.engine.distributed import (
     DistContext,
@@ -212,14 +212,14 @@ def save_search_checkpoint(st: SearchState) -> None:
     state = checkpoint_state(st)  # collective: every rank takes part
     # every rank refuses together, before the engine state or the file is written
     check_finite(state, f"search diverged at epoch {st.epoch}: refusing to save {CHECKPOINT}")
-    st.trainer.save_engine_state(str(st.run_dir / "checkpoints" / "deepspeed"), "search_last")
-    if st.ctx.is_main:
-        save_checkpoint(st.run_dir / CHECKPOINT, state)
-    barrier(st.ctx)
+    engine = st.trainer.save_engine_state if st.trainer.engine_name == "deepspeed" else None
+    step = f"e{st.epoch:04d}b{st.batch_in_epoch:06d}"  # unique per save, known to every rank
+    save_multipart(st.run_dir / CHECKPOINT, state, step, st.ctx, engine)
 
 
 def restore(st: SearchState, path: Path) -> None:
-    ckpt = load_checkpoint(path, map_location=st.ctx.device)
+    deepspeed = st.trainer.engine_name == "deepspeed"
+    ckpt, tag = load_multipart(path, st.ctx, deepspeed, map_location=st.ctx.device)
     try:
         st.trainer.load_state_dict(ckpt["weights"])
         st.arch.load_state_dict(ckpt["arch"])
@@ -229,7 +229,7 @@ def restore(st: SearchState, path: Path) -> None:
             f"checkpoint {path} holds a supernet of another shape than this run's model.* "
             f"settings ({lines[1] if len(lines) > 1 else lines[0]})"
         ) from None
-    st.trainer.load_engine_state(str(st.run_dir / "checkpoints" / "deepspeed"), "search_last")
+    st.trainer.load_engine_state(str(st.run_dir / "checkpoints" / "deepspeed"), tag)
     st.architect.optimizer.load_state_dict(ckpt["arch_optimizer"])
     st.epoch, st.batch_in_epoch = ckpt["epoch"], ckpt["batch_in_epoch"]
     st.global_step = ckpt["global_step"]

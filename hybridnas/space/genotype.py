@@ -30,7 +30,10 @@ version-1 documents load as RGB-only genotypes.
 Version 3 adds ``clip.frame_stride`` (every n-th frame of the data's sampling; see macro.py),
 written only when it is not 1, so a genotype without one keeps its version and bytes.
 
-Loading validates everything and names the offending field in a ``GenotypeError``.
+Loading validates everything and names the offending field in a ``GenotypeError``. Genotypes
+are shared files, so loading is bounded before anything is allocated: the file is at most
+``MAX_JSON_BYTES`` and nested at most ``MAX_JSON_DEPTH`` deep, and every size is checked
+against ``LIMITS`` (well above what any recipe uses) before a range or a network is built.
 """
 
 from __future__ import annotations
@@ -57,6 +60,24 @@ VERSION = 3  # the newest version this code reads; 1 is still read (and written 
 STREAMS_VERSION = 2  # the first version that records streams
 FRAME_STRIDE_VERSION = 3  # the first version that records clip.frame_stride
 CELL_TYPES = ("normal", "reduce")
+
+
+#: Bounds on what a genotype may ask for, checked before anything is allocated. The largest
+#: recipe (finetune_kinetics400) uses 4-node cells, 8 cells, widths up to 192, 16 frames of 224
+#: px and 400 classes; the limits leave an order of magnitude or more over that.
+LIMITS = {
+    "nodes": 16,  # intermediate nodes per cell (node indices 2..17)
+    "edges": 256,  # edges per cell
+    "num_cells": 64,
+    "width": 4096,  # stage widths and stem channels
+    "kernel": 31,  # stem kernel and strides, per axis
+    "channels": 12,  # clip channels (3 per stream)
+    "frames": 512,
+    "size": 1024,
+    "num_classes": 100_000,
+}
+MAX_JSON_BYTES = 1 << 20  # a genotype is a few KB; meta included, far below 1 MiB
+MAX_JSON_DEPTH = 32  # a genotype nests 5 deep (cells.normal.edges[k][i]); meta a little more
 
 
 class GenotypeError(ValueError):
@@ -173,10 +194,23 @@ class Genotype:
 
     @classmethod
     def from_json(cls, text: str) -> Genotype:
+        """Parse and validate a genotype document of at most ``MAX_JSON_BYTES`` and
+        ``MAX_JSON_DEPTH`` nesting levels."""
+        if len(text) > MAX_JSON_BYTES:
+            raise GenotypeError(
+                f"genotype is {len(text)} characters, over the {MAX_JSON_BYTES}-byte limit"
+            )
+        depth = json_depth(text)
+        if depth > MAX_JSON_DEPTH:
+            raise GenotypeError(
+                f"genotype JSON nests {depth} deep, over the limit of {MAX_JSON_DEPTH}"
+            )
         try:
             doc = json.loads(text)
         except json.JSONDecodeError as err:
             raise GenotypeError(f"genotype is not valid JSON: {err}") from err
+        except ValueError as err:  # e.g. an integer of more digits than Python converts
+            raise GenotypeError(f"genotype is not valid JSON: {err}") from None
         return cls.from_dict(doc)
 
     @classmethod
@@ -188,7 +222,15 @@ class Genotype:
         if not path.is_file():
             raise GenotypeError(f"genotype file not found: {path}")
         try:
-            return cls.from_json(path.read_text())
+            with path.open("rb") as f:  # read one byte past the limit, never the whole file
+                data = f.read(MAX_JSON_BYTES + 1)
+            if len(data) > MAX_JSON_BYTES:
+                raise GenotypeError(f"file is over the {MAX_JSON_BYTES}-byte limit of a genotype")
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise GenotypeError(f"genotype is not UTF-8 text ({err.reason})") from None
+            return cls.from_json(text)
         except GenotypeError as err:
             raise GenotypeError(f"{path}: {err}") from None
 
@@ -198,6 +240,24 @@ def document_version(macro_doc: Mapping[str, Any]) -> int:
     if "frame_stride" in macro_doc["clip"]:
         return FRAME_STRIDE_VERSION
     return STREAMS_VERSION if "streams" in macro_doc else 1
+
+
+def json_depth(text: str) -> int:
+    """How deep the arrays and objects of a JSON text nest (strings skipped), in linear time.
+
+    Hand-written because ``json.loads`` has no depth limit: it recurses until Python's
+    recursion limit and fails with a RecursionError. Strings are blanked by a regex and the
+    brackets counted by numpy, so a 1 MiB text takes milliseconds."""
+    import re
+
+    import numpy as np
+
+    bare = re.sub(r'"(?:[^"\\]|\\.)*"', "", text)
+    steps = np.frombuffer(bare.encode("utf-8", "replace"), np.uint8)
+    opens = (steps == ord("[")) | (steps == ord("{"))
+    closes = (steps == ord("]")) | (steps == ord("}"))
+    level = np.cumsum(opens.astype(np.int64) - closes)
+    return int(level.max()) if len(level) else 0
 
 
 def reduction_indices(num_cells: int) -> tuple[int, ...]:
@@ -222,19 +282,31 @@ def _require(doc: Mapping[str, Any], key: str, where: str) -> Any:
     return doc[key]
 
 
-def _positive_int(value: Any, where: str) -> int:
+def _short(value: Any) -> str:
+    """``repr(value)`` cut to one short line: a hostile value may be megabytes long."""
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."
+
+
+def _positive_int(value: Any, where: str, limit: str | None = None) -> int:
+    """``value`` if a positive integer, at most ``LIMITS[limit]`` when ``limit`` is given."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise GenotypeError(f"'{where}' must be an integer, got {value!r}")
+        raise GenotypeError(f"'{where}' must be an integer, got {_short(value)}")
     if value <= 0:
-        raise GenotypeError(f"'{where}' must be positive, got {value}")
+        raise GenotypeError(f"'{where}' must be positive, got {_short(value)}")
+    if limit and value > LIMITS[limit]:
+        raise GenotypeError(
+            f"'{where}' = {_short(value)} is over the limit of {LIMITS[limit]} "
+            "(hybridnas.space.genotype.LIMITS)"
+        )
     return value
 
 
 def _triple(value: Any, where: str) -> None:
     if not isinstance(value, list | tuple) or len(value) != 3:
-        raise GenotypeError(f"'{where}' must be a list of 3 integers, got {value!r}")
+        raise GenotypeError(f"'{where}' must be a list of 3 integers, got {_short(value)}")
     for k, v in enumerate(value):
-        _positive_int(v, f"{where}[{k}]")
+        _positive_int(v, f"{where}[{k}]", "kernel")
 
 
 def _validate_cell(cell: Any, name: str) -> None:
@@ -243,11 +315,16 @@ def _validate_cell(cell: Any, name: str) -> None:
     concat = _require(cell, "concat", where)
     if not isinstance(edges, list | tuple) or not edges:
         raise GenotypeError(f"'{where}.edges' must be a non-empty list")
+    if len(edges) > LIMITS["edges"]:
+        raise GenotypeError(
+            f"'{where}.edges' has {len(edges)} edges, over the limit of {LIMITS['edges']}"
+        )
+    last_node = LIMITS["nodes"] + 1
     fed = {0, 1}
     for k, edge in enumerate(edges):
         ew = f"{where}.edges[{k}]"
         if not isinstance(edge, list | tuple) or len(edge) != 3:
-            raise GenotypeError(f"'{ew}' must be [from_node, to_node, op], got {edge!r}")
+            raise GenotypeError(f"'{ew}' must be [from_node, to_node, op], got {_short(edge)}")
         i, j, op = edge
         if (
             isinstance(i, bool)
@@ -255,7 +332,12 @@ def _validate_cell(cell: Any, name: str) -> None:
             or isinstance(j, bool)
             or not isinstance(j, int)
         ):
-            raise GenotypeError(f"'{ew}' nodes must be integers, got {edge!r}")
+            raise GenotypeError(f"'{ew}' nodes must be integers, got {_short(edge)}")
+        if j > last_node:
+            raise GenotypeError(
+                f"'{ew}': node {_short(j)} is over the limit of {LIMITS['nodes']} intermediate "
+                f"nodes (indices up to {last_node})"
+            )
         if i < 0 or j < 2:
             raise GenotypeError(f"'{ew}' = {edge!r}: nodes 0, 1 are inputs; edges end at node >= 2")
         if i >= j:
@@ -263,18 +345,24 @@ def _validate_cell(cell: Any, name: str) -> None:
                 f"'{ew}' = {edge!r}: node {j} is fed by node {i}, which is not an earlier node"
             )
         if not isinstance(op, str) or not is_op(op):
-            raise GenotypeError(f"'{ew}': unknown op {op!r}; known ops: {', '.join(list_ops())}")
+            raise GenotypeError(
+                f"'{ew}': unknown op {_short(op)}; known ops: {', '.join(list_ops())}"
+            )
         fed.add(j)
     last = max(fed)
     missing = sorted(set(range(2, last + 1)) - fed)
     if missing:
         raise GenotypeError(f"'{where}': node(s) {missing} have no incoming edge")
     used_as_input = {e[0] for e in edges}
-    if not isinstance(concat, list | tuple) or not concat:
-        raise GenotypeError(f"'{where}.concat' must be a non-empty list of nodes")
+    if not isinstance(concat, list | tuple) or not concat or len(concat) > last_node:
+        raise GenotypeError(
+            f"'{where}.concat' must be a non-empty list of nodes, at most {last_node}"
+        )
     for n in concat:
         if isinstance(n, bool) or not isinstance(n, int) or n not in fed or n < 2:
-            raise GenotypeError(f"'{where}.concat' names {n!r}, which is not an intermediate node")
+            raise GenotypeError(
+                f"'{where}.concat' names {_short(n)}, which is not an intermediate node"
+            )
     dangling = sorted(n for n in fed - {0, 1} if n not in concat and n not in used_as_input)
     if dangling:
         raise GenotypeError(f"'{where}': node(s) {dangling} feed nothing (dangling)")
@@ -296,27 +384,27 @@ def validate(doc: Mapping[str, Any]) -> None:
     for name in CELL_TYPES:
         _validate_cell(_require(cells, name, "cells"), name)
     stem = _require(doc, "stem", "")
-    _positive_int(_require(stem, "channels", "stem"), "stem.channels")
+    _positive_int(_require(stem, "channels", "stem"), "stem.channels", "width")
     _triple(_require(stem, "kernel", "stem"), "stem.kernel")
     _triple(_require(stem, "stride", "stem"), "stem.stride")
-    num_cells = _positive_int(_require(doc, "num_cells", ""), "num_cells")
+    num_cells = _positive_int(_require(doc, "num_cells", ""), "num_cells", "num_cells")
     widths = _require(doc, "stage_widths", "")
     if not isinstance(widths, list | tuple) or len(widths) != num_stages(num_cells):
         raise GenotypeError(
             f"'stage_widths' must list {num_stages(num_cells)} widths for {num_cells} cells, "
-            f"got {widths!r}"
+            f"got {_short(widths)}"
         )
     for k, w in enumerate(widths):
-        _positive_int(w, f"stage_widths[{k}]")
+        _positive_int(w, f"stage_widths[{k}]", "width")
     _triple(_require(doc, "reduction_stride", ""), "reduction_stride")
     clip = _require(doc, "clip", "")
     for key in ("channels", "frames", "size"):
-        _positive_int(_require(clip, key, "clip"), f"clip.{key}")
+        _positive_int(_require(clip, key, "clip"), f"clip.{key}", key)
     if "frame_stride" in clip:
         if version < FRAME_STRIDE_VERSION:
             raise GenotypeError(f"'clip.frame_stride' needs 'version' {FRAME_STRIDE_VERSION}")
-        _positive_int(clip["frame_stride"], "clip.frame_stride")
-    _positive_int(_require(doc, "num_classes", ""), "num_classes")
+        _positive_int(clip["frame_stride"], "clip.frame_stride", "frames")
+    _positive_int(_require(doc, "num_classes", ""), "num_classes", "num_classes")
     _validate_streams(doc, version)
 
 

@@ -34,10 +34,11 @@ from hybridnas.engine.checkpoint import (
     check_finite,
     check_loss,
     load_checkpoint,
+    load_multipart,
     restore_rng_state,
-    save_checkpoint,
+    save_multipart,
 )
-from hybridnas.engine.distributed import DistContext, all_gather_object, all_reduce_mean_, barrier
+from hybridnas.engine.distributed import DistContext, all_gather_object, all_reduce_mean_
 from hybridnas.engine.tracking import Tracker
 from hybridnas.models import (
     BUILTIN_GENOTYPE,
@@ -296,15 +297,14 @@ def save(st: TrainState, path: str = LAST) -> None:
     state = checkpoint_state(st)  # collective: every rank takes part
     # every rank refuses together, before the engine state or the file is written
     check_finite(state, f"training diverged at epoch {st.epoch}: refusing to save {path}")
-    st.trainer.save_engine_state(str(st.run_dir / "checkpoints" / "deepspeed"), "last")
-    if st.ctx.is_main:
-        save_checkpoint(st.run_dir / path, state)
-    barrier(st.ctx)
+    engine = st.trainer.save_engine_state if st.trainer.engine_name == "deepspeed" else None
+    step = f"e{st.epoch:04d}b{st.batch_in_epoch:06d}"  # unique per save, known to every rank
+    save_multipart(st.run_dir / path, state, step, st.ctx, engine if path == LAST else None)
 
 
 def restore(st: TrainState, path: Path, changes: Sequence[str] = ()) -> None:
     """Resume from ``path``; another network's checkpoint is refused, naming ``changes``."""
-    ckpt = load_checkpoint(path, map_location=st.ctx.device)
+    ckpt, tag = load_multipart(path, st.ctx, st.trainer.engine_name == "deepspeed", st.ctx.device)
     try:
         check_fingerprint(ckpt["fingerprint"], st.spec.fingerprint(), path)
     except CheckpointError as err:
@@ -312,7 +312,7 @@ def restore(st: TrainState, path: Path, changes: Sequence[str] = ()) -> None:
             f"{err}" + (f" (changed since it started: {'; '.join(changes)})" if changes else "")
         ) from None
     st.trainer.load_state_dict(ckpt["weights"])
-    st.trainer.load_engine_state(str(st.run_dir / "checkpoints" / "deepspeed"), "last")
+    st.trainer.load_engine_state(str(st.run_dir / "checkpoints" / "deepspeed"), tag)
     if st.ema and ckpt["ema"]:
         st.ema.module.load_state_dict(ckpt["ema"])
     st.epoch, st.batch_in_epoch = ckpt["epoch"], ckpt["batch_in_epoch"]
