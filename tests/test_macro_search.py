@@ -113,13 +113,15 @@ def test_builtin_frame_stride_keeps_every_nth_rendered_frame(tmp_path):
 
 
 def test_training_a_searched_genotype_uses_its_clip(tmp_path):
-    g = _genotype(frames=4, frame_stride=2, size=24).replace(meta={"clip_searched": True})
+    g = _genotype(frames=4, frame_stride=2, size=24).replace(meta={"clip_searched": "builtin"})
     path = tmp_path / "g.json"
     g.save(path)
     run = TrainRun(model=ModelConfig(genotype=str(path)), data=DataConfig())
     data = genotype_clip(run).data
     assert (data.frames, data.size, data.get("frame_stride")) == (4, 24, 2)
     g.replace(meta={}).save(path)  # a genotype whose clip was not searched: the data's clip
+    assert genotype_clip(run).data == run.data
+    g.replace(meta={"clip_searched": "kinetics400"}).save(path)  # searched on other data
     assert genotype_clip(run).data == run.data
 
 
@@ -137,8 +139,8 @@ def test_family_spans_the_latency_range(tmp_path):
     assert pick_family(h, [0.5], 4) == []  # nothing that fast
     front = [i for i, _ in pick_family(h, [], 3)]
     assert front == [0, 3, 4]  # fastest, middle and best of the front 0, 1, 3, 4
-    paths = write_family(h, tmp_path, [2.0, 3.5], 4, {"clip_searched": True})
+    paths = write_family(h, tmp_path, [2.0, 3.5], 4, {"clip_searched": "builtin"})
     assert [p.name for p in paths] == ["1.json", "2.json"] and (tmp_path / "family.png").is_file()
     meta = Genotype.load(paths[1]).meta
     assert meta["family"]["k"] == 2 and meta["family"]["target_ms"] == 3.5
-    assert meta["clip_searched"] is True
+    assert meta["clip_searched"] == "builtin"

@@ -194,14 +194,15 @@ def make_scheduler(
 
 
 def genotype_clip(cfg: TrainRun) -> TrainRun:
-    """A genotype whose evolution searched its clip (meta ``clip_searched``) trains on that
-    clip: ``data.frames``, ``data.size`` and ``data.frame_stride`` become the genotype's, so
-    ``genotype=runs/<search>/family/<k>.json`` needs no data overrides."""
+    """A genotype whose evolution searched its clip on this dataset (meta ``clip_searched``
+    names it) trains on that clip: ``data.frames``, ``data.size`` and ``data.frame_stride``
+    become the genotype's, so ``genotype=runs/<search>/family/<k>.json`` needs no data
+    overrides; on another dataset (fine-tuning elsewhere) the data's clip stays."""
     m = cfg.model
     if m.name != "genotype" or not m.genotype:
         return cfg
     g = Genotype.load(BUILTIN_GENOTYPE if m.genotype == "builtin" else m.genotype)
-    if not g.meta.get("clip_searched"):
+    if g.meta.get("clip_searched") != cfg.data.name:
         return cfg
     clip = {"frames": g.frames, "size": g.size, "frame_stride": g.frame_stride}
     return replace(cfg, data=replace(cfg.data, dataset={**cfg.data.dataset, **clip}))
