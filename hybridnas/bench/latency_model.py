@@ -4,9 +4,10 @@ Draws genotypes of the default search space (recipes/search.yaml): uniform cells
 distinct inputs per node, ops uniform over the non-``none`` ops) on the default skeleton, and
 macro variants (frames, frame stride, size, width multiplier, depth from the evolution's
 ranges, x0.5 and x1.5 widths besides). Every network is timed at batch 1, one thread, eval
-mode, round-robin over ``rounds`` rounds (a block of calls each, order shuffled per round;
-the lower quartile per network, as the table keeps per part), together with every part the
-networks are made of, so load drifts hit networks and parts alike. Reports Spearman and
+mode, by the table's clock (the thread's CPU time at one thread), round-robin over ``rounds``
+rounds (a block of calls each, order shuffled per round; the median per network, as the
+table keeps per part), together with every part the networks are made of, so load drifts
+hit networks and parts alike. Reports Spearman and
 Kendall of predicted vs measured ms, the median absolute percentage error, and FLOPs' (and
 parameters') rank correlation with measured time beside them; writes ``latency_model.json``
 and ``latency_model.png`` next to BENCHMARKS.md and its "Latency model" section.
@@ -31,6 +32,7 @@ from hybridnas.search.latency import count_flops, count_params
 from hybridnas.search.latency_table import (
     LatencyTable,
     calibrate,
+    clock,
     genotype_parts,
     interleaved_times,
     open_table,
@@ -41,6 +43,7 @@ from hybridnas.space.macro import MacroSpec
 from hybridnas.space.network import build_network
 
 COMMAND = "python tools/bench.py latency"
+DEVICE = torch.device("cpu")
 
 
 def uniform_cell(rng: np.random.Generator, ops: list[str], steps: int) -> CellSpec:
@@ -87,7 +90,9 @@ def network_timer(g: Genotype, threads: int) -> benchmark.Timer:
         with torch.inference_mode():
             net(x)
 
-    return benchmark.Timer(stmt="run()", globals={"run": run}, num_threads=threads)
+    return benchmark.Timer(
+        stmt="run()", globals={"run": run}, num_threads=threads, timer=clock(DEVICE, threads)
+    )
 
 
 def measure_together(
@@ -203,8 +208,8 @@ def latency_model_section(doc: dict) -> list[str]:
         f"`{doc['command']}` ({doc['n']} genotypes of the default space: "
         f"{doc['n_uniform_cells']} uniform cells on the default skeleton and "
         f"{doc['n_macro_variants']} macro variants of frames, frame stride, size, widths and "
-        f"depth; batch 1, {doc['threads']} thread, {doc['rounds']} interleaved rounds, lower "
-        f"quartile per network and part; "
+        f"depth; batch 1, {doc['threads']} thread, thread CPU time, {doc['rounds']} "
+        f"interleaved rounds, median per network and part; "
         f"table {doc['table']} of {doc['table_parts']} parts).\n",
         "| predictor of measured ms per clip | Spearman | Kendall |",
         "|---|---|---|",
