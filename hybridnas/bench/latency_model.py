@@ -215,14 +215,15 @@ def latency_model_section(doc: dict) -> list[str]:
         "|---|---|---|",
         f"| latency table, parts timed in the same rounds as the networks | "
         f"{p['spearman']:.3f} | {p['kendall']:.3f} |",
-        f"| the cached table the search reads (built earlier, other load) | "
+        f"| the cached table the search reads (parts timed earlier, apart from the networks) | "
         f"{c['spearman']:.3f} | {c['kendall']:.3f} |",
         f"| FLOPs | {f['spearman']:.3f} | {f['kendall']:.3f} |",
         f"| parameters | {w['spearman']:.3f} | {w['kendall']:.3f} |",
         "",
         f"Median absolute percentage error: {100 * doc['mape']:.1f}% side by side "
-        f"(median predicted/measured {doc['ratio_median']:.2f}: the sum of parts leaves out "
-        f"the cells' Python glue), {100 * doc['cached_mape']:.1f}% for the cached table. "
+        f"(median predicted/measured {doc['ratio_median']:.2f}: parts timed alone, their "
+        "inputs and weights hot in cache, run faster than in sequence inside a network), "
+        f"{100 * doc['cached_mape']:.1f}% for the cached table. "
         f"Measuring took {doc['measure_s']:.0f} s; filling the cached table's missing parts "
         f"{doc['table_fill_s']:.0f} s.\n",
         "![latency model](latency_model.png)\n",
