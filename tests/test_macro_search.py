@@ -14,18 +14,12 @@ from hybridnas.config import ConfigError
 from hybridnas.data import build_dataset
 from hybridnas.search.family import pick_family, write_family
 from hybridnas.search.fitness import clip_view
-from hybridnas.search.mutations import (
-    Guidance,
-    MacroRanges,
-    change_clip,
-    change_depth,
-    mutate,
-    scale_width,
-)
+from hybridnas.search.macro_mutations import MacroRanges, change_clip, change_depth, scale_width
+from hybridnas.search.mutations import Guidance, mutate
 from hybridnas.search.proxy import ProxyData
 from hybridnas.space.genotype import CellSpec, Genotype, GenotypeError
 from hybridnas.stage_config import DataConfig, EvolutionConfig, ModelConfig, TrainRun
-from hybridnas.train.loop import genotype_clip
+from hybridnas.train.clip import genotype_clip
 
 CELL = CellSpec(((0, 2, "conv3d_3x3x3"), (1, 2, "skip")), (2,))
 RANGES = MacroRanges(frames=(4, 8), frame_stride=(1, 2), size=(16, 24), num_cells=(3, 4),

@@ -31,6 +31,7 @@ from hybridnas.engine.distributed import barrier, cleanup, init_distributed, set
 from hybridnas.engine.tracking import tracker_for_run
 from hybridnas.errors import exit_on_user_error
 from hybridnas.stage_config import TrainRun
+from hybridnas.train.clip import genotype_clip
 
 
 def run(cfg: DictConfig):
@@ -42,7 +43,7 @@ def run(cfg: DictConfig):
     check_config(cfg, "train")
     check_data_root(cfg)
     check_run_dir(cfg, strict_resume=False)
-    run = TrainRun.from_cfg(cfg)
+    run = genotype_clip(TrainRun.from_cfg(cfg))  # a searched genotype brings its own clip
     changes = config_changes(cfg, Path(cfg.out_dir)) if cfg.resume else []
     ctx = init_distributed()
     if ctx.device.type == "cpu":

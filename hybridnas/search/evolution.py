@@ -52,13 +52,8 @@ from hybridnas.search.fitness import (
 )
 from hybridnas.search.latency import LatencyBudget, count_flops, count_params, measure_latency
 from hybridnas.search.latency_table import LatencyTable, genotype_parts, open_table, read_table
-from hybridnas.search.mutations import (
-    Guidance,
-    MacroRanges,
-    load_guidance,
-    mutate,
-    sample_genotype,
-)
+from hybridnas.search.macro_mutations import MacroRanges
+from hybridnas.search.mutations import Guidance, load_guidance, mutate, sample_genotype
 from hybridnas.search.proxy import ProxyConfig, ProxyData, conet_step, load_proxy_data
 from hybridnas.search.rerank import choose
 from hybridnas.space.genotype import CellSpec, Genotype
