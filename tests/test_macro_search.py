@@ -130,6 +130,7 @@ def _history():
 def test_family_spans_the_latency_range(tmp_path):
     h = _history()
     assert [i for i, _ in pick_family(h, [2.0, 3.5, 10.0], 4)] == [1, 3, 4]
+    assert [i for i, _ in pick_family(h, [5.0, 5.0], 4)] == [3, 4]  # distinct where possible
     assert pick_family(h, [0.5], 4) == []  # nothing that fast
     front = [i for i, _ in pick_family(h, [], 3)]
     assert front == [0, 3, 4]  # fastest, middle and best of the front 0, 1, 3, 4
