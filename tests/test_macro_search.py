@@ -14,11 +14,17 @@ from hybridnas.config import ConfigError
 from hybridnas.data import build_dataset
 from hybridnas.search.family import pick_family, write_family
 from hybridnas.search.fitness import clip_view
-from hybridnas.search.macro_mutations import MacroRanges, change_clip, change_depth, scale_width
+from hybridnas.search.macro_mutations import (
+    MacroRanges,
+    change_clip,
+    change_depth,
+    macro_ranges,
+    scale_width,
+)
 from hybridnas.search.mutations import Guidance, mutate
 from hybridnas.search.proxy import ProxyData
 from hybridnas.space.genotype import CellSpec, Genotype, GenotypeError
-from hybridnas.stage_config import DataConfig, EvolutionConfig, ModelConfig, TrainRun
+from hybridnas.stage_config import DataConfig, EvolutionConfig, ModelConfig, SearchRun, TrainRun
 from hybridnas.train.clip import genotype_clip
 
 CELL = CellSpec(((0, 2, "conv3d_3x3x3"), (1, 2, "skip")), (2,))
@@ -80,9 +86,17 @@ def test_mutate_draws_macro_kinds_by_their_probabilities():
 def test_bad_macro_ranges_get_one_line():
     with pytest.raises(ConfigError, match="macro_num_cells"):
         EvolutionConfig(macro_num_cells=(2, 5))
-    with pytest.raises(ConfigError, match="macro_frames"):
-        EvolutionConfig(macro_frames=())
-    assert EvolutionConfig().clip_span == 16
+    with pytest.raises(ConfigError, match="macro_frame_scales"):
+        EvolutionConfig(macro_frame_scales=())
+
+
+def test_macro_ranges_scale_with_the_data():
+    builtin = macro_ranges(SearchRun())
+    assert (builtin.frames, builtin.size, builtin.span) == ((4, 8), (24, 32), 16)
+    video = macro_ranges(SearchRun(data=DataConfig(dataset={"name": "folder", "root": "x"})))
+    assert (video.frames, video.size) == ((4, 8), (84, 112))  # 112 px clips: not 24 px
+    fixed = EvolutionConfig(mutation_probs=(0.4, 0.4, 0.2))
+    assert macro_ranges(SearchRun(evolution=fixed)).span == 8  # the clip cannot move
 
 
 def test_proxy_clips_follow_the_candidate_clip():

@@ -26,6 +26,7 @@ import hybridnas  # noqa: F401  (compat shims)
 from hybridnas.bench.harness import compose
 from hybridnas.search.latency import count_flops, count_params
 from hybridnas.search.latency_table import clock, open_table, space_macros, space_parts
+from hybridnas.search.macro_mutations import macro_ranges
 from hybridnas.space.genotype import Genotype
 from hybridnas.space.network import build_network
 from hybridnas.stage_config import SearchRun
@@ -38,7 +39,7 @@ def build(args: argparse.Namespace) -> None:
         table.entries = {}
         table.path.unlink(missing_ok=True)
     base = run.model.macro(run.data, num_classes=10)
-    macros = space_macros(base, run.evolution)
+    macros = space_macros(base, macro_ranges(run))
     parts = space_parts(macros, run.model.op_names, run.model.steps)
     start = time.perf_counter()
     new = table.ensure(parts, progress=True)

@@ -20,7 +20,6 @@ import json
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -38,6 +37,7 @@ from hybridnas.search.latency_table import (
     open_table,
     part_timer,
 )
+from hybridnas.search.macro_mutations import MacroRanges, macro_ranges
 from hybridnas.space.genotype import CellSpec, Genotype
 from hybridnas.space.macro import MacroSpec
 from hybridnas.space.network import build_network
@@ -55,23 +55,26 @@ def uniform_cell(rng: np.random.Generator, ops: list[str], steps: int) -> CellSp
     return CellSpec(tuple(edges), tuple(range(2, 2 + steps)))
 
 
-def draw_genotypes(base: MacroSpec, ops: list[str], steps: int, e: Any, n: int, seed: int = 0):
-    """``n`` genotypes: the first half uniform cells on ``base``, the rest macro variants."""
+def draw_genotypes(
+    base: MacroSpec, ops: list[str], steps: int, r: MacroRanges, n: int, seed: int = 0
+) -> list[Genotype]:
+    """``n`` genotypes: the first half uniform cells on ``base``, the rest macro variants
+    drawn from the ranges ``r``."""
     rng = np.random.default_rng(seed)
     ops = [o for o in ops if o != "none"]
-    mults = sorted({0.5, 1.5, *e.macro_width_mults, 1.0})
+    mults = sorted({0.5, 1.5, *r.width_mults, 1.0})
     out = []
     for k in range(n):
         cells = {t: uniform_cell(rng, ops, steps) for t in ("normal", "reduce")}
         macro = base
         if k >= n // 2:
             mult = float(rng.choice(mults))
-            lo, hi = e.macro_num_cells
+            lo, hi = r.num_cells
             macro = replace(
                 base,
-                frames=int(rng.choice(e.macro_frames)),
-                frame_stride=int(rng.choice(e.macro_frame_stride)),
-                size=int(rng.choice(e.macro_size)),
+                frames=int(rng.choice(r.frames)),
+                frame_stride=int(rng.choice(r.frame_stride)),
+                size=int(rng.choice(r.size)),
                 num_cells=int(rng.integers(lo, hi + 1)),
                 stage_widths=tuple(round_width(w * mult) for w in base.stage_widths),
                 stem_channels=round_width(base.stem_channels * mult),
@@ -129,8 +132,9 @@ def run_check(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     run = SearchRun.from_cfg(compose("search", args.overrides))
     base = run.model.macro(run.data, num_classes=10)
+    ranges = macro_ranges(run)
     genotypes = draw_genotypes(
-        base, list(run.model.op_names), run.model.steps, run.evolution, args.n, args.seed
+        base, list(run.model.op_names), run.model.steps, ranges, args.n, args.seed
     )
     table = open_table("cpu", args.threads, path=args.table)
     start = time.perf_counter()

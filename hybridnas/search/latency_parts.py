@@ -144,14 +144,13 @@ def space_parts(macros: Iterable[MacroSpec], op_names: Sequence[str], steps: int
 
 def space_macros(base: MacroSpec, ranges: Any) -> list[MacroSpec]:
     """The skeletons the evolution can reach in one macro step from ``base``, and their
-    combinations: every frames x size of ``ranges`` (an ``EvolutionConfig``'s
-    ``macro_frames``, ``macro_size``), the widths and stem x 1 and each of
-    ``macro_width_mults``, and every depth in ``macro_num_cells``."""
-    lo, hi = ranges.macro_num_cells
+    combinations: every frames x size of ``ranges`` (a ``macro_mutations.MacroRanges``), the
+    widths and stem x 1 and each of its ``width_mults``, and every depth in ``num_cells``."""
+    lo, hi = ranges.num_cells
     out = {}
-    for frames in dict.fromkeys([base.frames, *ranges.macro_frames]):
-        for size in dict.fromkeys([base.size, *ranges.macro_size]):
-            for mult in dict.fromkeys([1.0, *ranges.macro_width_mults]):
+    for frames in dict.fromkeys([base.frames, *ranges.frames]):
+        for size in dict.fromkeys([base.size, *ranges.size]):
+            for mult in dict.fromkeys([1.0, *ranges.width_mults]):
                 for cells in range(lo, hi + 1):
                     m = replace(
                         base,

@@ -30,6 +30,24 @@ class MacroRanges:
     span: int = 8
 
 
+def macro_ranges(run: Any) -> MacroRanges:
+    """The ranges a ``SearchRun``'s recipe sets: frames and side as the data's x
+    ``evolution.macro_frame_scales`` / ``macro_size_scales``; clips span
+    max(frames) x max(stride) frames when the clip may move (``mutation_probs`` entry 6)."""
+    e, frames, size = run.evolution, run.data.frames, run.data.size
+    choices = tuple(sorted({max(1, round(frames * f)) for f in e.macro_frame_scales}))
+    clip_moves = len(e.mutation_probs) > 5 and e.mutation_probs[5] > 0
+    span = max(choices) * max(e.macro_frame_stride) if clip_moves else frames
+    return MacroRanges(
+        frames=choices,
+        frame_stride=tuple(e.macro_frame_stride),
+        size=tuple(sorted({max(1, round(size * s)) for s in e.macro_size_scales})),
+        num_cells=tuple(e.macro_num_cells),
+        width_mults=tuple(e.macro_width_mults),
+        span=max(span, frames),
+    )
+
+
 def change_clip(
     genotype: Genotype, rng: np.random.Generator, ranges: MacroRanges
 ) -> tuple[Genotype, dict[str, Any]]:
