@@ -192,9 +192,9 @@ class EvolutionConfig:
     max_width: int = 256
     conet_every: int = 4
     conet_trial_stages: int = 2
-    macro_frames: tuple[int, ...] = (4, 8)
+    macro_frame_scales: tuple[float, ...] = (0.5, 1.0)
     macro_frame_stride: tuple[int, ...] = (1, 2)
-    macro_size: tuple[int, ...] = (24, 32)
+    macro_size_scales: tuple[float, ...] = (0.75, 1.0)
     macro_num_cells: tuple[int, ...] = (3, 5)
     macro_width_mults: tuple[float, ...] = (0.75, 1.25)
     latency_budget_ms: float = 2.5
@@ -242,9 +242,9 @@ class EvolutionConfig:
 
     def _check_macro(self) -> None:
         lists = {
-            "macro_frames": self.macro_frames,
+            "macro_frame_scales": self.macro_frame_scales,
             "macro_frame_stride": self.macro_frame_stride,
-            "macro_size": self.macro_size,
+            "macro_size_scales": self.macro_size_scales,
             "macro_width_mults": self.macro_width_mults,
         }
         for name, values in lists.items():
@@ -262,11 +262,6 @@ class EvolutionConfig:
             )
         if self.family_size < 1:
             raise ConfigError(f"evolution.family_size must be >= 1, got {self.family_size}")
-
-    @property
-    def clip_span(self) -> int:
-        """Frames the evolution loads per clip: enough for every (frames, stride) it may draw."""
-        return max(self.macro_frames) * max(self.macro_frame_stride)
 
     @property
     def scoring_proxy(self) -> ProxyConfig:

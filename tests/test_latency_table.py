@@ -90,6 +90,8 @@ def test_table_predicts_the_sum_of_parts_and_round_trips(tiny_table):
 def test_table_key_names_device_torch_threads_and_op_source(tiny_table, tmp_path):
     key = table_key("cpu", 1)
     assert key["torch"] == torch.__version__ and key["threads"] == 1
+    assert key["clock"] == "thread_time"  # CPU time: a shared machine's load does not count
+    assert table_key("cpu", 2)["clock"] == "perf_counter"
     assert key["ops_hash"] == ops_source_hash() and len(key["ops_hash"]) == 16
     assert table_key("cpu", 2) != key  # another thread count is another table
     stale = json.loads(tiny_table.path.read_text())

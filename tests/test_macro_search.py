@@ -14,18 +14,18 @@ from hybridnas.config import ConfigError
 from hybridnas.data import build_dataset
 from hybridnas.search.family import pick_family, write_family
 from hybridnas.search.fitness import clip_view
-from hybridnas.search.mutations import (
-    Guidance,
+from hybridnas.search.macro_mutations import (
     MacroRanges,
     change_clip,
     change_depth,
-    mutate,
+    macro_ranges,
     scale_width,
 )
+from hybridnas.search.mutations import Guidance, mutate
 from hybridnas.search.proxy import ProxyData
 from hybridnas.space.genotype import CellSpec, Genotype, GenotypeError
-from hybridnas.stage_config import DataConfig, EvolutionConfig, ModelConfig, TrainRun
-from hybridnas.train.loop import genotype_clip
+from hybridnas.stage_config import DataConfig, EvolutionConfig, ModelConfig, SearchRun, TrainRun
+from hybridnas.train.clip import genotype_clip
 
 CELL = CellSpec(((0, 2, "conv3d_3x3x3"), (1, 2, "skip")), (2,))
 RANGES = MacroRanges(frames=(4, 8), frame_stride=(1, 2), size=(16, 24), num_cells=(3, 4),
@@ -86,9 +86,17 @@ def test_mutate_draws_macro_kinds_by_their_probabilities():
 def test_bad_macro_ranges_get_one_line():
     with pytest.raises(ConfigError, match="macro_num_cells"):
         EvolutionConfig(macro_num_cells=(2, 5))
-    with pytest.raises(ConfigError, match="macro_frames"):
-        EvolutionConfig(macro_frames=())
-    assert EvolutionConfig().clip_span == 16
+    with pytest.raises(ConfigError, match="macro_frame_scales"):
+        EvolutionConfig(macro_frame_scales=())
+
+
+def test_macro_ranges_scale_with_the_data():
+    builtin = macro_ranges(SearchRun())
+    assert (builtin.frames, builtin.size, builtin.span) == ((4, 8), (24, 32), 16)
+    video = macro_ranges(SearchRun(data=DataConfig(dataset={"name": "folder", "root": "x"})))
+    assert (video.frames, video.size) == ((4, 8), (84, 112))  # 112 px clips: not 24 px
+    fixed = EvolutionConfig(mutation_probs=(0.4, 0.4, 0.2))
+    assert macro_ranges(SearchRun(evolution=fixed)).span == 8  # the clip cannot move
 
 
 def test_proxy_clips_follow_the_candidate_clip():
@@ -113,13 +121,15 @@ def test_builtin_frame_stride_keeps_every_nth_rendered_frame(tmp_path):
 
 
 def test_training_a_searched_genotype_uses_its_clip(tmp_path):
-    g = _genotype(frames=4, frame_stride=2, size=24).replace(meta={"clip_searched": True})
+    g = _genotype(frames=4, frame_stride=2, size=24).replace(meta={"clip_searched": "builtin"})
     path = tmp_path / "g.json"
     g.save(path)
     run = TrainRun(model=ModelConfig(genotype=str(path)), data=DataConfig())
     data = genotype_clip(run).data
     assert (data.frames, data.size, data.get("frame_stride")) == (4, 24, 2)
     g.replace(meta={}).save(path)  # a genotype whose clip was not searched: the data's clip
+    assert genotype_clip(run).data == run.data
+    g.replace(meta={"clip_searched": "kinetics400"}).save(path)  # searched on other data
     assert genotype_clip(run).data == run.data
 
 
@@ -134,11 +144,12 @@ def _history():
 def test_family_spans_the_latency_range(tmp_path):
     h = _history()
     assert [i for i, _ in pick_family(h, [2.0, 3.5, 10.0], 4)] == [1, 3, 4]
+    assert [i for i, _ in pick_family(h, [5.0, 5.0], 4)] == [3, 4]  # distinct where possible
     assert pick_family(h, [0.5], 4) == []  # nothing that fast
     front = [i for i, _ in pick_family(h, [], 3)]
     assert front == [0, 3, 4]  # fastest, middle and best of the front 0, 1, 3, 4
-    paths = write_family(h, tmp_path, [2.0, 3.5], 4, {"clip_searched": True})
+    paths = write_family(h, tmp_path, [2.0, 3.5], 4, {"clip_searched": "builtin"})
     assert [p.name for p in paths] == ["1.json", "2.json"] and (tmp_path / "family.png").is_file()
     meta = Genotype.load(paths[1]).meta
     assert meta["family"]["k"] == 2 and meta["family"]["target_ms"] == 3.5
-    assert meta["clip_searched"] is True
+    assert meta["clip_searched"] == "builtin"

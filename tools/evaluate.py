@@ -53,14 +53,15 @@ def build_eval_loader(cfg: DictConfig, clips: int, crops: int):
 
 def searched_clip(cfg: DictConfig, path: str) -> DictConfig:
     """``cfg`` with data.frames, data.size and data.frame_stride of the checkpoint's genotype
-    when the evolution searched its clip (meta ``clip_searched``): scored as trained."""
+    when the evolution searched its clip on this dataset (meta ``clip_searched``): scored as
+    trained."""
     from hybridnas.engine.checkpoint import load_checkpoint
     from hybridnas.train.loop import ModelSpec
 
     ckpt = load_checkpoint(path, map_location="cpu")
     spec = ModelSpec.from_dict(ckpt["model_spec"]) if "model_spec" in ckpt else None
     g = spec.genotype if spec is not None else None
-    if g is None or not g.meta.get("clip_searched"):
+    if g is None or g.meta.get("clip_searched") != cfg.data.name:
         return cfg
     cfg = cfg.copy()
     cfg.data.frames, cfg.data.size, cfg.data.frame_stride = g.frames, g.size, g.frame_stride

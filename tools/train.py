@@ -39,6 +39,7 @@ from hybridnas.engine.runlock import (
 from hybridnas.engine.tracking import tracker_for_run
 from hybridnas.errors import exit_on_user_error
 from hybridnas.stage_config import TrainRun
+from hybridnas.train.clip import genotype_clip
 
 
 def run(cfg: DictConfig):
@@ -54,7 +55,7 @@ def run(cfg: DictConfig):
         return None
     check_data_root(cfg)
     check_run_dir(cfg, strict_resume=False)
-    run = TrainRun.from_cfg(cfg)
+    run = genotype_clip(TrainRun.from_cfg(cfg))  # a searched genotype brings its own clip
     changes = config_changes(cfg, Path(cfg.out_dir)) if cfg.resume else []
     ctx = init_distributed()
     if ctx.device.type == "cpu":

@@ -4,9 +4,10 @@ Draws genotypes of the default search space (recipes/search.yaml): uniform cells
 distinct inputs per node, ops uniform over the non-``none`` ops) on the default skeleton, and
 macro variants (frames, frame stride, size, width multiplier, depth from the evolution's
 ranges, x0.5 and x1.5 widths besides). Every network is timed at batch 1, one thread, eval
-mode, round-robin over ``rounds`` rounds (a block of calls each, order shuffled per round;
-the lower quartile per network, as the table keeps per part), together with every part the
-networks are made of, so load drifts hit networks and parts alike. Reports Spearman and
+mode, by the table's clock (the thread's CPU time at one thread), round-robin over ``rounds``
+rounds (a block of calls each, order shuffled per round; the median per network, as the
+table keeps per part), together with every part the networks are made of, so load drifts
+hit networks and parts alike. Reports Spearman and
 Kendall of predicted vs measured ms, the median absolute percentage error, and FLOPs' (and
 parameters') rank correlation with measured time beside them; writes ``latency_model.json``
 and ``latency_model.png`` next to BENCHMARKS.md and its "Latency model" section.
@@ -19,7 +20,6 @@ import json
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -31,16 +31,19 @@ from hybridnas.search.latency import count_flops, count_params
 from hybridnas.search.latency_table import (
     LatencyTable,
     calibrate,
+    clock,
     genotype_parts,
     interleaved_times,
     open_table,
     part_timer,
 )
+from hybridnas.search.macro_mutations import MacroRanges, macro_ranges
 from hybridnas.space.genotype import CellSpec, Genotype
 from hybridnas.space.macro import MacroSpec
 from hybridnas.space.network import build_network
 
 COMMAND = "python tools/bench.py latency"
+DEVICE = torch.device("cpu")
 
 
 def uniform_cell(rng: np.random.Generator, ops: list[str], steps: int) -> CellSpec:
@@ -52,23 +55,26 @@ def uniform_cell(rng: np.random.Generator, ops: list[str], steps: int) -> CellSp
     return CellSpec(tuple(edges), tuple(range(2, 2 + steps)))
 
 
-def draw_genotypes(base: MacroSpec, ops: list[str], steps: int, e: Any, n: int, seed: int = 0):
-    """``n`` genotypes: the first half uniform cells on ``base``, the rest macro variants."""
+def draw_genotypes(
+    base: MacroSpec, ops: list[str], steps: int, r: MacroRanges, n: int, seed: int = 0
+) -> list[Genotype]:
+    """``n`` genotypes: the first half uniform cells on ``base``, the rest macro variants
+    drawn from the ranges ``r``."""
     rng = np.random.default_rng(seed)
     ops = [o for o in ops if o != "none"]
-    mults = sorted({0.5, 1.5, *e.macro_width_mults, 1.0})
+    mults = sorted({0.5, 1.5, *r.width_mults, 1.0})
     out = []
     for k in range(n):
         cells = {t: uniform_cell(rng, ops, steps) for t in ("normal", "reduce")}
         macro = base
         if k >= n // 2:
             mult = float(rng.choice(mults))
-            lo, hi = e.macro_num_cells
+            lo, hi = r.num_cells
             macro = replace(
                 base,
-                frames=int(rng.choice(e.macro_frames)),
-                frame_stride=int(rng.choice(e.macro_frame_stride)),
-                size=int(rng.choice(e.macro_size)),
+                frames=int(rng.choice(r.frames)),
+                frame_stride=int(rng.choice(r.frame_stride)),
+                size=int(rng.choice(r.size)),
                 num_cells=int(rng.integers(lo, hi + 1)),
                 stage_widths=tuple(round_width(w * mult) for w in base.stage_widths),
                 stem_channels=round_width(base.stem_channels * mult),
@@ -87,7 +93,9 @@ def network_timer(g: Genotype, threads: int) -> benchmark.Timer:
         with torch.inference_mode():
             net(x)
 
-    return benchmark.Timer(stmt="run()", globals={"run": run}, num_threads=threads)
+    return benchmark.Timer(
+        stmt="run()", globals={"run": run}, num_threads=threads, timer=clock(DEVICE, threads)
+    )
 
 
 def measure_together(
@@ -124,8 +132,9 @@ def run_check(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     run = SearchRun.from_cfg(compose("search", args.overrides))
     base = run.model.macro(run.data, num_classes=10)
+    ranges = macro_ranges(run)
     genotypes = draw_genotypes(
-        base, list(run.model.op_names), run.model.steps, run.evolution, args.n, args.seed
+        base, list(run.model.op_names), run.model.steps, ranges, args.n, args.seed
     )
     table = open_table("cpu", args.threads, path=args.table)
     start = time.perf_counter()
@@ -203,21 +212,22 @@ def latency_model_section(doc: dict) -> list[str]:
         f"`{doc['command']}` ({doc['n']} genotypes of the default space: "
         f"{doc['n_uniform_cells']} uniform cells on the default skeleton and "
         f"{doc['n_macro_variants']} macro variants of frames, frame stride, size, widths and "
-        f"depth; batch 1, {doc['threads']} thread, {doc['rounds']} interleaved rounds, lower "
-        f"quartile per network and part; "
+        f"depth; batch 1, {doc['threads']} thread, thread CPU time, {doc['rounds']} "
+        f"interleaved rounds, median per network and part; "
         f"table {doc['table']} of {doc['table_parts']} parts).\n",
         "| predictor of measured ms per clip | Spearman | Kendall |",
         "|---|---|---|",
         f"| latency table, parts timed in the same rounds as the networks | "
         f"{p['spearman']:.3f} | {p['kendall']:.3f} |",
-        f"| the cached table the search reads (built earlier, other load) | "
+        f"| the cached table the search reads (parts timed earlier, apart from the networks) | "
         f"{c['spearman']:.3f} | {c['kendall']:.3f} |",
         f"| FLOPs | {f['spearman']:.3f} | {f['kendall']:.3f} |",
         f"| parameters | {w['spearman']:.3f} | {w['kendall']:.3f} |",
         "",
         f"Median absolute percentage error: {100 * doc['mape']:.1f}% side by side "
-        f"(median predicted/measured {doc['ratio_median']:.2f}: the sum of parts leaves out "
-        f"the cells' Python glue), {100 * doc['cached_mape']:.1f}% for the cached table. "
+        f"(median predicted/measured {doc['ratio_median']:.2f}: parts timed alone, their "
+        "inputs and weights hot in cache, run faster than in sequence inside a network), "
+        f"{100 * doc['cached_mape']:.1f}% for the cached table. "
         f"Measuring took {doc['measure_s']:.0f} s; filling the cached table's missing parts "
         f"{doc['table_fill_s']:.0f} s.\n",
         "![latency model](latency_model.png)\n",

@@ -43,7 +43,8 @@ from hybridnas.engine.distributed import (
 from hybridnas.engine.tracking import Tracker
 from hybridnas.search.architect import Architect, LossFn
 from hybridnas.search.fixing import fix_early, fix_on_schedule
-from hybridnas.search.latency_table import ExpectedLatency, LatencyTable, open_table, space_parts
+from hybridnas.search.latency_search import latency_meta, search_latency_table
+from hybridnas.search.latency_table import ExpectedLatency, LatencyTable
 from hybridnas.search.sdas import FixSchedule
 from hybridnas.search.splits import note_epoch_cap, search_datasets
 from hybridnas.space.cells import edge_list
@@ -96,20 +97,6 @@ def supernet_config(cfg: SearchRun, num_classes: int) -> SupernetConfig:
 def weight_lr(s: SearchConfig, epoch: int) -> float:
     """Cosine from ``w_lr`` to ``w_lr_min`` over the search epochs (DARTS), stateless."""
     return s.w_lr_min + 0.5 * (s.w_lr - s.w_lr_min) * (1 + math.cos(math.pi * epoch / s.epochs))
-
-
-def search_latency_table(cfg: SearchRun, ctx: DistContext, sc: SupernetConfig) -> LatencyTable:
-    """The run's latency table (``search.latency_table`` or this device's cached one), holding
-    every part of the space: rank 0 measures what it lacks (with a progress bar) and every rank
-    then reads the same file, so all ranks and every rerun see the same numbers."""
-    s = cfg.search
-    table = open_table(ctx.device, s.latency_threads, path=s.latency_table)
-    if ctx.is_main:
-        new = table.ensure(space_parts([sc.macro], sc.op_names, sc.steps), progress=True)
-        if new:
-            print(f"[hybridnas] latency table: measured {new} parts into {table.path}")
-    barrier(ctx)
-    return open_table(ctx.device, s.latency_threads, path=table.path)
 
 
 def setup(
@@ -415,17 +402,6 @@ def write_outputs(st: SearchState, tracker: Tracker, genotype: Genotype) -> None
             "search/genotype": genotype.to_json(),
         }
     )
-
-
-def latency_meta(st: SearchState, genotype: Genotype) -> dict:
-    """What genotype meta records of the latency term: target, prediction, the table's key."""
-    table = st.latency_table
-    return {
-        "target_ms": st.cfg.search.latency_target_ms,
-        "predicted_ms": round(table.predict_ms(genotype), 4),
-        "table": table.digest,
-        "threads": table.key["threads"],
-    }
 
 
 def run_differentiable(

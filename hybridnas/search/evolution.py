@@ -52,13 +52,8 @@ from hybridnas.search.fitness import (
 )
 from hybridnas.search.latency import LatencyBudget, count_flops, count_params, measure_latency
 from hybridnas.search.latency_table import LatencyTable, genotype_parts, open_table, read_table
-from hybridnas.search.mutations import (
-    Guidance,
-    MacroRanges,
-    load_guidance,
-    mutate,
-    sample_genotype,
-)
+from hybridnas.search.macro_mutations import MacroRanges, macro_ranges
+from hybridnas.search.mutations import Guidance, load_guidance, mutate, sample_genotype
 from hybridnas.search.proxy import ProxyConfig, ProxyData, conet_step, load_proxy_data
 from hybridnas.search.rerank import choose
 from hybridnas.space.genotype import CellSpec, Genotype
@@ -327,20 +322,6 @@ def _supernet_weights(cfg: SearchRun, dirs: list[Path]) -> tuple | None:
             state = load_checkpoint(path)["weights"]["model"]
             return state, int(cfg.model.steps), list(cfg.model.op_names)
     return None
-
-
-def macro_ranges(cfg: SearchRun) -> MacroRanges:
-    """The recipe's macro ranges; clips hold ``clip_span`` frames when the clip may change."""
-    e = cfg.evolution
-    clip_moves = len(e.mutation_probs) > 5 and e.mutation_probs[5] > 0
-    return MacroRanges(
-        frames=tuple(e.macro_frames),
-        frame_stride=tuple(e.macro_frame_stride),
-        size=tuple(e.macro_size),
-        num_cells=tuple(e.macro_num_cells),
-        width_mults=tuple(e.macro_width_mults),
-        span=max(e.clip_span, cfg.data.frames) if clip_moves else cfg.data.frames,
-    )
 
 
 def evolution_table(cfg: SearchRun, ctx: DistContext) -> LatencyTable | None:

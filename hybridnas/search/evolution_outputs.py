@@ -65,10 +65,11 @@ def _selection_meta(c: Context, choice: Choice) -> dict:
 
 
 def _search_meta(c: Context) -> dict:
-    """``clip_searched`` when the evolution moved the clip: training then builds the data
-    pipeline from the genotype's frames, frame stride and size (hybridnas.models)."""
+    """``clip_searched``: the dataset whose clips the evolution searched (when it moved the
+    clip); training or evaluating on that dataset takes the genotype's frames, frame stride and
+    size (``hybridnas.train.loop.genotype_clip``), another dataset keeps its own clip."""
     probs = c.cfg.evolution.mutation_probs
-    return {"clip_searched": True} if len(probs) > 5 and probs[5] > 0 else {}
+    return {"clip_searched": c.cfg.data.name} if len(probs) > 5 and probs[5] > 0 else {}
 
 
 def _latency_meta(c: Context, best: dict) -> dict:

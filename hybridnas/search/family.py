@@ -23,16 +23,18 @@ from hybridnas.space.genotype import Genotype
 def pick_family(
     history: Sequence[Mapping[str, Any]], targets: Sequence[float], size: int
 ) -> list[tuple[int, float | None]]:
-    """(history index, target ms or None) of each member, fastest first, no repeats. A target
-    nothing meets is left out."""
+    """(history index, target ms or None) of each member, fastest first. With targets (taken
+    in increasing order) each gets the best cheap score within it among candidates no smaller
+    target took, so K targets give K distinct nets where the history allows; a target nothing
+    is left for is left out."""
     if targets:
         picked: dict[int, float] = {}
         for t in sorted(targets):
-            fits = [i for i, h in enumerate(history) if h["latency_ms"] <= t]
+            fits = [i for i, h in enumerate(history) if h["latency_ms"] <= t and i not in picked]
             if fits:
                 best = max(fits, key=lambda i: (history[i]["score"], -history[i]["latency_ms"], -i))
-                picked.setdefault(best, t)
-        members = [(i, t) for i, t in picked.items()]
+                picked[best] = t
+        members = list(picked.items())
     else:
         front = plane_front(history, "latency_ms", "score")
         spots = np.linspace(0, len(front) - 1, min(size, len(front))).round().astype(int)

@@ -2,22 +2,17 @@
 
 FBNet, ProxylessNAS and Once-for-All predict latency from a lookup table measured once on the
 device; the search then reads a file instead of a stopwatch, so it is deterministic. A part is
-one module a network of the space runs at batch 1, keyed by what decides its cost::
-
-    op:<name>:<c_in>:<c_out>:<st>x<sh>x<sw>:<T>x<H>x<W>    a candidate op (or a reducing pre0)
-    pre:<c_in>:<c_out>:<T>x<H>x<W>                         ReLU-1x1x1 conv-BN cell preprocessing
-    stem:<c_in>:<c_out>:<kernel>:<stride>:<T>x<H>x<W>      one stream's stem
-    add:<c>:<T>x<H>x<W>                                    one sum of two node inputs
-    cat:<k>:<c>:<T>x<H>x<W>                                the concat of k nodes of c channels
-    head:<c>:<classes>:<T>x<H>x<W>                         pool, flatten, dropout, linear
-
-(shapes are a part's input). ``measure_parts`` times parts in isolation, round-robin over
-rounds in a shuffled order (load drifts hit every part alike), and keeps each part's lower
-quartile over the rounds (``QUANTILE``): on a shared machine a timed block is only ever slowed
-(preempted), never sped up, and the lower quartile is both nearer the undisturbed time than
-the median and steadier than the minimum (on 40 networks of the default space timed under a
-load of 7.6 on 2 cores, their rank correlation with the sum of their parts was 0.86 with lower
-quartiles, 0.78 with medians, 0.60 with minima, from the same samples).
+one module a network of the space runs at batch 1, keyed by what decides its cost (see
+latency_parts.py: each op at each width, stride and input shape, the cells' preprocessing,
+node sums and concat, stems, head). On a CPU at one thread every part runs in the calling
+thread, and the clock is that thread's CPU time (``clock``): a shared machine's other
+processes then preempt a part without adding to its time; with more threads or a GPU it is
+wall time. ``measure_parts`` times parts in isolation, round-robin over rounds in a shuffled
+order (load drifts hit every part alike), and keeps each part's median over the rounds
+(``QUANTILE``). The clock is what matters on a shared machine: 40 networks of
+the default space timed with their parts under a load of 7.5 on 2 cores ranked against the
+sum of their parts at Spearman 0.78 by wall-clock medians (0.86 by lower quartiles), and at
+0.991 by thread CPU time (0.989 by lower quartiles).
 A table file is keyed by device, torch version, threads and a hash of the op and cell source
 code (``table_key``), so an edit to an op invalidates the cache.
 """
@@ -26,10 +21,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import platform
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -42,131 +37,34 @@ import torch.utils.benchmark as benchmark
 from torch import nn
 
 from hybridnas.ops import create_op
+from hybridnas.search.latency_parts import (
+    cell_sites,
+    edge_input,
+    genotype_parts,
+    head_part,
+    op_key,
+    shape_key,
+    skeleton_parts,
+    space_macros,
+    space_parts,
+    stem_parts,
+)
 from hybridnas.space.cells import PRUNED, ReLUConvBN, edge_list
 from hybridnas.space.genotype import CELL_TYPES, Genotype
 from hybridnas.space.macro import MacroSpec
-from hybridnas.space.network import ClassifierHead, build_stem, cell_plan
+from hybridnas.space.network import ClassifierHead, build_stem
 
 FORMAT = "hybridnas.latency_table"
 VERSION = 1
-Shape = tuple[int, int, int]
 SOURCE_DIRS = ("ops",)  # hybridnas/<dir>/*.py: the op code whose change invalidates a table
-SOURCE_FILES = ("space/cells.py", "space/network.py", "search/latency_table.py")
-QUANTILE = 25  # percentile of a part's per-round times the table keeps (see the docstring)
-
-
-# ---------------------------------------------------------------- parts of a network
-
-
-def _s(t: Sequence[int]) -> str:
-    return "x".join(str(int(v)) for v in t)
-
-
-def _down(shape: Shape, stride: Sequence[int]) -> Shape:
-    return tuple(math.ceil(n / s) for n, s in zip(shape, stride, strict=True))  # type: ignore
-
-
-def op_key(name: str, c_in: int, c_out: int, stride: Sequence[int], shape: Shape) -> str:
-    return f"op:{name}:{c_in}:{c_out}:{_s(stride)}:{_s(shape)}"
-
-
-@dataclass(frozen=True)
-class CellSite:
-    """One cell of a skeleton: widths, whether it reduces, its input and node shapes (T, H, W)."""
-
-    index: int
-    c_pp: int
-    c_p: int
-    c: int
-    reduction: bool
-    reduction_prev: bool
-    s0: Shape
-    s1: Shape
-    out: Shape
-
-
-def cell_sites(macro: MacroSpec, multipliers: tuple[int, int]) -> list[CellSite]:
-    """Where every cell sits; ``multipliers``: concatenated nodes of a (normal, reduce) cell."""
-    shape = _down((macro.frames, macro.size, macro.size), macro.stem_stride)
-    s0 = s1 = shape
-    sites = []
-    for p in cell_plan(macro.num_cells, macro.stage_widths, macro.stem_channels, multipliers):
-        out = _down(s1, macro.reduction_stride) if p.reduction else s1
-        sites.append(
-            CellSite(p.index, p.c_pp, p.c_p, p.c, p.reduction, p.reduction_prev, s0, s1, out)
-        )
-        s0, s1 = s1, out
-    return sites
-
-
-def edge_input(site: CellSite, i: int, macro: MacroSpec) -> tuple[tuple[int, int, int], Shape]:
-    """(stride, input shape) of an edge leaving node i of a cell."""
-    if site.reduction and i < 2:
-        return tuple(macro.reduction_stride), site.s1  # type: ignore[return-value]
-    return (1, 1, 1), site.out
-
-
-def skeleton_parts(macro: MacroSpec, site: CellSite, concat: int) -> list[str]:
-    """The parts of one cell outside its edges: both preprocessings and the output concat."""
-    if site.reduction_prev:
-        pre0 = op_key("skip", site.c_pp, site.c, macro.reduction_stride, site.s0)
-    else:
-        pre0 = f"pre:{site.c_pp}:{site.c}:{_s(site.s0)}"
-    return [pre0, f"pre:{site.c_p}:{site.c}:{_s(site.s1)}", f"cat:{concat}:{site.c}:{_s(site.out)}"]
-
-
-def stem_parts(macro: MacroSpec) -> list[str]:
-    per_stream = macro.in_channels // len(macro.streams)
-    key = (
-        f"stem:{per_stream}:{macro.stem_channels}:{_s(macro.stem_kernel)}:"
-        f"{_s(macro.stem_stride)}:{_s((macro.frames, macro.size, macro.size))}"
-    )
-    return [key] * len(macro.streams)
-
-
-def head_part(macro: MacroSpec, site: CellSite, concat: int) -> str:
-    return f"head:{concat * site.c}:{macro.num_classes}:{_s(site.out)}"
-
-
-def genotype_parts(g: Genotype) -> list[str]:
-    """Every part the network of ``g`` runs for one clip, with repeats."""
-    m = g.macro
-    sites = cell_sites(m, (len(g.normal.concat), len(g.reduce.concat)))
-    parts = stem_parts(m)
-    for site in sites:
-        spec = g.reduce if site.reduction else g.normal
-        parts += skeleton_parts(m, site, len(spec.concat))
-        for i, _, op in spec.edges:
-            stride, shape = edge_input(site, i, m)
-            parts.append(op_key(op, site.c, site.c, stride, shape))
-        fan_in = Counter(j for _, j, _ in spec.edges)
-        parts += [f"add:{site.c}:{_s(site.out)}"] * sum(n - 1 for n in fan_in.values())
-    spec = g.reduce if sites[-1].reduction else g.normal
-    return [*parts, head_part(m, sites[-1], len(spec.concat))]
-
-
-def space_parts(macros: Iterable[MacroSpec], op_names: Sequence[str], steps: int) -> list[str]:
-    """Every distinct part a genotype of ``steps``-node cells over ``op_names`` could use on
-    any of the skeletons ``macros``: each op on each edge shape and stride, the preprocessing
-    and concat of every number of concatenated nodes (1 .. steps), stems and heads."""
-    keys: dict[str, None] = {}
-    for m in macros:
-        for kn in range(1, steps + 1):
-            for kr in range(1, steps + 1):
-                sites = cell_sites(m, (kn, kr))
-                for key in stem_parts(m):
-                    keys[key] = None
-                for site in sites:
-                    k = kr if site.reduction else kn
-                    for key in skeleton_parts(m, site, k):
-                        keys[key] = None
-                    keys[f"add:{site.c}:{_s(site.out)}"] = None
-                    for i in (0, 2):
-                        stride, shape = edge_input(site, i, m)
-                        for op in op_names:
-                            keys[op_key(op, site.c, site.c, stride, shape)] = None
-                keys[head_part(m, sites[-1], kr if sites[-1].reduction else kn)] = None
-    return list(keys)
+SOURCE_FILES = (
+    "space/cells.py",
+    "space/network.py",
+    "search/latency_parts.py",
+    "search/latency_table.py",
+)
+__all__ = ["genotype_parts", "space_macros", "space_parts"]  # re-exported for callers
+QUANTILE = 50  # percentile of a part's per-round times the table keeps (see the docstring)
 
 
 # ---------------------------------------------------------------- measuring parts
@@ -212,6 +110,12 @@ def build_part(key: str) -> tuple[nn.Module, tuple[int, ...]]:
     raise ValueError(f"unknown latency-table part {key!r}")
 
 
+def clock(device: torch.device, threads: int) -> Callable[[], float]:
+    """The clock parts and networks are timed by: the calling thread's CPU time on a CPU at
+    one thread (torch computes in that thread), else wall time."""
+    return time.thread_time if device.type == "cpu" and threads == 1 else time.perf_counter
+
+
 def part_timer(key: str, device: torch.device, threads: int) -> benchmark.Timer:
     """A ``torch.utils.benchmark.Timer`` of one call of the part ``key`` (eval, inference)."""
     torch.manual_seed(0)
@@ -223,7 +127,9 @@ def part_timer(key: str, device: torch.device, threads: int) -> benchmark.Timer:
         with torch.inference_mode():
             module(x)
 
-    return benchmark.Timer(stmt="run()", globals={"run": run}, num_threads=threads)
+    return benchmark.Timer(
+        stmt="run()", globals={"run": run}, num_threads=threads, timer=clock(device, threads)
+    )
 
 
 def calibrate(timer: benchmark.Timer, block_s: float) -> int:
@@ -310,6 +216,7 @@ def table_key(device: str | torch.device = "cpu", threads: int = 1) -> dict[str,
         "device_type": device.type,
         "torch": torch.__version__,
         "threads": int(threads),
+        "clock": clock(device, threads).__name__,
         "ops_hash": ops_source_hash(),
     }
 
@@ -462,7 +369,8 @@ class ExpectedLatency:
         fixed = stem_parts(macro) + [head_part(macro, sites[-1], steps)]
         costs = {t: torch.zeros(len(edges), len(op_names), dtype=torch.float64) for t in CELL_TYPES}
         for site in sites:
-            fixed += skeleton_parts(macro, site, steps) + [f"add:{site.c}:{_s(site.out)}"] * steps
+            adds = [f"add:{site.c}:{shape_key(site.out)}"] * steps
+            fixed += skeleton_parts(macro, site, steps) + adds
             cost = costs["reduce" if site.reduction else "normal"]
             for k, (i, _) in enumerate(edges):
                 stride, shape = edge_input(site, i, macro)
@@ -487,33 +395,3 @@ class ExpectedLatency:
                 row = cost[k, state[k]] if state[k] >= 0 else weights[k] @ cost[k]
                 total = total + share * row
         return total + self.fixed_ms
-
-
-# ---------------------------------------------------------------- the default space's grid
-
-
-def space_macros(base: MacroSpec, ranges: Any) -> list[MacroSpec]:
-    """The skeletons the evolution can reach in one macro step from ``base``, and their
-    combinations: every frames x size of ``ranges`` (an ``EvolutionConfig``'s
-    ``macro_frames``, ``macro_size``), the widths and stem x 1 and each of
-    ``macro_width_mults``, and every depth in ``macro_num_cells``."""
-    from dataclasses import replace
-
-    from hybridnas.search.channels import round_width
-
-    lo, hi = ranges.macro_num_cells
-    out = {}
-    for frames in dict.fromkeys([base.frames, *ranges.macro_frames]):
-        for size in dict.fromkeys([base.size, *ranges.macro_size]):
-            for mult in dict.fromkeys([1.0, *ranges.macro_width_mults]):
-                for cells in range(lo, hi + 1):
-                    m = replace(
-                        base,
-                        frames=int(frames),
-                        size=int(size),
-                        num_cells=cells,
-                        stage_widths=tuple(round_width(w * mult) for w in base.stage_widths),
-                        stem_channels=round_width(base.stem_channels * mult),
-                    )
-                    out[m] = None
-    return list(out)

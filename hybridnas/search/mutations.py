@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from hybridnas.search.channels import round_width
+from hybridnas.search.macro_mutations import MacroRanges, change_clip, change_depth, scale_width
 from hybridnas.space.genotype import CELL_TYPES, CellSpec, Genotype
 
 MUTATIONS = (
@@ -42,21 +43,6 @@ MUTATIONS = (
     "change_depth",
     "scale_width",
 )
-
-
-@dataclass(frozen=True)
-class MacroRanges:
-    """Where the macro mutations (TinyVideoNets / X3D axes) may take a genotype: clip frames,
-    frame stride and size from these choices with ``frames x frame_stride <= span`` (the
-    frames the evolution's clips hold), ``num_cells`` in [min, max], and the multipliers
-    ``scale_width`` applies to every stage width and the stem."""
-
-    frames: tuple[int, ...] = (8,)
-    frame_stride: tuple[int, ...] = (1,)
-    size: tuple[int, ...] = (32,)
-    num_cells: tuple[int, int] = (3, 5)
-    width_mults: tuple[float, ...] = (0.75, 1.25)
-    span: int = 8
 
 
 @dataclass(frozen=True)
@@ -327,61 +313,6 @@ def change_width(
     old, widths[s] = widths[s], new
     child = genotype.replace(stage_widths=tuple(widths))
     return child, {"kind": "change_width", "stage": s, "old": old, "new": new}
-
-
-def change_clip(
-    genotype: Genotype, rng: np.random.Generator, ranges: MacroRanges
-) -> tuple[Genotype, dict[str, Any]]:
-    """Move one clip axis (frames, frame_stride or size) to another of its choices, keeping
-    frames x frame_stride within ``ranges.span``."""
-    g = genotype
-    options = {
-        "frames": [f for f in ranges.frames if f * g.frame_stride <= ranges.span],
-        "frame_stride": [s for s in ranges.frame_stride if g.frames * s <= ranges.span],
-        "size": list(ranges.size),
-    }
-    axes = [a for a, vals in options.items() if any(v != getattr(g, a) for v in vals)]
-    if not axes:
-        raise ValueError("no clip axis has another allowed value")
-    axis = axes[int(rng.integers(len(axes)))]
-    values = [v for v in options[axis] if v != getattr(g, axis)]
-    new = int(values[int(rng.integers(len(values)))])
-    child = g.replace(**{axis: new})
-    return child, {"kind": "change_clip", "axis": axis, "old": getattr(g, axis), "new": new}
-
-
-def change_depth(
-    genotype: Genotype, rng: np.random.Generator, ranges: MacroRanges
-) -> tuple[Genotype, dict[str, Any]]:
-    """One cell more or fewer, within ``ranges.num_cells`` (3 or more cells keep 3 stages)."""
-    lo, hi = ranges.num_cells
-    n = genotype.num_cells
-    moves = [m for m in (-1, 1) if lo <= n + m <= hi]
-    if not moves:
-        raise ValueError(f"num_cells {n} has no neighbour in [{lo}, {hi}]")
-    new = n + moves[int(rng.integers(len(moves)))]
-    return genotype.replace(num_cells=new), {"kind": "change_depth", "old": n, "new": new}
-
-
-def scale_width(
-    genotype: Genotype,
-    rng: np.random.Generator,
-    ranges: MacroRanges,
-    min_width: int = 4,
-    max_width: int = 256,
-    divisor: int = 4,
-) -> tuple[Genotype, dict[str, Any]]:
-    """Every stage width and the stem times one of ``ranges.width_mults`` (X3D's width
-    axis), rounded to ``divisor`` and clamped."""
-    mult = float(ranges.width_mults[int(rng.integers(len(ranges.width_mults)))])
-
-    def scaled(w: int) -> int:
-        return min(max_width, max(min_width, round_width(w * mult, divisor)))
-
-    widths = tuple(scaled(w) for w in genotype.stage_widths)
-    child = genotype.replace(stage_widths=widths, stem_channels=scaled(genotype.stem_channels))
-    return child, {"kind": "scale_width", "mult": mult, "old": list(genotype.stage_widths),
-                   "new": list(widths)}  # fmt: skip
 
 
 def mutate(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,6 @@ from hybridnas.engine.checkpoint import (
 from hybridnas.engine.distributed import DistContext, all_gather_object, all_reduce_mean_
 from hybridnas.engine.tracking import Tracker
 from hybridnas.models import (
-    BUILTIN_GENOTYPE,
     build_model,
     check_fingerprint,
     fingerprint,
@@ -194,24 +193,8 @@ def make_scheduler(
     )[0]
 
 
-def genotype_clip(cfg: TrainRun) -> TrainRun:
-    """A genotype whose evolution searched its clip (meta ``clip_searched``) trains on that
-    clip: ``data.frames``, ``data.size`` and ``data.frame_stride`` become the genotype's, so
-    ``genotype=runs/<search>/family/<k>.json`` needs no data overrides."""
-    m = cfg.model
-    if m.name != "genotype" or not m.genotype:
-        return cfg
-    g = Genotype.load(BUILTIN_GENOTYPE if m.genotype == "builtin" else m.genotype)
-    if not g.meta.get("clip_searched"):
-        return cfg
-    clip = {"frames": g.frames, "size": g.size, "frame_stride": g.frame_stride}
-    return replace(cfg, data=replace(cfg.data, dataset={**cfg.data.dataset, **clip}))
-
-
 def setup(cfg: TrainRun, ctx: DistContext, run_dir: Path) -> TrainState:
-    """Data, model (from ``init_from`` if set), optimizer, scheduler, EMA and mixup; a
-    searched clip is the genotype's (``genotype_clip``)."""
-    cfg = genotype_clip(cfg)
+    """Data, model (from ``init_from`` if set), optimizer, scheduler, EMA and mixup."""
     t, dcfg = cfg.train, cfg.data.dataset
     train_set = whole_train_set(dcfg)
     val_set = build_dataset(dcfg, "val" if cfg.data.name != "builtin" else "test")
