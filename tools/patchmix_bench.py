@@ -20,10 +20,14 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from hybridnas.bench.patchmix_report import load_policy_record  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "runs" / "patchmix_bench"
 RESULTS = ROOT / "tools" / "bench_results" / "patchmix_runs.jsonl"
 SUMMARY = ROOT / "tools" / "bench_results" / "patchmix_summary.json"
+POLICY = ROOT / "tools" / "bench_results" / "patchmix_policy.yaml"  # the searched, committed
 
 # The common recipe: 16 px clips (digits of 6 px), 8 frames, no EMA (too few updates for one).
 COMMON = [
@@ -145,7 +149,13 @@ def main() -> None:
     if args.what == "run":
         run_all(args)
     s = summarise(args.results)
-    SUMMARY.write_text(json.dumps(s, indent=1) + "\n")
+    record = {
+        "results": s,
+        "seeds": [int(x) for x in args.seeds.split(",")],
+        "common": " ".join(COMMON[:-4]) + "; " + "; ".join(" ".join(v) for v in SETS.values()),
+        "policy": load_policy_record(POLICY),
+    }
+    SUMMARY.write_text(json.dumps(record, indent=1) + "\n")
     for set_name, methods in s.items():
         for method, m in methods.items():
             print(f"{set_name:6s} {method:18s} {m['mean']:.3f} +- {m['sd']:.3f} (n={m['n']})")
