@@ -46,6 +46,15 @@ class Policy:
     pattern: str
     pairing: str
 
+    def canonical(self) -> Policy:
+        """Stripes ignore the tube counts of the other two axes: those set to 1, so that
+        policies that mix alike are one candidate (evaluated once)."""
+        axis = {"stripes_t": 0, "stripes_h": 1, "stripes_w": 2}.get(self.pattern)
+        if axis is None:
+            return self
+        grid = tuple(g if i == axis else 1 for i, g in enumerate(self.grid))
+        return Policy(grid, self.pattern, self.pairing)
+
     def valid(self) -> bool:
         try:
             check_policy(self.grid, self.pattern, self.pairing, partners=(0,))
@@ -62,7 +71,7 @@ def random_policy(rng: random.Random) -> Policy:
             rng.choice(PAIRINGS),
         )
         if p.valid():
-            return p
+            return p.canonical()
 
 
 def mutate(p: Policy, rng: random.Random) -> Policy:
@@ -77,8 +86,8 @@ def mutate(p: Policy, rng: random.Random) -> Policy:
             rng.choice(PATTERNS) if gene == 3 else p.pattern,
             rng.choice(PAIRINGS) if gene == 4 else p.pairing,
         )
-        if child != p and child.valid():
-            return child
+        if child.valid() and child.canonical() != p:
+            return child.canonical()
 
 
 @torch.no_grad()
