@@ -5,6 +5,7 @@ config key is refused in one line, and a real training run goes through the trai
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -198,3 +199,48 @@ def test_patchmix_trains_through_the_real_loop(tmp_path):
     loss = mixer.extra_loss()
     loss.backward()
     assert loss > 0 and mixer.classifier.weight.grad.abs().sum() > 0
+
+
+def search_tool():
+    spec = importlib.util.spec_from_file_location(
+        "hn_patchmix_search", ROOT / "tools" / "patchmix_search.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # its dataclasses look their module up
+    spec.loader.exec_module(mod)
+    return mod
+
+
+class ShareReader(torch.nn.Module):
+    """Reads a clip whose voxels hold their source's class index: log of each class's share."""
+
+    num_classes = 4
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        counts = torch.nn.functional.one_hot(x[:, 0].flatten(1).long(), self.num_classes).sum(1)
+        return (counts.float() / counts.sum(1, keepdim=True)).clamp_min(1e-9).log()
+
+
+def test_search_fitness_is_zero_for_a_model_that_reads_the_shares_exactly():
+    search = search_tool()
+    y = torch.arange(32) % 4
+    clips = y[:, None, None, None, None].float().expand(32, 1, 4, 8, 8)
+    policy = search.Policy((2, 2, 2), "checkerboard", "other_class")
+    exact = search.fitness(policy, ShareReader(), clips, y, [1, 2, 3, 0], seed=0)
+    blind = search.fitness(policy, lambda x: torch.zeros(len(x), 4), clips, y, [1, 2, 3, 0], seed=0)
+    assert abs(exact) < 1e-5 and blind < -0.3
+
+
+def test_search_mutations_stay_valid_and_canonical():
+    import random
+
+    search = search_tool()
+    rng = random.Random(0)
+    p = search.random_policy(rng)
+    for _ in range(200):
+        child = search.mutate(p, rng)
+        assert child.valid() and child == child.canonical() and child != p
+        p = child
+    assert search.Policy((3, 4, 2), "stripes_w", "random").canonical().grid == (1, 1, 2)
+    probs = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3], [0.5, 0.1, 0.4]])
+    assert search.confusion_partners(probs, torch.tensor([0, 1, 2]), 3) == [1, 2, 0]
