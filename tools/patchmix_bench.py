@@ -44,6 +44,8 @@ COMMON = [
 SETS = {
     "small": ["data.num_train=500", "train.epochs=6"],
     "full": ["data.num_train=1500", "train.epochs=3"],
+    # an extra, after the 30: does mixing pay once the small set is trained 3x longer?
+    "small_long": ["data.num_train=500", "train.epochs=18"],
 }
 METHODS = {
     "none": [],
@@ -140,7 +142,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("what", choices=("run", "summary"))
     p.add_argument("--policy", default=str(ROOT / "runs" / "patchmix_search" / "policy.yaml"))
-    p.add_argument("--sets", default="small,full")
+    p.add_argument("--sets", default="small,full", help=f"of {list(SETS)}")
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--results", type=Path, default=RESULTS)

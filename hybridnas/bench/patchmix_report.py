@@ -7,7 +7,11 @@ from pathlib import Path
 from typing import Any
 
 METHOD_ORDER = ("none", "mixup", "cutmix", "patchmix_searched", "patchmix_random")
-SET_LABEL = {"small": "small: 500 clips, 6 epochs", "full": "full: 1500 clips, 3 epochs"}
+SET_LABEL = {
+    "small": "small: 500 clips, 6 epochs",
+    "full": "full: 1500 clips, 3 epochs",
+    "small_long": "small, 18 epochs (extra)",
+}
 
 
 def _cell(m: dict[str, Any] | None) -> tuple[str, str]:
@@ -37,7 +41,8 @@ def policy_lines(p: dict[str, Any]) -> list[str]:
         f"{cost['evaluations']} policies evaluated in **{cost['search_s']:.0f} s** on one thread "
         f"(population {cost['population']}, {cost['generations']} x population children), "
         f"plus the fixed model ({cost['checkpoint']}, held-out top-1 "
-        f"{cost['fixed_model_heldout_top1']:.3f}), reused from the `none` run: no extra "
+        f"{cost['fixed_model_heldout_top1']:.3f}), reused from the small-set `none` seed-0 "
+        "run: no extra "
         "training. Best and worst policies:\n",
         "| rank | grid | pattern | pairing | fitness |",
         "| --- | --- | --- | --- | --- |",
