@@ -53,7 +53,14 @@ METHODS = {
     "cutmix": ["train.cutmix=1.0"],
     "patchmix_searched": ["train.mix=patchmix", "train.patchmix.policy={policy}"],
     "patchmix_random": ["train.mix=patchmix"],  # grid 2x2x2, random tubes, random pairs
+    # an extra ablation: the searched policy without the patch-level loss
+    "patchmix_searched_no_patch_loss": [
+        "train.mix=patchmix",
+        "train.patchmix.policy={policy}",
+        "train.patchmix.patch_loss=0",
+    ],
 }
+MAIN = ("none", "mixup", "cutmix", "patchmix_searched", "patchmix_random")
 
 
 def done_runs(path: Path) -> set[tuple[str, str, int]]:
@@ -143,7 +150,7 @@ def main() -> None:
     p.add_argument("what", choices=("run", "summary"))
     p.add_argument("--policy", default=str(ROOT / "runs" / "patchmix_search" / "policy.yaml"))
     p.add_argument("--sets", default="small,full", help=f"of {list(SETS)}")
-    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--methods", default=",".join(MAIN), help=f"of {list(METHODS)}")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--results", type=Path, default=RESULTS)
     p.add_argument("--code", type=Path, default=ROOT, help="the checkout whose tools/train.py runs")

@@ -6,7 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-METHOD_ORDER = ("none", "mixup", "cutmix", "patchmix_searched", "patchmix_random")
+METHOD_ORDER = (
+    "none",
+    "mixup",
+    "cutmix",
+    "patchmix_searched",
+    "patchmix_random",
+    "patchmix_searched_no_patch_loss",
+)
 SET_LABEL = {
     "small": "small: 500 clips, 6 epochs",
     "full": "full: 1500 clips, 3 epochs",
