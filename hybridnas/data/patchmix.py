@@ -85,10 +85,6 @@ def check_policy(
         raise _one_line_error(
             "pattern", f"{pattern} needs at least 2 tubes on its axis, got grid {list(grid)}"
         )
-    if pattern == "checkerboard" and sum(int(g) > 1 for g in grid) == 0:
-        raise _one_line_error(
-            "pattern", f"checkerboard needs a grid with 2+ tubes, got {list(grid)}"
-        )
     if pairing not in PAIRINGS:
         raise _one_line_error("pairing", f"must be one of {list(PAIRINGS)}, got {pairing!r}")
     if pairing == "hardest" and partners is None:
