@@ -22,6 +22,9 @@ CHOICES = {
     "search.select": ("alpha", "perturbation"),
     "search.alpha_split": ("auto", "half_train", "search_val"),
     "search.order": (1, 2),
+    "train.mix": ("timm", "patchmix"),
+    "train.patchmix.pattern": ("random", "checkerboard", "stripes_t", "stripes_h", "stripes_w"),
+    "train.patchmix.pairing": ("random", "other_class", "hardest"),
 }
 
 

@@ -21,6 +21,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from hybridnas.config import ConfigError
+from hybridnas.data.patchmix import PatchMixConfig
 from hybridnas.ops.registry import DEFAULT_OPS
 from hybridnas.search.faithfulness import FaithfulnessConfig
 from hybridnas.search.fitness import FitnessConfig
@@ -30,6 +31,7 @@ from hybridnas.space.macro import MacroSpec
 Triple = tuple[int, int, int]
 REWIRE_GUIDANCE = ("alphas", "connections")
 DROP_POLICIES = ("weighted", "weakest")
+MIXES = ("timm", "patchmix")
 
 
 def _plain(node: Any) -> dict[str, Any]:
@@ -353,6 +355,8 @@ class TrainConfig:
     label_smoothing: float = 0.1
     mixup: float = 0.0
     cutmix: float = 0.0
+    mix: str = "timm"
+    patchmix: PatchMixConfig = field(default_factory=PatchMixConfig)
     ema: bool = True
     ema_decay: float = 0.99
     drop_path: float = 0.0
@@ -360,6 +364,19 @@ class TrainConfig:
     amp: bool = True
     ckpt_every_steps: int = 0
     log_every_steps: int = 10
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.patchmix, PatchMixConfig):  # a mapping from the YAML
+            object.__setattr__(self, "patchmix", PatchMixConfig.from_node(self.patchmix))
+        if self.mix not in MIXES:
+            raise ConfigError(
+                f"config key 'train.mix' must be one of {list(MIXES)}, got {self.mix!r}"
+            )
+        if self.mix == "patchmix" and (self.mixup > 0 or self.cutmix > 0):
+            raise ConfigError(
+                "train.mix=patchmix replaces timm's mixup/cutmix: "
+                "set train.mixup=0 and train.cutmix=0"
+            )
 
 
 @dataclass(frozen=True)

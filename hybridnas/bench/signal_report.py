@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from hybridnas.bench.patchmix_report import patchmix_section
+
 
 def _ci(lo_hi: list[float]) -> str:
     return f"[{lo_hi[0]:+.2f}, {lo_hi[1]:+.2f}]"
@@ -300,6 +302,7 @@ def signal_sections(dst: Path) -> list[str]:
         ("rewiring_gt.json", _with_reading(rewiring_section, dst / "rewiring_reading.md")),
         ("schedule.json", _with_reading(schedule_section, dst / "schedule_reading.md")),
         ("latency_model.json", _latency_model_section),
+        ("patchmix_summary.json", _with_reading(patchmix_section, dst / "patchmix_reading.md")),
     )
     for name, section in parts:
         if (dst / name).is_file():

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from hybridnas.data import VideoMixup, build_dataset, build_loader, whole_train_set
 from hybridnas.data.loader import require_one_batch
+from hybridnas.data.patchmix import PatchMix
 from hybridnas.engine.backend import WeightTrainer
 from hybridnas.engine.checkpoint import (
     CheckpointError,
@@ -143,7 +144,7 @@ class TrainState:
     amp: bool
     train_loader: Any
     val_loader: Any
-    mixup: VideoMixup | None
+    mixup: VideoMixup | PatchMix | None
     steps_per_epoch: int
     epoch: int = 0
     batch_in_epoch: int = 0
@@ -235,7 +236,11 @@ def setup(cfg: TrainRun, ctx: DistContext, run_dir: Path) -> TrainState:
     ema = ModelEmaV3(model, decay=t.ema_decay, use_warmup=True) if t.ema else None
     amp = bool(t.amp) and on_gpu and cfg.engine != "deepspeed"  # bf16: no loss scaling
     mixup = None
-    if t.mixup > 0 or t.cutmix > 0:
+    if t.mix == "patchmix":
+        mixup = PatchMix.from_config(t.patchmix, train_set.num_classes, t.label_smoothing)
+        if mixup.patch_loss:
+            mixup.attach(model)  # the patch-level loss reads the map before the head's pool
+    elif t.mixup > 0 or t.cutmix > 0:
         mixup = VideoMixup(
             train_set.num_classes,
             mixup_alpha=t.mixup,
@@ -343,6 +348,8 @@ def train_epoch(st: TrainState, tracker: Tracker) -> None:
         with autocast:
             logits = st.trainer(x)
             loss = (soft_loss if st.mixup is not None else hard_loss)(logits.float(), target)
+            if isinstance(st.mixup, PatchMix):
+                loss = loss + st.mixup.extra_loss()
         st.trainer.step(loss)
         where = f"train epoch {st.epoch}, step {st.batch_in_epoch}"
         loss = check_loss(float(loss.detach()), where, f"train.lr={t.lr}")
