@@ -241,13 +241,19 @@ def read_rows(path: Path, recipe_hash: str) -> list[dict[str, Any]]:
 
 
 def pending(
-    specs: list[RowSpec], tasks: tuple[str, ...], done: set[tuple[str, str, int]]
+    specs: list[RowSpec],
+    tasks: tuple[str, ...],
+    done: set[tuple[str, str, int]],
+    ms: dict[str, float] | None = None,
 ) -> list[tuple[str, int, RowSpec]]:
-    """(task, seed, row) still to train: task by task, seed-major (every row's seed 0 first)."""
+    """(task, seed, row) still to train: task by task, seed-major (every row's seed 0 first),
+    within a seed the fastest nets (``ms``) first, so a stopped run holds the most rows."""
+    ms = ms or {}
+    ordered = sorted(specs, key=lambda s: ms.get(s.name, 0.0))
     todo = []
     for task in tasks:
         for seed in range(max(s.seeds for s in specs)):
-            todo += [(task, seed, s) for s in specs if seed < s.seeds]
+            todo += [(task, seed, s) for s in ordered if seed < s.seeds]
     return [t for t in todo if (t[0], t[2].name, t[1]) not in done]
 
 
@@ -336,7 +342,7 @@ def run_front(
         return doc
     done = {(r["task"], r["name"], r["seed"]) for r in records}
     clips: dict[str, dict[str, Clips]] = {}
-    for task, seed, spec in pending(specs, recipe.tasks, done):
+    for task, seed, spec in pending(specs, recipe.tasks, done, lat["ms"]):
         task_recipe = dataclasses.replace(recipe, task=task)
         if task not in clips:
             clips = {task: load_clips(task_recipe)}  # type: ignore[arg-type]
