@@ -114,8 +114,8 @@ def plot_front(doc: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    tasks = list(doc["tasks"])
-    fig, axes = plt.subplots(1, len(tasks), figsize=(6.5 * len(tasks), 5), squeeze=False)
+    tasks = [t for t, d in doc["tasks"].items() if d["rows"]]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(6.5 * len(tasks), 5.6), squeeze=False)
     for ax, task in zip(axes[0], tasks, strict=True):
         rows = doc["tasks"][task]["rows"]
         for fam in dict.fromkeys(r["family"] for r in rows):
@@ -140,9 +140,10 @@ def plot_front(doc: dict, path: Path) -> None:
         ax.set_ylabel("test top-1 (mean over seeds, bars: seed SD)")
         ax.set_title(f"task {task}")
         ax.grid(alpha=0.3, which="both")
-        if rows:
-            ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
+    handles = {h.get_label(): h for ax in axes[0] for h in ax.get_legend_handles_labels()[0]}
+    ncol = 3 * len(tasks)
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=ncol, fontsize=8)
+    fig.tight_layout(rect=(0, 0.04 * (1 + len(handles) // ncol), 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
