@@ -326,9 +326,11 @@ def run_front(
     *,
     report_only: bool = False,
     remeasure: bool = False,
+    judge_family: str | None = None,
 ) -> dict:
     """Train what ``OUT/rows.jsonl`` lacks (appending each record as it finishes), measure
-    latency, and write front.json / front.png / front.md after every row; returns front.json."""
+    latency, and write front.json / front.png / front.md after every row (claims on the found
+    rows of ``judge_family``, None: all); returns front.json."""
     from hybridnas.bench.front_report import write_front
 
     torch.set_num_threads(1)
@@ -337,7 +339,7 @@ def run_front(
     records = read_rows(rows_path, recipe.hash())
     specs = all_specs(specs, records)
     lat = latency_for(specs, recipe, out / "latency.json", remeasure)
-    doc = write_front(records, specs, lat, recipe, out)
+    doc = write_front(records, specs, lat, recipe, out, judge_family)
     if report_only:
         return doc
     done = {(r["task"], r["name"], r["seed"]) for r in records}
@@ -355,5 +357,5 @@ def run_front(
             f"({record['seconds']:.0f} s)",
             flush=True,
         )
-        doc = write_front(records, specs, lat, recipe, out)
+        doc = write_front(records, specs, lat, recipe, out, judge_family)
     return doc

@@ -229,11 +229,19 @@ def section(doc: dict, reading: str = "") -> str:
     return "\n".join([*intro, markdown(doc), reading.strip(), ""])
 
 
-def write_front(records: list[dict], specs: list, lat: dict, recipe: Any, out: Path) -> dict:
+def write_front(
+    records: list[dict],
+    specs: list,
+    lat: dict,
+    recipe: Any,
+    out: Path,
+    judge_family: str | None = None,
+) -> dict:
     """Write ``front.json``, ``front.png``, ``front.md`` and ``section.md`` (the BENCHMARKS
-    section, with ``reading.md`` if present) under ``out``; returns the doc."""
+    section, with ``reading.md`` if present) under ``out``; the claims judge the found rows of
+    ``judge_family`` (None: every found row). Returns the doc."""
     doc = assemble(records, specs, lat, recipe.tasks)
-    doc["claims"] = {t: check_claims(d) for t, d in doc["tasks"].items()}
+    doc["claims"] = {t: check_claims(d, judge_family) for t, d in doc["tasks"].items()}
     doc["recipe"] = {**asdict(recipe), "hash": recipe.hash()}
     doc["latency"] = {k: v for k, v in lat.items() if k not in ("ms", "ms_predicted")}
     (out / "front.json").write_text(json.dumps(doc, indent=1))
