@@ -134,3 +134,13 @@ def test_a_changed_genotype_file_is_refused_not_mixed(tmp_path):
     (changed,) = front.genotype_rows([str(g.parent)], "found", "hybrid")
     with pytest.raises(ValueError, match="hybrid_k0"):
         front.all_specs([changed], [record])
+
+
+def test_pending_is_task_then_seed_major_fastest_first():
+    a = RowSpec("a", "baseline", "c3d", "c3d", {"width": 2}, seeds=2)
+    b = RowSpec("b", "found", "g", "genotype", {}, seeds=3, genotype="builtin")
+    todo = front.pending([a, b], ("t1", "t2"), {("t1", "b", 0)}, {"a": 2.0, "b": 1.0})
+    assert [(t, s, r.name) for t, s, r in todo] == [
+        ("t1", 0, "a"), ("t1", 1, "b"), ("t1", 1, "a"), ("t1", 2, "b"),
+        ("t2", 0, "b"), ("t2", 0, "a"), ("t2", 1, "b"), ("t2", 1, "a"), ("t2", 2, "b"),
+    ]  # fmt: skip

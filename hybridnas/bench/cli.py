@@ -211,6 +211,7 @@ def run_front_command(args: argparse.Namespace) -> None:
         args.out or front.OUT_DIR,
         report_only=args.report_only,
         remeasure=args.remeasure,
+        judge_family=args.judge_family or (args.found_family if args.found else None),
     )
 
 
@@ -228,6 +229,11 @@ def _front_parser(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--out", type=Path, default=None, help="tools/bench_results/front")
     f.add_argument("--report-only", action="store_true", help="train nothing, rewrite reports")
     f.add_argument("--remeasure", action="store_true", help="measure latency again")
+    f.add_argument(
+        "--judge-family",
+        default=None,
+        help="claims on this found family only (default: --found-family with --found, else all)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -241,13 +241,19 @@ def read_rows(path: Path, recipe_hash: str) -> list[dict[str, Any]]:
 
 
 def pending(
-    specs: list[RowSpec], tasks: tuple[str, ...], done: set[tuple[str, str, int]]
+    specs: list[RowSpec],
+    tasks: tuple[str, ...],
+    done: set[tuple[str, str, int]],
+    ms: dict[str, float] | None = None,
 ) -> list[tuple[str, int, RowSpec]]:
-    """(task, seed, row) still to train: task by task, seed-major (every row's seed 0 first)."""
+    """(task, seed, row) still to train: task by task, seed-major (every row's seed 0 first),
+    within a seed the fastest nets (``ms``) first, so a stopped run holds the most rows."""
+    ms = ms or {}
+    ordered = sorted(specs, key=lambda s: ms.get(s.name, 0.0))
     todo = []
     for task in tasks:
         for seed in range(max(s.seeds for s in specs)):
-            todo += [(task, seed, s) for s in specs if seed < s.seeds]
+            todo += [(task, seed, s) for s in ordered if seed < s.seeds]
     return [t for t in todo if (t[0], t[2].name, t[1]) not in done]
 
 
@@ -320,9 +326,11 @@ def run_front(
     *,
     report_only: bool = False,
     remeasure: bool = False,
+    judge_family: str | None = None,
 ) -> dict:
     """Train what ``OUT/rows.jsonl`` lacks (appending each record as it finishes), measure
-    latency, and write front.json / front.png / front.md after every row; returns front.json."""
+    latency, and write front.json / front.png / front.md after every row (claims on the found
+    rows of ``judge_family``, None: all); returns front.json."""
     from hybridnas.bench.front_report import write_front
 
     torch.set_num_threads(1)
@@ -331,12 +339,12 @@ def run_front(
     records = read_rows(rows_path, recipe.hash())
     specs = all_specs(specs, records)
     lat = latency_for(specs, recipe, out / "latency.json", remeasure)
-    doc = write_front(records, specs, lat, recipe, out)
+    doc = write_front(records, specs, lat, recipe, out, judge_family)
     if report_only:
         return doc
     done = {(r["task"], r["name"], r["seed"]) for r in records}
     clips: dict[str, dict[str, Clips]] = {}
-    for task, seed, spec in pending(specs, recipe.tasks, done):
+    for task, seed, spec in pending(specs, recipe.tasks, done, lat["ms"]):
         task_recipe = dataclasses.replace(recipe, task=task)
         if task not in clips:
             clips = {task: load_clips(task_recipe)}  # type: ignore[arg-type]
@@ -349,5 +357,5 @@ def run_front(
             f"({record['seconds']:.0f} s)",
             flush=True,
         )
-        doc = write_front(records, specs, lat, recipe, out)
+        doc = write_front(records, specs, lat, recipe, out, judge_family)
     return doc

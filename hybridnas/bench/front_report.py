@@ -114,8 +114,8 @@ def plot_front(doc: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    tasks = list(doc["tasks"])
-    fig, axes = plt.subplots(1, len(tasks), figsize=(6.5 * len(tasks), 5), squeeze=False)
+    tasks = [t for t, d in doc["tasks"].items() if d["rows"]]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(6.5 * len(tasks), 5.6), squeeze=False)
     for ax, task in zip(axes[0], tasks, strict=True):
         rows = doc["tasks"][task]["rows"]
         for fam in dict.fromkeys(r["family"] for r in rows):
@@ -140,9 +140,10 @@ def plot_front(doc: dict, path: Path) -> None:
         ax.set_ylabel("test top-1 (mean over seeds, bars: seed SD)")
         ax.set_title(f"task {task}")
         ax.grid(alpha=0.3, which="both")
-        if rows:
-            ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
+    handles = {h.get_label(): h for ax in axes[0] for h in ax.get_legend_handles_labels()[0]}
+    ncol = 3 * len(tasks)
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=ncol, fontsize=8)
+    fig.tight_layout(rect=(0, 0.04 * (1 + len(handles) // ncol), 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -228,11 +229,19 @@ def section(doc: dict, reading: str = "") -> str:
     return "\n".join([*intro, markdown(doc), reading.strip(), ""])
 
 
-def write_front(records: list[dict], specs: list, lat: dict, recipe: Any, out: Path) -> dict:
+def write_front(
+    records: list[dict],
+    specs: list,
+    lat: dict,
+    recipe: Any,
+    out: Path,
+    judge_family: str | None = None,
+) -> dict:
     """Write ``front.json``, ``front.png``, ``front.md`` and ``section.md`` (the BENCHMARKS
-    section, with ``reading.md`` if present) under ``out``; returns the doc."""
+    section, with ``reading.md`` if present) under ``out``; the claims judge the found rows of
+    ``judge_family`` (None: every found row). Returns the doc."""
     doc = assemble(records, specs, lat, recipe.tasks)
-    doc["claims"] = {t: check_claims(d) for t, d in doc["tasks"].items()}
+    doc["claims"] = {t: check_claims(d, judge_family) for t, d in doc["tasks"].items()}
     doc["recipe"] = {**asdict(recipe), "hash": recipe.hash()}
     doc["latency"] = {k: v for k, v in lat.items() if k not in ("ms", "ms_predicted")}
     (out / "front.json").write_text(json.dumps(doc, indent=1))
