@@ -148,8 +148,8 @@ def placeholder_found_rows() -> list[RowSpec]:
 
 
 def genotype_rows(paths: list[str], kind: str, family: str, seeds: int = 3) -> list[RowSpec]:
-    """One row per genotype JSON (a folder: its numbered ``<k>.json`` members, e.g. ``runs/<search>/family``),
-    named ``<family>_<file stem>``."""
+    """One row per genotype JSON (a folder: its numbered ``<k>.json`` members, e.g.
+    ``runs/<search>/family``), named ``<family>_<file stem>``."""
     files: list[Path] = []
     for p in map(Path, paths):
         files += sorted(f for f in p.glob("*.json") if f.stem.isdigit()) if p.is_dir() else [p]
