@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hybridnas.config import ConfigError
+from hybridnas.data.transforms import VideoMixup
 
 PATTERNS = ("random", "checkerboard", "stripes_t", "stripes_h", "stripes_w")
 PAIRINGS = ("random", "other_class", "hardest")
@@ -298,3 +299,21 @@ def patch_level_loss(
     logits = classifier(feats.float().movedim(1, -1))  # (B, T', H', W', classes)
     labels = position_labels(voxel_mask, feats.shape[2:], y, y_partner)
     return F.cross_entropy(logits.flatten(0, 3), labels.flatten(), label_smoothing=smoothing)
+
+
+def build_mixer(t: Any, num_classes: int, model: nn.Module) -> VideoMixup | PatchMix | None:
+    """The batch mixer ``train.*`` (a TrainConfig) asks for: PatchMix (hooked on ``model``
+    when it has a patch-level loss), timm's mixup/cutmix, or none."""
+    if t.mix == "patchmix":
+        mixer = PatchMix.from_config(t.patchmix, num_classes, t.label_smoothing)
+        if mixer.patch_loss:
+            mixer.attach(model)  # the patch-level loss reads the map before the head's pool
+        return mixer
+    if t.mixup > 0 or t.cutmix > 0:
+        return VideoMixup(
+            num_classes,
+            mixup_alpha=t.mixup,
+            cutmix_alpha=t.cutmix,
+            label_smoothing=t.label_smoothing,
+        )
+    return None

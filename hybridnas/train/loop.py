@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from hybridnas.data import VideoMixup, build_dataset, build_loader, whole_train_set
 from hybridnas.data.loader import require_one_batch
-from hybridnas.data.patchmix import PatchMix
+from hybridnas.data.patchmix import PatchMix, build_mixer
 from hybridnas.engine.backend import WeightTrainer
 from hybridnas.engine.checkpoint import (
     CheckpointError,
@@ -235,18 +235,7 @@ def setup(cfg: TrainRun, ctx: DistContext, run_dir: Path) -> TrainState:
     scheduler = make_scheduler(trainer.optimizer, t, steps)
     ema = ModelEmaV3(model, decay=t.ema_decay, use_warmup=True) if t.ema else None
     amp = bool(t.amp) and on_gpu and cfg.engine != "deepspeed"  # bf16: no loss scaling
-    mixup = None
-    if t.mix == "patchmix":
-        mixup = PatchMix.from_config(t.patchmix, train_set.num_classes, t.label_smoothing)
-        if mixup.patch_loss:
-            mixup.attach(model)  # the patch-level loss reads the map before the head's pool
-    elif t.mixup > 0 or t.cutmix > 0:
-        mixup = VideoMixup(
-            train_set.num_classes,
-            mixup_alpha=t.mixup,
-            cutmix_alpha=t.cutmix,
-            label_smoothing=t.label_smoothing,
-        )
+    mixup = build_mixer(t, train_set.num_classes, model)
     return TrainState(
         cfg,
         ctx,
