@@ -18,10 +18,13 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from helpers import run_cmd, search_cmd, train  # noqa: E402
 
-# Under pytest-xdist (-n 2) each worker has one core of the two: one torch thread each, or
-# the workers' OpenMP threads stall each other (see hybridnas.engine.distributed).
+# Torch threads of the tests that run in this process: 2 at most, and under pytest-xdist (-n 2)
+# one per worker, or the workers' OpenMP threads stall each other (see
+# hybridnas.engine.distributed); HYBRIDNAS_TEST_THREADS=N chooses (e.g. to check a learning
+# test at 1 and at 2 threads).
 WORKER = os.environ.get("PYTEST_XDIST_WORKER")
-torch.set_num_threads(1 if WORKER else max(1, min(2, os.cpu_count() or 1)))
+THREADS = 1 if WORKER else max(1, min(2, os.cpu_count() or 1))
+torch.set_num_threads(int(os.environ.get("HYBRIDNAS_TEST_THREADS", THREADS)))
 
 
 def session_root(tmp_path_factory) -> Path:
