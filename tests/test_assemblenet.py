@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import TINY_DATA
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -20,7 +21,6 @@ from hybridnas.search.mutations import Guidance, add_input, drop_input, mutate, 
 from hybridnas.space.genotype import CellSpec, Genotype, validate
 from hybridnas.space.network import build_network, read_connection_weights
 from hybridnas.stage_config import EvolutionConfig
-from tests.test_search import TINY_DATA
 
 ROOT = Path(__file__).resolve().parent.parent
 OPS = ("none", "skip", "max_pool_1x3x3", "conv3d_3x3x3", "conv2plus1d_3x3x3")

@@ -38,7 +38,9 @@ def test_kinetics_sized_baselines_have_the_published_shape():
     params = sum(p.numel() for p in x3d.parameters())
     assert 3.5e6 < params < 4.0e6  # X3D-XS: 3.8M parameters (Feichtenhofer 2020)
     r2p1 = build_model("r2plus1d", num_classes=400, frames=16, size=224, r2plus1d_width=64)
-    assert r2p1(torch.randn(1, 3, 16, 224, 224)).shape == (1, 400)
+    # a full-size clip through the net on the meta device: the shapes, without the FLOPs
+    r2p1 = r2p1.to("meta")
+    assert r2p1(torch.randn(1, 3, 16, 224, 224, device="meta")).shape == (1, 400)
 
 
 def test_c3d_width_sets_its_stages_and_flops():
@@ -194,10 +196,16 @@ def test_c3d_trains_well_above_chance():
     ``x3d_xs``) they stay near chance here (R(2+1)D-50 0.130 measured here); from PyTorch's
     (``r2plus1d_18``, ``x3d_xs_ti``) they train, but need the full recipes' epochs to leave
     chance well, too slow for a test (README, baselines)."""
+    before = torch.get_num_threads()
     torch.set_num_threads(1)
-    torch.manual_seed(0)
-    model = build_model("c3d", num_classes=10, frames=8, size=32, **RECIPE_KW["c3d"])
-    assert _fit_and_score(model) > 0.30
+    try:
+        torch.manual_seed(0)
+        model = build_model("c3d", num_classes=10, frames=8, size=32, **RECIPE_KW["c3d"])
+        acc = _fit_and_score(model)
+    finally:
+        torch.set_num_threads(before)  # not left at 1 for the tests after this one
+    print(f"c3d: top-1 {acc:.3f} (chance 0.10)")
+    assert acc > 0.30
 
 
 def test_r2plus1d_18_is_basic_2plus1d_blocks_from_pytorch_init():

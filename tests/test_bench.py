@@ -3,14 +3,14 @@ one micro measurement in a child process, the results file, the equal-compute bu
 report writer on a small synthetic results.json. No search or training runs here (< 60 s)."""
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from helpers import tool
+
 from hybridnas.bench import harness
 from hybridnas.bench.modes import MODES, budgets
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_run_child_measures_its_own_peak_memory(tmp_path):
@@ -133,15 +133,11 @@ def test_report_writer(tmp_path):
     assert write_report(src, dst).read_text() == md
 
 
-def test_bench_cli_lists_the_sections_and_keeps_the_ground_truth_commands():
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "bench.py"), "run", "--help"],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=ROOT,
-    ).stdout
-    assert "cost,cost_long,quality,train,faithfulness,evo_ranks" in out
+def test_bench_cli_lists_the_sections_and_keeps_the_ground_truth_commands(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        tool("bench").main(["run", "--help"])
+    assert exit_.value.code == 0
+    assert "cost,cost_long,quality,train,faithfulness,evo_ranks" in capsys.readouterr().out
     from hybridnas.bench.cli import COMMANDS
 
     assert {"groundtruth", "regret", "gt-report"} <= set(COMMANDS)

@@ -1,16 +1,13 @@
 """Checkpoint round trips, corrupt-file errors and crash safety of saves."""
 
-import os
 import random
 import signal
-import subprocess
-import sys
-import textwrap
 import time
 
 import numpy as np
 import pytest
 import torch
+from helpers import Saver
 
 from hybridnas.engine.checkpoint import (
     CheckpointError,
@@ -97,20 +94,9 @@ def test_not_a_dict(tmp_path):
         load_checkpoint(path)
 
 
-_SAVER = textwrap.dedent(
-    """
-    import sys, torch
-    from hybridnas.engine.checkpoint import save_checkpoint
-    path, n = sys.argv[1], int(sys.argv[2])
-    for version in range(10**6):
-        save_checkpoint(path, {"version": version, "w": torch.full((n,), float(version))})
-    """
-)
-
-
 def test_sigkill_during_save_keeps_previous_file(tmp_path):
     path = tmp_path / "big.pt"
-    proc = subprocess.Popen([sys.executable, "-c", _SAVER, str(path), str(4_000_000)])
+    saver = Saver(path, 4_000_000)
     try:
         # Kill while a temp file exists, i.e. mid-save, once at least one version is complete.
         deadline = time.monotonic() + 60
@@ -120,11 +106,9 @@ def test_sigkill_during_save_keeps_previous_file(tmp_path):
             time.sleep(0.005)
         else:
             pytest.fail("saver never started a second save")
-        os.kill(proc.pid, signal.SIGKILL)
     finally:
-        proc.kill()
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+        returncode = saver.kill()
+    assert returncode == -signal.SIGKILL
     state = load_checkpoint(path)
     assert state["w"].shape == (4_000_000,)
     assert bool((state["w"] == state["version"]).all())

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import (
+    TINY_DATA,  # noqa: F401  (re-exported for test_refactor_pins.py until it imports helpers)
+    copy_run,
+    one_line,
+    run_cmd,
+    search,
+    search_cmd,
+    snapshot,
+    tool_env,
+)
 from hydra import compose, initialize_config_dir
 
 from hybridnas.config import RECIPES, ConfigError, check_config
@@ -21,45 +29,6 @@ from hybridnas.search.sdas import FixSchedule, fix_edges
 from hybridnas.space.cells import edge_list
 from hybridnas.space.genotype import Genotype
 from hybridnas.space.supernet import Supernet, SupernetConfig
-
-ROOT = Path(__file__).resolve().parent.parent
-#: The tiny built-in data every subprocess search test shares.
-TINY_DATA = [
-    "data.num_train=48",
-    "data.num_search_val=48",
-    "data.num_test=16",
-    "data.batch_size=8",
-    "data.frames=4",
-    "data.size=16",
-    "data.digit_px=6",
-]
-TINY = [
-    *TINY_DATA,
-    "model.op_names=[none,skip,max_pool_1x3x3,conv3d_3x3x3,dil_temporal_d2]",
-    "model.steps=2",
-    "model.stage_widths=[4,8,8]",
-    "model.num_cells=3",
-    "model.stem_channels=8",
-    "search.epochs=4",
-    "search.warmup_epochs=1",
-    "stage=differentiable",
-]
-
-
-def _env(tmp_path: Path) -> dict:
-    env = dict(os.environ, WANDB_MODE="offline", HYBRIDNAS_CACHE=str(tmp_path / "cache"))
-    env["OMP_NUM_THREADS"] = "1"
-    return env
-
-
-def _search_cmd(out: Path, *extra: str, nproc: int = 0) -> list[str]:
-    launcher = [sys.executable, str(ROOT / "tools" / "search.py")]
-    if nproc:
-        launcher = [
-            sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
-            "--master_port", str(29500 + os.getpid() % 1000), str(ROOT / "tools" / "search.py"),
-        ]  # fmt: skip
-    return [*launcher, "recipe=sdas_video", f"out_dir={out}", *TINY, *extra]
 
 
 def _final_alphas(run: Path) -> list[torch.Tensor]:
@@ -140,36 +109,23 @@ def test_config_errors_name_the_key():
     [
         ("model.op_names=[none,conv9d]", "model.op_names"),
         ("model.stage_widths=[8,16]", "model.stage_widths"),
+        ("search.warmup_epochs=4", "search.warmup_epochs=4 must be in [0, search.epochs=4)"),
     ],
 )
-def test_bad_space_stops_before_training(tmp_path, override, message):
+def test_bad_space_or_schedule_stops_before_training(tmp_path, override, message):
     out = tmp_path / "run"
-    proc = subprocess.run(
-        _search_cmd(out, override, "tracking=none"),
-        env=_env(tmp_path), capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    assert message in proc.stderr
-    assert not (out / "checkpoints").exists()
+    with pytest.raises(ConfigError) as err:
+        search(out, override)
+    assert message in one_line(err.value)
+    # refused before the run was written
+    assert not (out / "config.yaml").exists() and not (out / "checkpoints").exists()
 
 
 # ---------------------------------------------------------------- end to end
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("search")
-    out = tmp / "full"
-    proc = subprocess.run(
-        _search_cmd(out, "tracking=offline"), env=_env(tmp), capture_output=True, text=True,
-        timeout=600,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return out
-
-
-def test_search_writes_a_genotype_that_trains_and_its_outputs(uninterrupted):
-    run = uninterrupted
+def test_search_writes_a_genotype_that_trains_and_its_outputs(tiny_search):
+    run = tiny_search
     g = _genotype(run)
     for name in ("config.yaml", "cell_normal.png", "cell_reduce.png", "alpha_heatmap.png"):
         assert (run / name).stat().st_size > 0, name
@@ -184,8 +140,8 @@ def test_search_writes_a_genotype_that_trains_and_its_outputs(uninterrupted):
     assert torch.isfinite(loss)
 
 
-def test_wandb_offline_run_holds_the_logged_keys(uninterrupted):
-    rows = read_wandb_history(uninterrupted)
+def test_wandb_offline_run_holds_the_logged_keys(tiny_search):
+    rows = read_wandb_history(tiny_search)
     keys = set().union(*(r.keys() for r in rows))
     for key in (
         "train/loss",
@@ -202,12 +158,12 @@ def test_wandb_offline_run_holds_the_logged_keys(uninterrupted):
 
 
 @pytest.mark.slow
-def test_killed_and_resumed_search_matches_uninterrupted(uninterrupted, tmp_path):
+def test_killed_and_resumed_search_matches_uninterrupted(tiny_search, tmp_path):
     out = tmp_path / "killed"
     # a checkpoint after every step gives a wide mid-epoch window to kill in, even on a fast box
-    cmd = _search_cmd(out, "tracking=none", "search.ckpt_every_steps=1")
+    cmd = search_cmd(out, "tracking=none", "search.ckpt_every_steps=1")
     proc = subprocess.Popen(
-        cmd, env=_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        cmd, env=tool_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     ckpt = out / "checkpoints" / "search_last.pt"
     deadline = time.time() + 300
@@ -223,32 +179,29 @@ def test_killed_and_resumed_search_matches_uninterrupted(uninterrupted, tmp_path
     proc.wait(timeout=60)
     assert killed_at is not None, "the run ended before it could be killed mid-epoch"
     assert not (out / "genotype.json").exists()
-    resumed = subprocess.run(
-        [*cmd, "resume=true"], env=_env(tmp_path), capture_output=True, text=True, timeout=600
-    )
+    resumed = run_cmd([*cmd, "resume=true"], tmp_path, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resumed search at epoch" in resumed.stdout
-    assert _genotype(out).key() == _genotype(uninterrupted).key()
-    for a, b in zip(_final_alphas(out), _final_alphas(uninterrupted), strict=True):
+    assert _genotype(out).key() == _genotype(tiny_search).key()
+    for a, b in zip(_final_alphas(out), _final_alphas(tiny_search), strict=True):
         assert torch.equal(a, b)
 
 
-def test_existing_run_is_not_clobbered(uninterrupted, tmp_path):
-    proc = subprocess.run(
-        _search_cmd(uninterrupted, "tracking=none"), env=_env(tmp_path), capture_output=True,
-        text=True, timeout=120,
-    )  # fmt: skip
-    assert proc.returncode == 2 and "resume=true" in proc.stderr
+def test_existing_run_is_not_clobbered(tiny_search, tmp_path):
+    run = copy_run(tiny_search, tmp_path)
+    before = snapshot(run)
+    with pytest.raises(ConfigError) as err:
+        search(run)
+    assert "resume=true" in one_line(err.value) and "overwrite=true" in str(err.value)
+    assert snapshot(run) == before
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("engine", ["engine=ddp", "engine=deepspeed zero_stage=2"])
 def test_two_ranks_hold_identical_alphas_and_write_one_genotype(tmp_path, engine):
     out = tmp_path / "dist"
-    proc = subprocess.run(
-        _search_cmd(out, "tracking=none", "search.epochs=3", *engine.split(), nproc=2),
-        env=_env(tmp_path), capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    cmd = search_cmd(out, "tracking=none", "search.epochs=3", *engine.split(), nproc=2)
+    proc = run_cmd(cmd, tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     digests = json.loads((out / "alphas.json").read_text())["rank_digests"]
     assert len(digests) == 2 and digests[0] == digests[1]

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import TINY_DATA
 
 from hybridnas.space.genotype import CellSpec, Genotype
 from hybridnas.space.network import build_network
@@ -31,13 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY_HYBRID = [
     "recipe=sdas_video",
     "tracking=none",
-    "data.num_train=48",
-    "data.num_search_val=48",
-    "data.num_test=16",
-    "data.batch_size=8",
-    "data.frames=4",
-    "data.size=16",
-    "data.digit_px=6",
+    *TINY_DATA,
     "model.op_names=[none,skip,max_pool_1x3x3,conv3d_3x3x3,dil_temporal_d2]",
     "model.steps=2",
     "model.stage_widths=[4,8,8]",

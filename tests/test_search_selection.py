@@ -1,15 +1,16 @@
-"""Issue 12: DARTS-PT perturbation selection for SDAS fixing, and DARTS-style search splits."""
+"""DARTS-PT perturbation selection and early (margin) fixing for SDAS, and DARTS-style search
+splits (the weights and the alphas step on disjoint halves of train)."""
 
 from __future__ import annotations
 
 import json
+import logging
 import math
-import subprocess
 
 import pytest
-import test_search as ts
 import torch
 import torch.nn.functional as F
+from helpers import cfg_of, run_cmd, search, search_cmd
 from videos import write_video
 
 from hybridnas.data import build_dataset, whole_train_set
@@ -136,16 +137,12 @@ def test_masked_op_refuses_a_decided_edge_and_zeroes_only_its_op():
         pass
 
 
-def test_search_with_perturbation_selection_writes_a_valid_genotype(tmp_path):
+def test_search_with_perturbation_selection_writes_a_valid_genotype(tmp_path, capsys):
     out = tmp_path / "pt"
-    proc = subprocess.run(
-        ts._search_cmd(out, "tracking=none", "search.select=perturbation", "search.epochs=3"),
-        env=ts._env(tmp_path), capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    search(out, "search.select=perturbation", "search.epochs=3")
+    assert "perturbation selection fixed" in capsys.readouterr().out
     genotype = Genotype.load(out / "genotype.json")
     assert len(genotype.normal.edges) == 4 and len(genotype.reduce.edges) == 4  # 2 per node
-    assert "perturbation selection fixed" in proc.stdout
     events = load_checkpoint(out / "checkpoints" / "search_last.pt")["fix_events"]
     fixed = [e for e in events if e["action"] == "fixed"]
     assert fixed and all("masked_acc" in e for e in fixed)
@@ -165,10 +162,8 @@ def test_search_with_perturbation_selection_writes_a_valid_genotype(tmp_path):
 @pytest.mark.slow
 def test_two_ranks_fix_the_same_ops_by_perturbation(tmp_path):
     out = tmp_path / "dist"
-    cmd = ts._search_cmd(
-        out, "tracking=none", "search.select=perturbation", "search.epochs=3", nproc=2
-    )
-    proc = subprocess.run(cmd, env=ts._env(tmp_path), capture_output=True, text=True, timeout=900)
+    cmd = search_cmd(out, "tracking=none", "search.select=perturbation", "search.epochs=3", nproc=2)
+    proc = run_cmd(cmd, tmp_path, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     digests = json.loads((out / "alphas.json").read_text())["rank_digests"]
     assert len(digests) == 2 and digests[0] == digests[1]  # edge decisions included
@@ -201,17 +196,14 @@ def test_fix_confident_fixes_only_edges_past_the_margin_and_prunes_full_nodes():
     assert fix_confident(arch, steps=2, margin=0.3) == []  # nothing more is confident
 
 
-def test_search_with_a_margin_fixes_edges_mid_epoch(tmp_path):
+def test_search_with_a_margin_fixes_edges_mid_epoch(tmp_path, capsys):
     out = tmp_path / "early"
-    proc = subprocess.run(
-        ts._search_cmd(out, "tracking=none", "search.epochs=3", "search.fix_margin=1e-9"),
-        env=ts._env(tmp_path), capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    search(out, "search.epochs=3", "search.fix_margin=1e-9")
+    stdout = capsys.readouterr().out
     events = load_checkpoint(out / "checkpoints" / "search_last.pt")["fix_events"]
     # warm-up ends after epoch 0; the first step of epoch 1 finds every free edge confident
     assert events and all((e["epoch"], e.get("step")) == (1, 1) for e in events)
-    assert "epoch 1 step 1: margin >= 1e-09 fixed" in proc.stdout
+    assert "epoch 1 step 1: margin >= 1e-09 fixed" in stdout
     genotype = Genotype.load(out / "genotype.json")
     for cell in ("normal", "reduce"):
         kept = {(e["from"], e["to"], e["op"]) for e in events if e["cell"] == cell}
@@ -232,13 +224,17 @@ def folder(tmp_path_factory):
     return root
 
 
+def _compose(*overrides: str):
+    return cfg_of("search", overrides)
+
+
 def _datasets(cfg):
     run = SearchRun.from_cfg(cfg)
     return search_datasets(run.data, run.search.alpha_split)
 
 
 def test_folder_search_steps_alphas_on_the_other_half_of_train(folder):
-    cfg = ts._compose(*VIDEO, f"data.root={folder}")
+    cfg = _compose(*VIDEO, f"data.root={folder}")
     weights, alphas, split = _datasets(cfg)
     train = build_dataset(cfg.data, "train")
     search_val = build_dataset(cfg.data, "search_val")
@@ -257,34 +253,30 @@ def test_folder_search_steps_alphas_on_the_other_half_of_train(folder):
     clip, label = alphas[0]  # decodes through the subset
     assert clip.shape == (3, 4, 16, 16) and label == train.entries[alphas.indices[0]].label
     # the old behaviour on request, and a found network trains on everything
-    w2, a2, split2 = _datasets(ts._compose(*VIDEO, f"data.root={folder}",
+    w2, a2, split2 = _datasets(_compose(*VIDEO, f"data.root={folder}",
                                                  "search.alpha_split=search_val"))  # fmt: skip
     assert split2 == "search_val" and len(w2) == len(train) and len(a2) == len(search_val)
     assert len(whole_train_set(cfg.data)) == 3 * VIDEOS_PER_CLASS > len(train)
 
 
 def test_builtin_keeps_its_search_val_split():
-    cfg = ts._compose("data.num_train=48", "data.num_search_val=24", "data.num_test=8",
+    cfg = _compose("data.num_train=48", "data.num_search_val=24", "data.num_test=8",
                       "data.frames=4", "data.size=16", "data.digit_px=6")  # fmt: skip
     weights, alphas, split = _datasets(cfg)
     assert split == "search_val" and (len(weights), len(alphas)) == (48, 24)
-    weights, alphas, split = _datasets(ts._compose(
+    weights, alphas, split = _datasets(_compose(
         "data.num_train=48", "data.num_search_val=24", "data.num_test=8", "data.frames=4",
         "data.size=16", "data.digit_px=6", "search.alpha_split=half_train"))  # fmt: skip
     assert split == "half_train" and (len(weights), len(alphas)) == (24, 24)
 
 
-def test_folder_search_logs_its_capped_epoch_once(folder, tmp_path):
+def test_folder_search_logs_its_capped_epoch_once(folder, tmp_path, caplog):
     out = tmp_path / "run"
-    cmd = [a for a in ts._search_cmd(out, "tracking=none") if not a.startswith("data.")]
-    proc = subprocess.run(
-        [*cmd, *VIDEO, f"data.root={folder}", "search.epochs=2", "search.warmup_epochs=0",
-         "search.steps_per_epoch=24"],
-        env=ts._env(tmp_path), capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    log = proc.stdout + proc.stderr
-    train = len(build_dataset(ts._compose(*VIDEO, f"data.root={folder}").data, "train"))
+    caplog.set_level(logging.INFO, logger="hybridnas")
+    search(out, "search.epochs=2", "search.warmup_epochs=0", "search.steps_per_epoch=24",
+           data=[*VIDEO, f"data.root={folder}"])  # fmt: skip
+    log = caplog.text
+    train = len(build_dataset(_compose(*VIDEO, f"data.root={folder}").data, "train"))
     half_w, half_a = math.ceil(train / 2), train // 2
     assert log.count("search epochs are capped") == 1
     expected = (

@@ -1,64 +1,20 @@
-"""tools/train.py: exact kill-and-resume, refusals (data root, other genotype / class count),
-and the Kinetics400 pipeline on a generated miniature (train, resume, multi-view, ensemble)."""
+"""tools/train.py: exact kill-and-resume, refusals (data root, another model / class count; a
+resume with another genotype is in test_silent_failures), and the Kinetics400 pipeline on a
+generated miniature (train, resume, multi-view, ensemble)."""
 
 from __future__ import annotations
 
-import csv
-import importlib.util
 import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+from helpers import cfg_of, make_kinetics, tool, train_cmd
 
 from hybridnas.engine.checkpoint import CheckpointError, load_checkpoint
 from hybridnas.models import check_fingerprint
-
-ROOT = Path(__file__).resolve().parent.parent
-
-# A tiny genotype network and tiny built-in data: seconds per run on a shared CPU.
-TINY = [
-    "genotype=builtin",
-    "model.num_cells=3",
-    "model.stage_widths=[4,8,8]",
-    "model.stem_channels=8",
-    "model.stem_stride=[1,2,2]",
-    "data.num_train=64",
-    "data.num_test=16",
-    "data.batch_size=8",
-    "train.steps_per_epoch=3",
-    "tracking=none",
-    "engine=none",
-]
-
-
-def tool(name: str):
-    spec = importlib.util.spec_from_file_location(f"hn_tool_{name}", ROOT / "tools" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def cfg_of(config: str, overrides: list[str]):
-    with initialize_config_dir(config_dir=str(ROOT / "recipes"), version_base="1.3"):
-        return compose(config, overrides=overrides)
-
-
-def train_cmd(out: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        str(ROOT / "tools" / "train.py"),
-        *TINY,
-        "train.epochs=2",
-        "train.ckpt_every_steps=1",
-        f"out_dir={out}",
-        *extra,
-    ]
 
 
 @pytest.mark.slow
@@ -95,25 +51,6 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path):
         assert torch.equal(t, b["ema"][name]), f"EMA {name} differs after resume"
 
 
-def test_resume_with_another_genotype_is_refused(tmp_path):
-    train = tool("train")
-    train.run(
-        cfg_of("train", [*TINY, "train.epochs=1", "train.steps_per_epoch=1", f"out_dir={tmp_path}"])
-    )
-    other = cfg_of(
-        "train",
-        [
-            *TINY,
-            "model.stage_widths=[4,8,16]",
-            "train.epochs=2",
-            "resume=true",
-            f"out_dir={tmp_path}",
-        ],
-    )
-    with pytest.raises(CheckpointError, match="another genotype"):
-        train.run(other)
-
-
 def test_fingerprint_names_what_differs():
     base = {"model": "genotype", "genotype": "g", "num_classes": 10, "frames": 8, "size": 32}
     with pytest.raises(CheckpointError, match="trained for 10 classes, this run has 400"):
@@ -144,27 +81,6 @@ def test_missing_or_empty_data_root_is_a_clear_error(tmp_path):
 
 
 # ---------------------------------------------------------------- Kinetics400 miniature
-
-
-def make_kinetics(root: Path, classes=("abseiling", "bowling", "juggling balls")) -> Path:
-    """The official layout: annotations/{train,validate,test}.csv + <id>_<start>_<end>.mp4."""
-    sys.path.insert(0, str(Path(__file__).parent))
-    from videos import write_video
-
-    per_split = {"train": 4, "validate": 1, "test": 1}
-    for split, n in per_split.items():
-        rows = []
-        for c, label in enumerate(classes):
-            for k in range(n):
-                yid = f"{split[:2]}{c}{k}yt_abcd"  # 11 characters, like a YouTube id
-                write_video(root / split / label / f"{yid}_{10:06d}_{13:06d}.mp4", c, frames=24)
-                rows.append([label, yid, 10, 13, split])
-        (root / "annotations").mkdir(parents=True, exist_ok=True)
-        with (root / "annotations" / f"{split}.csv").open("w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["label", "youtube_id", "time_start", "time_end", "split"])
-            w.writerows(rows)
-    return root
 
 
 K400 = [

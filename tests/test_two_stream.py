@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_search import TINY_DATA as TINY_DATA_OVERRIDES
+from helpers import TINY_DATA as TINY_DATA_OVERRIDES
 from videos import write_video
 
 from hybridnas.config import ConfigError
