@@ -195,14 +195,15 @@ def build_row(spec: RowSpec, recipe: FrontRecipe, num_classes: int = 10) -> nn.M
 
 
 def predicted_ms(spec: RowSpec, model: nn.Module) -> float | None:
-    """The latency table's prediction for the row (hybridnas/search/latency_table.py, another
-    branch's module): None while that module, or its ``predict_ms(model)``, is absent."""
-    try:
-        from hybridnas.search import latency_table  # type: ignore[attr-defined]
-    except ImportError:
+    """The latency table's prediction for a genotype row (this device's cached one-thread
+    table; parts it lacks are measured into it); None for a baseline, whose parts the table,
+    built from the search space, does not hold."""
+    genotype = getattr(model, "genotype", None)
+    if spec.model != "genotype" or genotype is None:
         return None
-    predict = getattr(latency_table, "predict_ms", None)
-    return None if predict is None else float(predict(model))
+    from hybridnas.search.latency_table import open_table
+
+    return open_table().predict_ms(genotype)
 
 
 # ---------------------------------------------------------------- training
