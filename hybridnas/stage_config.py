@@ -195,7 +195,7 @@ class EvolutionConfig:
     conet_every: int = 4
     conet_trial_stages: int = 2
     macro_frame_scales: tuple[float, ...] = (0.5, 1.0)
-    macro_frame_stride: tuple[int, ...] = (1, 2)
+    macro_frame_stride: tuple[int, ...] = (1,)
     macro_size_scales: tuple[float, ...] = (0.75, 1.0)
     macro_num_cells: tuple[int, ...] = (3, 5)
     macro_width_mults: tuple[float, ...] = (0.75, 1.25)

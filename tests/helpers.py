@@ -245,3 +245,18 @@ def make_kinetics(root: Path, classes=("abseiling", "bowling", "juggling balls")
             w.writerow(["label", "youtube_id", "time_start", "time_end", "split"])
             w.writerows(rows)
     return root
+
+
+def final_alphas(run: Path) -> list[torch.Tensor]:
+    """The architecture parameters of a search run's last checkpoint, in name order."""
+    from hybridnas.engine.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(run / "checkpoints" / "search_last.pt")
+    return [v for k, v in sorted(ckpt["arch"].items())]
+
+
+def run_genotype(run: Path):
+    """The genotype a run wrote."""
+    from hybridnas.space.genotype import Genotype
+
+    return Genotype.load(run / "genotype.json")

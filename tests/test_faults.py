@@ -20,10 +20,19 @@ from pathlib import Path
 
 import psutil
 import pytest
-import test_search as ts
-import test_train as tt
 import torch
 import videos
+from helpers import (
+    TINY_DATA,
+    TINY_SEARCH,
+    TINY_TRAIN,
+    cfg_of,
+    final_alphas,
+    run_genotype,
+    search_cmd,
+    tool_env,
+)
+from helpers import tool as load_tool
 
 from hybridnas.engine.checkpoint import (
     CheckpointError,
@@ -56,14 +65,14 @@ def one_line(capsys) -> str:
 def refused(tool: str, overrides: list[str], out: Path, capsys) -> tuple[int, str]:
     """Run ``tools/<tool>.py``'s ``run`` in-process under the tools' error path: (exit code,
     its one error line)."""
-    cfg = tt.cfg_of(tool, [*overrides, f"out_dir={out}"])
+    cfg = cfg_of(tool, [*overrides, f"out_dir={out}"])
     with pytest.raises(SystemExit) as exit_info, exit_on_user_error(out):
-        tt.tool(tool).run(cfg)
+        load_tool(tool).run(cfg)
     return exit_info.value.code, one_line(capsys)
 
 
-SEARCH = [*ts.TINY, "tracking=none", "search.epochs=2"]
-TRAIN = [*tt.TINY, "train.epochs=1", "train.steps_per_epoch=1"]
+SEARCH = [*TINY_SEARCH, "tracking=none", "search.epochs=2"]
+TRAIN = [*TINY_TRAIN, "train.epochs=1", "train.steps_per_epoch=1"]
 
 
 # ---------------------------------------------------------------- 1. torn checkpoints
@@ -135,18 +144,18 @@ def _published_copies(proc: subprocess.Popen, ckpt: Path, dest: Path) -> list[Pa
 @pytest.mark.slow  # ~2-3 min on 2 shared cores: a 2-rank DeepSpeed search and its resume
 def test_torn_deepspeed_checkpoint_resumes_into_the_uninterrupted_result(tmp_path):
     out = tmp_path / "ds"
-    cmd = ts._search_cmd(
+    cmd = search_cmd(
         out, "tracking=none", "search.epochs=3", "engine=deepspeed", "zero_stage=2",
         "search.ckpt_every_steps=1", nproc=2,
     )  # fmt: skip
     proc = subprocess.Popen(
-        cmd, env=ts._env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cmd, env=tool_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         start_new_session=True,
     )  # fmt: skip
     ckpt = out / "checkpoints" / "search_last.pt"
     copies = _published_copies(proc, ckpt, tmp_path)
     assert proc.wait() == 0, proc.stderr.read()[-3000:]
-    reference = (ts._genotype(out).key(), ts._final_alphas(out))
+    reference = (run_genotype(out).key(), final_alphas(out))
     # an older search_last.pt over the finished run's engine state, the issue's torn state: one
     # from epoch 1, where alphas train on the weights (the in-place layout resumed it silently
     # into other alphas)
@@ -159,12 +168,12 @@ def test_torn_deepspeed_checkpoint_resumes_into_the_uninterrupted_result(tmp_pat
     for name in ("genotype.json", "finished.json"):
         (out / name).unlink(missing_ok=True)
     resumed = subprocess.run(
-        [*cmd, "resume=true"], env=ts._env(tmp_path), capture_output=True, text=True,
+        [*cmd, "resume=true"], env=tool_env(tmp_path), capture_output=True, text=True,
         timeout=900,
     )  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert ts._genotype(out).key() == reference[0]
-    for a, b in zip(ts._final_alphas(out), reference[1], strict=True):
+    assert run_genotype(out).key() == reference[0]
+    for a, b in zip(final_alphas(out), reference[1], strict=True):
         assert torch.equal(a, b)
     assert "resuming from the previous complete checkpoint" in resumed.stdout
 
@@ -192,7 +201,7 @@ def _hold_lock(run_dir: Path) -> subprocess.Popen:
 
 def test_a_second_writer_of_a_run_is_refused_in_one_line(tmp_path, capsys):
     out = tmp_path / "run"
-    tt.tool("train").run(tt.cfg_of("train", [*TRAIN, f"out_dir={out}"]))
+    load_tool("train").run(cfg_of("train", [*TRAIN, f"out_dir={out}"]))
     (out / "finished.json").unlink()  # as if the first run were still going
     holder = _hold_lock(out)
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
@@ -230,14 +239,14 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
 def test_a_resume_while_the_run_still_writes_is_refused(tmp_path):
     out = tmp_path / "run"
     first = subprocess.Popen(
-        ts._search_cmd(out, "tracking=none", "search.epochs=200"), env=ts._env(tmp_path),
+        search_cmd(out, "tracking=none", "search.epochs=200"), env=tool_env(tmp_path),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
         _wait_for(out / "checkpoints" / "search_last.pt", first)
         second = subprocess.run(
-            ts._search_cmd(out, "tracking=none", "search.epochs=200", "resume=true"),
-            env=ts._env(tmp_path), capture_output=True, text=True, timeout=300,
+            search_cmd(out, "tracking=none", "search.epochs=200", "resume=true"),
+            env=tool_env(tmp_path), capture_output=True, text=True, timeout=300,
         )  # fmt: skip
         assert first.poll() is None  # the first run was writing all along
     finally:
@@ -254,8 +263,8 @@ def test_a_resume_while_the_run_still_writes_is_refused(tmp_path):
 def test_killing_torchruns_process_group_ends_its_workers(tmp_path):
     out = tmp_path / "run"
     launcher = subprocess.Popen(
-        ts._search_cmd(out, "tracking=none", "search.epochs=60", nproc=2),
-        env=ts._env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        search_cmd(out, "tracking=none", "search.epochs=60", nproc=2),
+        env=tool_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,
     )  # fmt: skip
     workers: list[psutil.Process] = []
@@ -370,7 +379,7 @@ def _one_class_videos(root: Path, classes: tuple[str, ...] = ("only",)) -> Path:
 
 
 FOLDER = ["data=folder", "data.frames=4", "data.size=16", "data.workers=0", "data.batch_size=4"]
-SEARCH_NO_DATA = [o for o in SEARCH if o not in ts.TINY_DATA]
+SEARCH_NO_DATA = [o for o in SEARCH if o not in TINY_DATA]
 TRAIN_NO_DATA = [o for o in TRAIN if not o.startswith("data.")]
 
 
@@ -419,8 +428,8 @@ def test_refused_search_leaves_no_log_or_hydra_record(tmp_path):
     and the folder it made are gone again."""
     out = tmp_path / "run"
     proc = subprocess.run(
-        ts._search_cmd(out, "tracking=none", "data.task=bogus"),
-        env=ts._env(tmp_path), capture_output=True, text=True, timeout=120,
+        search_cmd(out, "tracking=none", "data.task=bogus"),
+        env=tool_env(tmp_path), capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert "unknown data.task 'bogus'" in proc.stderr
@@ -456,9 +465,9 @@ def test_full_disk_during_a_save_keeps_the_previous_file(tiny_disk):
 
 def test_full_disk_during_training_is_one_line(tiny_disk, capsys):
     out = tiny_disk / "run"
-    cfg = tt.cfg_of("train", [*TRAIN, f"out_dir={out}"])
+    cfg = cfg_of("train", [*TRAIN, f"out_dir={out}"])
     with pytest.raises(SystemExit) as exit_info, exit_on_user_error(out):
-        tt.tool("train").run(cfg)
+        load_tool("train").run(cfg)
     line = one_line(capsys)
     assert exit_info.value.code == 1 and "No space left on device writing" in line
     assert "resume=true" in line
@@ -469,16 +478,16 @@ def test_full_disk_during_training_is_one_line(tiny_disk, capsys):
 
 def test_resuming_a_finished_run_says_so_and_appends_nothing(tmp_path, capsys):
     out = tmp_path / "run"
-    train = tt.tool("train")
-    train.run(tt.cfg_of("train", [*TRAIN, f"out_dir={out}"]))
+    train = load_tool("train")
+    train.run(cfg_of("train", [*TRAIN, f"out_dir={out}"]))
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.suffix != ".log"}
     capsys.readouterr()
-    assert train.run(tt.cfg_of("train", [*TRAIN, "resume=true", f"out_dir={out}"])) is None
+    assert train.run(cfg_of("train", [*TRAIN, "resume=true", f"out_dir={out}"])) is None
     assert "is finished" in capsys.readouterr().out
     after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.suffix != ".log"}
     assert after == before
     rows = [json.loads(r) for r in (out / "metrics.jsonl").read_text().splitlines()]
     assert sum(r.get("_kind") == "summary" for r in rows) == 1
     # more epochs is not the finished run: it continues
-    st = train.run(tt.cfg_of("train", [*TRAIN, "train.epochs=2", "resume=true", f"out_dir={out}"]))
+    st = train.run(cfg_of("train", [*TRAIN, "train.epochs=2", "resume=true", f"out_dir={out}"]))
     assert st.epoch == 2 and (out / "finished.json").is_file()

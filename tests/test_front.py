@@ -123,16 +123,17 @@ def test_frame_level_baselines_shapes_and_mixing(width):
 
 
 def test_a_changed_genotype_file_is_refused_not_mixed(tmp_path):
-    g = tmp_path / "family" / "k0.json"
+    g = tmp_path / "family" / "1.json"
     g.parent.mkdir()
     g.write_text((front.ROOT / "hybridnas/models/genotypes/builtin_sdas.json").read_text())
+    (g.parent / "family.json").write_text("[]")  # the family's index is not a member
     (row,) = front.genotype_rows([str(g.parent)], "found", "hybrid")
-    assert row.name == "hybrid_k0" and row.seeds == 3 and row.digest
+    assert row.name == "hybrid_1" and row.seeds == 3 and row.digest
     record = {"name": row.name, "spec": row.to_dict()}
     assert front.all_specs([row], [record]) == [row]
     g.write_text(g.read_text().replace("}", " }", 1))  # another file under the same name
     (changed,) = front.genotype_rows([str(g.parent)], "found", "hybrid")
-    with pytest.raises(ValueError, match="hybrid_k0"):
+    with pytest.raises(ValueError, match="hybrid_1"):
         front.all_specs([changed], [record])
 
 

@@ -6,15 +6,15 @@ import json
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 import torch
 from helpers import (
-    TINY_DATA,  # noqa: F401  (re-exported for test_refactor_pins.py until it imports helpers)
     copy_run,
+    final_alphas,
     one_line,
     run_cmd,
+    run_genotype,
     search,
     search_cmd,
     snapshot,
@@ -27,18 +27,7 @@ from hybridnas.engine.checkpoint import load_checkpoint
 from hybridnas.engine.tracking import read_wandb_history
 from hybridnas.search.sdas import FixSchedule, fix_edges
 from hybridnas.space.cells import edge_list
-from hybridnas.space.genotype import Genotype
 from hybridnas.space.supernet import Supernet, SupernetConfig
-
-
-def _final_alphas(run: Path) -> list[torch.Tensor]:
-    ckpt = load_checkpoint(run / "checkpoints" / "search_last.pt")
-    return [v for k, v in sorted(ckpt["arch"].items())]
-
-
-def _genotype(run: Path) -> Genotype:
-    return Genotype.load(run / "genotype.json")
-
 
 # ---------------------------------------------------------------- schedule (fast)
 
@@ -126,7 +115,7 @@ def test_bad_space_or_schedule_stops_before_training(tmp_path, override, message
 
 def test_search_writes_a_genotype_that_trains_and_its_outputs(tiny_search):
     run = tiny_search
-    g = _genotype(run)
+    g = run_genotype(run)
     for name in ("config.yaml", "cell_normal.png", "cell_reduce.png", "alpha_heatmap.png"):
         assert (run / name).stat().st_size > 0, name
     alphas = json.loads((run / "alphas.json").read_text())
@@ -182,8 +171,8 @@ def test_killed_and_resumed_search_matches_uninterrupted(tiny_search, tmp_path):
     resumed = run_cmd([*cmd, "resume=true"], tmp_path, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resumed search at epoch" in resumed.stdout
-    assert _genotype(out).key() == _genotype(tiny_search).key()
-    for a, b in zip(_final_alphas(out), _final_alphas(tiny_search), strict=True):
+    assert run_genotype(out).key() == run_genotype(tiny_search).key()
+    for a, b in zip(final_alphas(out), final_alphas(tiny_search), strict=True):
         assert torch.equal(a, b)
 
 
@@ -205,4 +194,4 @@ def test_two_ranks_hold_identical_alphas_and_write_one_genotype(tmp_path, engine
     assert proc.returncode == 0, proc.stderr[-3000:]
     digests = json.loads((out / "alphas.json").read_text())["rank_digests"]
     assert len(digests) == 2 and digests[0] == digests[1]
-    _genotype(out)  # valid
+    run_genotype(out)  # valid
