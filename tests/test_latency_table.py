@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_search import TINY_DATA
+from helpers import TINY_DATA
 
 from hybridnas.search.architect import Architect
 from hybridnas.search.latency_table import (

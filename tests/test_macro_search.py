@@ -92,7 +92,9 @@ def test_bad_macro_ranges_get_one_line():
 
 def test_macro_ranges_scale_with_the_data():
     builtin = macro_ranges(SearchRun())
-    assert (builtin.frames, builtin.size, builtin.span) == ((4, 8), (24, 32), 16)
+    assert (builtin.frames, builtin.size, builtin.span) == ((4, 8), (24, 32), 8)
+    strided = SearchRun(evolution=EvolutionConfig(macro_frame_stride=(1, 2)))
+    assert macro_ranges(strided).span == 16  # the evolution loads clips of 8 x 2 frames
     video = macro_ranges(SearchRun(data=DataConfig(dataset={"name": "folder", "root": "x"})))
     assert (video.frames, video.size) == ((4, 8), (84, 112))  # 112 px clips: not 24 px
     fixed = EvolutionConfig(mutation_probs=(0.4, 0.4, 0.2))

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import TINY_DATA
+from helpers import TINY_SEARCH
 
 from hybridnas.space.genotype import CellSpec, Genotype
 from hybridnas.space.network import build_network
@@ -32,14 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY_HYBRID = [
     "recipe=sdas_video",
     "tracking=none",
-    *TINY_DATA,
-    "model.op_names=[none,skip,max_pool_1x3x3,conv3d_3x3x3,dil_temporal_d2]",
-    "model.steps=2",
-    "model.stage_widths=[4,8,8]",
-    "model.num_cells=3",
-    "model.stem_channels=8",
-    "search.epochs=4",
-    "search.warmup_epochs=1",
+    *(o for o in TINY_SEARCH if o != "stage=differentiable"),  # both stages
     "search.decide_at=1.0",  # the schedule the pins were taken with (the default is now 0.5)
     "search.beta_decay=0.0",  # and no alpha regulariser (the default is now 0.05)
     "evolution.population=3",
