@@ -206,6 +206,7 @@ def section(doc: dict, reading: str = "") -> str:
     (:func:`markdown`), then the hand-written ``reading`` (front/reading.md)."""
     r = doc["recipe"]
     lat = doc["latency"]
+    load = f", 1-min load {lat['load_before'][0]:.1f} on 2 cores" if "load_before" in lat else ""
     intro = [
         "## Front\n",
         "Made by `python tools/bench.py front` (hybridnas/bench/front.py; resumable, every "
@@ -220,8 +221,8 @@ def section(doc: dict, reading: str = "") -> str:
         f"{r['bn_stats_clips']} training clips; test top-1 on the {r['num_test']} test clips, "
         "last weights, one thread per training. Latency: every row's network in one process, "
         f"{len(next(iter(lat['rounds'].values()), []))} interleaved rounds of batch-1 forward "
-        f"passes on one thread, median ms per clip (measured {lat['measured_at']}, load "
-        f"average {lat.get('load_before', ['?'])[0]} on the 2-core box); compare the "
+        f"passes on one thread, median ms per clip (measured {lat['measured_at']}{load}); "
+        "compare the "
         "ratios, not the absolute ms. A row dominates another at no more than its ms (within "
         "5%) with a mean top-1 at least as high; SD is the sample SD over seeds.\n",
         "![accuracy against measured latency](front/front.png)\n",
