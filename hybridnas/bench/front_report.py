@@ -252,3 +252,20 @@ def write_front(
     reading = out / "reading.md"
     (out / "section.md").write_text(section(doc, reading.read_text() if reading.is_file() else ""))
     return doc
+
+
+def sync_benchmarks(out: Path, benchmarks: Path) -> None:
+    """Put ``out/section.md`` into ``benchmarks`` (BENCHMARKS.md): in place of an earlier
+    "## Front" section, else before "## Reading", where ``tools/bench.py report`` puts it."""
+    sec = (out / "section.md").read_text().strip() + "\n\n"
+    text = benchmarks.read_text()
+    if "\n## Front\n" in text:
+        i = text.index("\n## Front\n") + 1
+        j = text.find("\n## ", i + 1)
+        text = text[:i] + sec + (text[j + 1 :] if j >= 0 else "")
+    elif "\n## Reading\n" in text:
+        i = text.index("\n## Reading\n") + 1
+        text = text[:i] + sec + text[i:]
+    else:
+        text = text.rstrip() + "\n\n" + sec
+    benchmarks.write_text(text)
