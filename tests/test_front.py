@@ -145,3 +145,17 @@ def test_pending_is_task_then_seed_major_fastest_first():
         ("t1", 0, "a"), ("t1", 1, "b"), ("t1", 1, "a"), ("t1", 2, "b"),
         ("t2", 0, "b"), ("t2", 0, "a"), ("t2", 1, "b"), ("t2", 1, "a"), ("t2", 2, "b"),
     ]  # fmt: skip
+
+
+def test_sync_benchmarks_replaces_the_front_section_only(tmp_path):
+    from hybridnas.bench.front_report import sync_benchmarks
+
+    bench = tmp_path / "BENCHMARKS.md"
+    bench.write_text("# b\n\n## A\n\na\n\n## Reading\n\nr\n")
+    (tmp_path / "section.md").write_text("## Front\n\nv1\n")
+    sync_benchmarks(tmp_path, bench)
+    assert bench.read_text() == "# b\n\n## A\n\na\n\n## Front\n\nv1\n\n## Reading\n\nr\n"
+    (tmp_path / "section.md").write_text("## Front\n\n### sub\n\nv2\n")
+    sync_benchmarks(tmp_path, bench)
+    assert bench.read_text().count("## Front") == 1 and "v1" not in bench.read_text()
+    assert bench.read_text().endswith("### sub\n\nv2\n\n## Reading\n\nr\n")

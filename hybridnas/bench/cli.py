@@ -213,6 +213,10 @@ def run_front_command(args: argparse.Namespace) -> None:
         remeasure=args.remeasure,
         judge_family=args.judge_family or (args.found_family if args.found else None),
     )
+    if args.benchmarks:
+        from hybridnas.bench.front_report import sync_benchmarks
+
+        sync_benchmarks(args.out or front.OUT_DIR, args.benchmarks)
 
 
 def _front_parser(sub: argparse._SubParsersAction) -> None:
@@ -229,6 +233,12 @@ def _front_parser(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--out", type=Path, default=None, help="tools/bench_results/front")
     f.add_argument("--report-only", action="store_true", help="train nothing, rewrite reports")
     f.add_argument("--remeasure", action="store_true", help="measure latency again")
+    f.add_argument(
+        "--benchmarks",
+        type=Path,
+        default=None,
+        help="then write the Front section into this BENCHMARKS.md",
+    )
     f.add_argument(
         "--judge-family",
         default=None,

@@ -206,6 +206,7 @@ def section(doc: dict, reading: str = "") -> str:
     (:func:`markdown`), then the hand-written ``reading`` (front/reading.md)."""
     r = doc["recipe"]
     lat = doc["latency"]
+    load = f", 1-min load {lat['load_before'][0]:.1f} on 2 cores" if "load_before" in lat else ""
     intro = [
         "## Front\n",
         "Made by `python tools/bench.py front` (hybridnas/bench/front.py; resumable, every "
@@ -220,8 +221,8 @@ def section(doc: dict, reading: str = "") -> str:
         f"{r['bn_stats_clips']} training clips; test top-1 on the {r['num_test']} test clips, "
         "last weights, one thread per training. Latency: every row's network in one process, "
         f"{len(next(iter(lat['rounds'].values()), []))} interleaved rounds of batch-1 forward "
-        f"passes on one thread, median ms per clip (measured {lat['measured_at']}, load "
-        f"average {lat.get('load_before', ['?'])[0]} on the 2-core box); compare the "
+        f"passes on one thread, median ms per clip (measured {lat['measured_at']}{load}); "
+        "compare the "
         "ratios, not the absolute ms. A row dominates another at no more than its ms (within "
         "5%) with a mean top-1 at least as high; SD is the sample SD over seeds.\n",
         "![accuracy against measured latency](front/front.png)\n",
@@ -251,3 +252,20 @@ def write_front(
     reading = out / "reading.md"
     (out / "section.md").write_text(section(doc, reading.read_text() if reading.is_file() else ""))
     return doc
+
+
+def sync_benchmarks(out: Path, benchmarks: Path) -> None:
+    """Put ``out/section.md`` into ``benchmarks`` (BENCHMARKS.md): in place of an earlier
+    "## Front" section, else before "## Reading", where ``tools/bench.py report`` puts it."""
+    sec = (out / "section.md").read_text().strip() + "\n\n"
+    text = benchmarks.read_text()
+    if "\n## Front\n" in text:
+        i = text.index("\n## Front\n") + 1
+        j = text.find("\n## ", i + 1)
+        text = text[:i] + sec + (text[j + 1 :] if j >= 0 else "")
+    elif "\n## Reading\n" in text:
+        i = text.index("\n## Reading\n") + 1
+        text = text[:i] + sec + text[i:]
+    else:
+        text = text.rstrip() + "\n\n" + sec
+    benchmarks.write_text(text)
