@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import Dataset, Subset
 
 from hybridnas.data import build_dataset
+from hybridnas.data.sanity import split_labels
 
 if TYPE_CHECKING:
     from hybridnas.stage_config import DataConfig
@@ -52,20 +53,11 @@ def resolve_alpha_split(data_name: str, alpha_split: str) -> str:
     return alpha_split
 
 
-def dataset_labels(dataset: Dataset) -> list[int]:
-    """Every item's label without decoding a clip (video entries or built-in label arrays)."""
-    if hasattr(dataset, "entries"):
-        return [int(e.label) for e in dataset.entries]
-    if hasattr(dataset, "labels"):
-        return [int(v) for v in dataset.labels]
-    raise TypeError(f"cannot read labels of {type(dataset).__name__} without decoding it")
-
-
 def split_halves(dataset: Dataset, seed: int) -> tuple[DataPart, DataPart]:
     """Two disjoint halves covering ``dataset``, sizes ceil(n/2) and floor(n/2), each class
     split within one clip: items grouped by class, shuffled with ``seed`` within each class,
     then dealt alternately. Deterministic, so every rank cuts the same halves."""
-    labels = torch.tensor(dataset_labels(dataset))
+    labels = torch.tensor(split_labels(dataset))
     g = torch.Generator().manual_seed(seed)
     order: list[int] = []
     for c in torch.unique(labels).tolist():
