@@ -19,13 +19,13 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from hybridnas.search.channels import round_width
 from hybridnas.space.genotype import Genotype
 from hybridnas.space.macro import MacroSpec
-from hybridnas.space.network import cell_plan
+from hybridnas.space.network import CellPlan, cell_plan
 
 Shape = tuple[int, int, int]
 
@@ -43,15 +43,10 @@ def op_key(name: str, c_in: int, c_out: int, stride: Sequence[int], shape: Shape
 
 
 @dataclass(frozen=True)
-class CellSite:
-    """One cell of a skeleton: widths, whether it reduces, its input and node shapes (T, H, W)."""
+class CellSite(CellPlan):
+    """One cell of a skeleton: its plan (widths, whether it reduces) and its input and node
+    shapes (T, H, W)."""
 
-    index: int
-    c_pp: int
-    c_p: int
-    c: int
-    reduction: bool
-    reduction_prev: bool
     s0: Shape
     s1: Shape
     out: Shape
@@ -64,9 +59,7 @@ def cell_sites(macro: MacroSpec, multipliers: tuple[int, int]) -> list[CellSite]
     sites = []
     for p in cell_plan(macro.num_cells, macro.stage_widths, macro.stem_channels, multipliers):
         out = _down(s1, macro.reduction_stride) if p.reduction else s1
-        sites.append(
-            CellSite(p.index, p.c_pp, p.c_p, p.c, p.reduction, p.reduction_prev, s0, s1, out)
-        )
+        sites.append(CellSite(**asdict(p), s0=s0, s1=s1, out=out))
         s0, s1 = s1, out
     return sites
 
