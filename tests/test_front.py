@@ -10,7 +10,7 @@ import torch
 
 from hybridnas.bench import front
 from hybridnas.bench.front import FrontRecipe, RowSpec, run_front
-from hybridnas.bench.front_report import check_claims, dominators
+from hybridnas.bench.front_report import check_claims, dominators, hybrid_vs_random, hypervolume
 from hybridnas.models.baselines import TemporalShift, create_frame2d, create_tsm
 
 TINY = FrontRecipe(
@@ -101,6 +101,31 @@ def test_claims_fail_when_found_is_slower_or_within_noise():
     c = check_claims({"rows": [ref, half]})
     assert c["reference"]["holds"] is True and c["reference"]["matches_at_half_ms"] == ["f_half"]
     assert dominators(ref, [slow]) == []
+
+
+def test_hypervolume_counts_only_what_beats_the_reference_point():
+    # (1, 0.5) then (2, 0.8) to ms 3: 1 x 0.4 + 1 x 0.7
+    assert hypervolume([(2.0, 0.8), (1.0, 0.5)], 3.0, 0.1) == pytest.approx(1.1)
+    assert hypervolume([(1.0, 0.5), (1.5, 0.4)], 3.0, 0.1) == pytest.approx(0.8)  # dominated
+    assert hypervolume([(4.0, 0.9), (1.0, 0.05)], 3.0, 0.1) == 0.0  # too slow, below chance
+
+
+def test_hybrid_against_random_pairs_families_by_search_seed():
+    rows = [
+        _row("c3d_w10", "baseline", 2.0, [0.6, 0.6]),
+        _row("hybrid_1", "found", 1.0, [0.7], "hybrid"),
+        _row("hybrid_s1_1", "found", 1.0, [0.5], "hybrid_s1"),
+        _row("hybrid_ops10_1", "found", 0.5, [0.9], "hybrid_ops10"),  # another study: ignored
+        _row("random_1", "random", 1.0, [0.6], "random"),
+        _row("random_s1_1", "random", 1.0, [0.6], "random_s1"),
+        _row("random_s2_1", "random", 1.0, [0.9], "random_s2"),  # no hybrid seed 2: unpaired
+    ]
+    h = hybrid_vs_random(rows)
+    assert h["seeds"] == [0, 1]
+    assert h["per_seed"]["hybrid"][0]["rows"] == ["hybrid_1"]
+    assert h["per_seed"]["hybrid"][0]["hypervolume"] == pytest.approx(3 * 0.6)
+    assert h["baselines_dominated"] == {"hybrid": [1.0, 0.0], "random": [1.0, 1.0]}
+    assert h["hybrid_wins_hypervolume"] == [True, False]
 
 
 def test_temporal_shift_moves_channels_between_frames():

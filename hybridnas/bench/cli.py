@@ -202,9 +202,9 @@ def run_front_command(args: argparse.Namespace) -> None:
     if not args.no_placeholder:
         specs += front.placeholder_found_rows()
     if args.found:
-        specs += front.genotype_rows(args.found, "found", args.found_family)
+        specs += front.genotype_rows(args.found, "found", args.found_family, args.seeds)
     if args.random:
-        specs += front.genotype_rows(args.random, "random", args.random_family)
+        specs += front.genotype_rows(args.random, "random", args.random_family, args.seeds)
     front.run_front(
         specs,
         recipe,
@@ -225,6 +225,7 @@ def _front_parser(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--found-family", default="hybrid", help="family name of the --found rows")
     f.add_argument("--random", nargs="*", default=[], help="random search's genotype JSONs")
     f.add_argument("--random-family", default="random")
+    f.add_argument("--seeds", type=int, default=3, help="training seeds of each genotype row")
     f.add_argument("--no-placeholder", action="store_true", help="no genotype=builtin rows")
     f.add_argument("--only-genotypes", action="store_true", help="plan no baseline rows")
     f.add_argument("--tasks", default="", help="comma list (default: the recipe's tasks)")

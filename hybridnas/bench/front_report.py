@@ -15,6 +15,7 @@ and its mean accuracy is at least the other's mean.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -102,7 +103,73 @@ def check_claims(task_doc: dict, found_family: str | None = None, tol: float = T
         "reference": reference_claim(rows, found, tol),
         "random": randoms,
         "all_random_dominated": (all(r["holds"] for r in randoms) if randoms else None),
+        "hybrid_vs_random": hybrid_vs_random(rows, tol),
     }
+
+
+SEARCH_FAMILY = re.compile(r"^(hybrid|random)(?:_s(\d+))?$")
+
+
+def hypervolume(points: list[tuple[float, float]], ms_ref: float, acc_ref: float) -> float:
+    """Area (ms x top-1) dominated by ``points`` (ms, mean top-1) and bounded by the reference
+    point (``ms_ref``, ``acc_ref``): faster and more accurate is better; points slower than
+    ``ms_ref`` or below ``acc_ref`` add nothing."""
+    pts = sorted((m, a) for m, a in points if m < ms_ref and a > acc_ref)
+    area, best = 0.0, acc_ref
+    for i, (ms, acc) in enumerate(pts):
+        best = max(best, acc)
+        right = pts[i + 1][0] if i + 1 < len(pts) else ms_ref
+        area += (right - ms) * (best - acc_ref)
+    return area
+
+
+def search_seed_families(rows: list[dict]) -> dict[str, dict[int, list[dict]]]:
+    """``{"hybrid": {seed: rows}, "random": {seed: rows}}`` from the family names: ``hybrid``
+    and ``random`` are search seed 0, ``hybrid_s<k>`` / ``random_s<k>`` seed k."""
+    out: dict[str, dict[int, list[dict]]] = {"hybrid": {}, "random": {}}
+    for r in rows:
+        m = SEARCH_FAMILY.match(r["family"])
+        if m and r["kind"] in ("found", "random"):
+            out[m.group(1)].setdefault(int(m.group(2) or 0), []).append(r)
+    return out
+
+
+def hybrid_vs_random(rows: list[dict], tol: float = TOL) -> dict:
+    """The hybrid search's families against random search's, one pair per search seed: how
+    many baseline rows each family dominates, and its hypervolume against (2x C3D w10's ms,
+    chance 0.1). Mean and sample SD over the search seeds both methods have."""
+    ref = next((r for r in rows if r["name"] == REFERENCE), None)
+    if ref is None:
+        return {"why": f"no {REFERENCE} row yet"}
+    baselines = [r for r in rows if r["kind"] == "baseline"]
+    ms_ref, acc_ref = 2.0 * ref["ms"], 0.1
+    fams = search_seed_families(rows)
+    per: dict[str, dict[int, dict]] = {}
+    for method, by_seed in fams.items():
+        per[method] = {
+            seed: {
+                "rows": [r["name"] for r in fam],
+                "baselines_dominated": sum(bool(dominators(b, fam, tol)) for b in baselines),
+                "hypervolume": hypervolume(
+                    [(r["ms"], mean_sd(r["acc"])[0]) for r in fam], ms_ref, acc_ref
+                ),
+            }
+            for seed, fam in sorted(by_seed.items())
+        }
+    seeds = sorted(set(per["hybrid"]) & set(per["random"]))
+
+    def summary(method: str, key: str) -> list[float]:
+        return [float(per[method][s][key]) for s in seeds]
+
+    hv_h, hv_r = summary("hybrid", "hypervolume"), summary("random", "hypervolume")
+    return {
+        "seeds": seeds, "ms_ref": ms_ref, "acc_ref": acc_ref, "per_seed": per,
+        "hypervolume": {"hybrid": mean_sd(hv_h) if seeds else None,
+                        "random": mean_sd(hv_r) if seeds else None},
+        "baselines_dominated": {"hybrid": summary("hybrid", "baselines_dominated"),
+                                "random": summary("random", "baselines_dominated")},
+        "hybrid_wins_hypervolume": [h > r for h, r in zip(hv_h, hv_r, strict=True)],
+    }  # fmt: skip
 
 
 def plot_front(doc: dict, path: Path) -> None:
@@ -189,6 +256,34 @@ def _claims(c: dict) -> list[str]:
             f"dominated by {', '.join(r['dominated_by'])}" if r["holds"] else "**not dominated**"
         )
         lines.append(f"- random {r['name']} ({r['ms']:.2f} ms, {r['mean']:.3f}): {verdict}")
+    return lines + _hybrid_vs_random(c.get("hybrid_vs_random", {}))
+
+
+def _hybrid_vs_random(h: dict) -> list[str]:
+    if not h.get("seeds"):
+        return []
+    lines = [
+        "",
+        f"Hybrid against random search at equal compute, search seeds {h['seeds']} "
+        f"(hypervolume of each family's (ms, mean top-1) points against "
+        f"({h['ms_ref']:.2f} ms, {h['acc_ref']}), and the baseline rows it dominates):",
+        "",
+        "| search seed | hybrid HV | random HV | hybrid dominates | random dominates |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for s in h["seeds"]:
+        hy, ra = h["per_seed"]["hybrid"][s], h["per_seed"]["random"][s]
+        lines.append(
+            f"| {s} | {hy['hypervolume']:.3f} | {ra['hypervolume']:.3f} | "
+            f"{hy['baselines_dominated']} | {ra['baselines_dominated']} |"
+        )
+    (hm, hs), (rm, rs) = h["hypervolume"]["hybrid"], h["hypervolume"]["random"]
+    wins = sum(h["hybrid_wins_hypervolume"])
+    lines += [
+        "",
+        f"Hypervolume mean +- SD: hybrid {hm:.3f} +- {hs:.3f}, random {rm:.3f} +- {rs:.3f}; "
+        f"the hybrid's is larger on {wins} of {len(h['seeds'])} seeds.",
+    ]
     return lines
 
 
