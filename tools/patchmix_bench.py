@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from hybridnas.bench.patchmix_report import load_policy_record  # noqa: E402
+from studies.patchmix_report import load_policy_record  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "runs" / "patchmix_bench"

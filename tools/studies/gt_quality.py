@@ -3,13 +3,13 @@
     python tools/bench.py quality --seeds 0,1,2 --out runs/bench_gt_quality
 
 Each method searches the default space at equal compute (equal weight-training clips, the
-budgets of ``hybridnas.bench.modes.budgets``) with each seed; every found genotype's cells are
+budgets of ``studies.modes.budgets``) with each seed; every found genotype's cells are
 then trained with the ground-truth recipe (the table's seeds) and placed as a percentile in the
 table's random distribution (``tools/bench.py regret``)::
 
     method x seed --search (child process)--> genotype.json --regret--> percentile, FLOPs
 
-Searches and regrets are items of one results.json (``hybridnas.bench.harness.Results``), so a
+Searches and regrets are items of one results.json (``studies.harness.Results``), so a
 killed run continues where it stopped. The summary (per method: percentile mean and SD over
 seeds, FLOPs, search seconds) goes to ``tools/bench_results/quality_gt.json``, which the
 "Search quality on the ground truth" section of BENCHMARKS.md is made from.
@@ -24,13 +24,13 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from hybridnas.bench.harness import Results, measure_search
-from hybridnas.bench.markdown import mean_sd
-from hybridnas.bench.modes import budgets, differentiable_overrides
-from hybridnas.bench.sections.quality import _evolution_alone, _hybrid, _random
-from hybridnas.bench.table import GroundTruth
+from hybridnas.groundtruth.table import GroundTruth
 from hybridnas.search.mutations import can_remove
 from hybridnas.space.genotype import Genotype
+from studies.harness import Results, measure_search
+from studies.markdown import mean_sd
+from studies.modes import budgets, differentiable_overrides
+from studies.sections.quality import _evolution_alone, _hybrid, _random
 
 #: The search budget: the ground truth's skeleton (the default space) on 16 px clips with
 #: 6 px digits, the resolution the table's networks see; 8 epochs x 10 steps x 16 clips.
@@ -157,7 +157,7 @@ def _search(R: Results, method: str, seed: int) -> dict | None:
 
 def _regret(R: Results, method: str, seed: int, gt_seeds: tuple[int, ...]) -> None:
     """Train the found genotype with the ground-truth recipe; store its percentile."""
-    from hybridnas.bench.cli import regret
+    from hybridnas.groundtruth.regret import regret
 
     key = f"regret_{method}_s{seed}"
     found = R.items.get(f"q_{method}_s{seed}") or {}

@@ -3,9 +3,9 @@ to pay off)."""
 
 from __future__ import annotations
 
-from hybridnas.bench.harness import Results, measure_search
-from hybridnas.bench.markdown import ReportInput, fmt, pyplot, save_figure, short, table
-from hybridnas.bench.modes import COST, METHODS, differentiable_overrides
+from studies.harness import Results, measure_search
+from studies.markdown import ReportInput, fmt, pyplot, save_figure, short, table
+from studies.modes import COST, METHODS, differentiable_overrides
 
 
 def run(R: Results, m: dict) -> None:

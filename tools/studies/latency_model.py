@@ -126,8 +126,8 @@ def correlations(x: list[float], y: list[float]) -> dict[str, float]:
 
 
 def run_check(args: argparse.Namespace) -> dict:
-    from hybridnas.bench.harness import compose
     from hybridnas.stage_config import SearchRun
+    from studies.harness import compose
 
     torch.set_num_threads(args.threads)
     run = SearchRun.from_cfg(compose("search", args.overrides))
@@ -185,7 +185,7 @@ def run_check(args: argparse.Namespace) -> dict:
 
 
 def plot(doc: dict, path: Path) -> None:
-    from hybridnas.bench.markdown import pyplot
+    from studies.markdown import pyplot
 
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 4))

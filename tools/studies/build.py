@@ -22,7 +22,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from hybridnas.bench.groundtruth import (
+from hybridnas.groundtruth.recipe import (
     Clips,
     GroundTruthRecipe,
     arch_id,

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from hybridnas.bench.table import GroundTruth
+from hybridnas.groundtruth.table import GroundTruth
 from hybridnas.search.scorers import ScoreContext, get_scorer, rank_many
 from hybridnas.space.genotype import Genotype
 
@@ -40,8 +40,8 @@ ZERO_COST = (
 def table_genotypes(n_archs: int) -> dict[str, Genotype]:
     """{arch id: genotype} of the table's architectures, drawn as the build draws them (so
     scores can be computed before the table has finished training)."""
-    from hybridnas.bench import build
-    from hybridnas.bench.groundtruth import GroundTruthRecipe, arch_id
+    from hybridnas.groundtruth.recipe import GroundTruthRecipe, arch_id
+    from studies import build
 
     return {arch_id(g): g for g in build.table_genotypes(GroundTruthRecipe(), n_archs)}
 
@@ -50,7 +50,7 @@ def score_context(n_clips: int = 64, batch_size: int = 32) -> ScoreContext:
     """The scorers' context: the first ``n_clips`` training clips of the ground-truth recipe
     (two minibatches of ``batch_size``), all of them for the trained scorers (``proxy_1cycle``)
     and its search_val clips as held-out data."""
-    from hybridnas.bench.groundtruth import GroundTruthRecipe, load_clips
+    from hybridnas.groundtruth.recipe import GroundTruthRecipe, load_clips
 
     clips = load_clips(GroundTruthRecipe())
     train, val = clips["train"], clips["search_val"]
@@ -90,7 +90,7 @@ def trained_proxy_scores(
     """The evolution's default score, EcoNAS-style: the candidate at half width trained on
     ``stage_clips`` training clips (one stage, seeded by the genotype), accuracy on 256 held-out
     clips. Returns ({arch: accuracy}, median ms per candidate)."""
-    from hybridnas.bench.groundtruth import GroundTruthRecipe, load_clips
+    from hybridnas.groundtruth.recipe import GroundTruthRecipe, load_clips
     from hybridnas.search.proxy import ProxyConfig, ProxyData, build_proxy, train_stage
 
     train = load_clips(GroundTruthRecipe())["train"]

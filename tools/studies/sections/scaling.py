@@ -3,9 +3,9 @@ cost section, reported after it)."""
 
 from __future__ import annotations
 
-from hybridnas.bench.harness import Results, measure_search
-from hybridnas.bench.markdown import ReportInput, fmt, pyplot, save_figure, short, table
-from hybridnas.bench.modes import COST, METHODS, differentiable_overrides
+from studies.harness import Results, measure_search
+from studies.markdown import ReportInput, fmt, pyplot, save_figure, short, table
+from studies.modes import COST, METHODS, differentiable_overrides
 
 SWEEPS = (("frames", "frames", "frames per clip"), ("cells", "cells", "cells in the supernet"))
 
@@ -95,7 +95,7 @@ def report(r: ReportInput) -> list[str]:
         if recs[0].get("space") and recs[0]["space"] != "the base space":
             L.append(
                 f"This sweep runs at `{recs[0]['space']}` instead of the base data settings "
-                f"(see hybridnas/bench/modes.py for why); every other setting as in the table "
+                f"(see tools/studies/modes.py for why); every other setting as in the table "
                 f"above.\n"
             )
         knob = "data.frames" if sec == "frames" else "model.num_cells"

@@ -3,9 +3,9 @@ the same small recipe, then scored on the test split."""
 
 from __future__ import annotations
 
-from hybridnas.bench.harness import Results, measure_train
-from hybridnas.bench.markdown import ReportInput, fmt, last_error, short, table
-from hybridnas.bench.modes import BASELINES, QUALITY
+from studies.harness import Results, measure_train
+from studies.markdown import ReportInput, fmt, last_error, short, table
+from studies.modes import BASELINES, QUALITY
 
 
 def run(R: Results, m: dict) -> None:

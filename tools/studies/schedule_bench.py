@@ -16,8 +16,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from hybridnas.bench.harness import Results, measure_search
-from hybridnas.bench.modes import MODES
+from studies.harness import Results, measure_search
+from studies.modes import MODES
 
 EPOCHS = 10  # recipes/search.yaml search.epochs
 STEPS = 4  # per epoch: short, the ratio is what is measured

@@ -6,9 +6,9 @@ from __future__ import annotations
 import statistics
 import sys
 
-from hybridnas.bench.harness import Results, measure_search, run_child
-from hybridnas.bench.markdown import ReportInput, fmt, pyplot, save_figure, short, table
-from hybridnas.bench.modes import COST, METHODS, differentiable_overrides
+from studies.harness import Results, measure_search, run_child
+from studies.markdown import ReportInput, fmt, pyplot, save_figure, short, table
+from studies.modes import COST, METHODS, differentiable_overrides
 
 TITLE = "## 1. Search cost: DARTS vs PC-DARTS vs SDAS vs SDAS + partial channels\n"
 
@@ -29,7 +29,7 @@ def run(R: Results, m: dict) -> None:
                 [*differentiable_overrides(m), "seed=0"],
                 {"section": "cost", "method": name, "label": label, "seed": 0, "repeat": r},
             )
-    from hybridnas.bench.sections import scaling
+    from studies.sections import scaling
 
     scaling.run(R, m)  # the frames and cells sweeps (reported on their own)
 

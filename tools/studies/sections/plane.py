@@ -3,8 +3,8 @@ front; and section 5 (report only): the GPU figures of the same models."""
 
 from __future__ import annotations
 
-from hybridnas.bench.markdown import ReportInput, fmt, pyplot, save_figure, table
-from hybridnas.bench.modes import BASELINES, QUALITY
+from studies.markdown import ReportInput, fmt, pyplot, save_figure, table
+from studies.modes import BASELINES, QUALITY
 
 LABELS = {**QUALITY, **BASELINES}
 

@@ -209,10 +209,10 @@ def section(doc: dict, reading: str = "") -> str:
     load = f", 1-min load {lat['load_before'][0]:.1f} on 2 cores" if "load_before" in lat else ""
     intro = [
         "## Front\n",
-        "Made by `python tools/bench.py front` (hybridnas/bench/front.py; resumable, every "
+        "Made by `python tools/bench.py front` (tools/studies/front.py; resumable, every "
         "finished (task, row, seed) in [front/rows.jsonl](front/rows.jsonl); claims recomputable "
         "from [front/front.json](front/front.json) with "
-        "`hybridnas.bench.front_report.check_claims`). One common recipe for every row, "
+        "`check_claims` of tools/studies/front_report.py). One common recipe for every row, "
         f"`recipes/bench/front.yaml` (hash `{r['hash']}`), **chosen before any found row was "
         f"trained under it**: AdamW lr {r['lr']} (cosine per step, no warm-up), weight decay "
         f"{r['weight_decay']}, head dropout {r['dropout']}, batch {r['batch_size']}, "

@@ -10,7 +10,7 @@ each of its seeds on each task; each finished (task, row, seed) is appended to
 never retrain the finished ones. Latency: all rows' networks built in one process and timed in
 interleaved rounds (batch 1, one thread), median ms per clip (``OUT/latency.json``, measured
 again whenever the set of rows changes, so the ratios always come from one side-by-side run).
-``front.json``, ``front.png`` and ``front.md`` (hybridnas/bench/front_report.py) are rewritten
+``front.json``, ``front.png`` and ``front.md`` (tools/studies/front_report.py) are rewritten
 after every row.
 """
 
@@ -30,7 +30,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from hybridnas.bench.groundtruth import (
+from hybridnas.groundtruth.recipe import (
     Clips,
     accuracy,
     load_clips,
@@ -332,7 +332,7 @@ def run_front(
     """Train what ``OUT/rows.jsonl`` lacks (appending each record as it finishes), measure
     latency, and write front.json / front.png / front.md after every row (claims on the found
     rows of ``judge_family``, None: all); returns front.json."""
-    from hybridnas.bench.front_report import write_front
+    from studies.front_report import write_front
 
     torch.set_num_threads(1)
     out.mkdir(parents=True, exist_ok=True)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import sys
 
-from hybridnas.bench.harness import Results, compose, measure_search, run_child
-from hybridnas.bench.markdown import ReportInput, fmt, mean_sd, table
-from hybridnas.bench.modes import QUALITY, budgets, differentiable_overrides, evo_overrides
+from studies.harness import Results, compose, measure_search, run_child
+from studies.markdown import ReportInput, fmt, mean_sd, table
+from studies.modes import QUALITY, budgets, differentiable_overrides, evo_overrides
 
 
 def _hybrid(m: dict, b: dict, seed: int) -> list[str]:

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from hybridnas.bench.patchmix_report import patchmix_section
+from studies.patchmix_report import patchmix_section
 
 
 def _ci(lo_hi: list[float]) -> str:
@@ -51,8 +51,8 @@ def groundtruth_section(s: dict[str, Any], reading: str = "") -> list[str]:
         "## Ground truth: a trained table of the default space\n",
         "Rebuild (append-only, resumable; 300 trainings, ~2 h on 2 free cores): "
         "`python tools/bench.py groundtruth --workers 2`; figures and numbers: "
-        "`python tools/bench.py gt-report`. Table: `hybridnas/bench/data/groundtruth.jsonl` "
-        f"(recipe hash `{s['recipe']}`, `hybridnas.bench.GroundTruthRecipe`).\n",
+        "`python tools/bench.py gt-report`. Table: `hybridnas/groundtruth/data/groundtruth.jsonl` "
+        f"(recipe hash `{s['recipe']}`, `hybridnas.groundtruth.GroundTruthRecipe`).\n",
         "Recipe: genotypes of the default search space (8 ops, 3 cells of 3 nodes, widths "
         "4/8/16, stem 8 with spatial stride 2) drawn uniformly (every node two distinct "
         "inputs, ops uniform over the 7 non-`none` ops); built-in moving digits rendered at "
@@ -284,7 +284,7 @@ def schedule_section(s: dict[str, Any], reading: str = "") -> list[str]:
 
 
 def _latency_model_section(doc: dict) -> list[str]:
-    from hybridnas.bench.latency_model import latency_model_section
+    from studies.latency_model import latency_model_section
 
     return latency_model_section(doc)
 

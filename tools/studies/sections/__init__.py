@@ -8,10 +8,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from hybridnas.bench.harness import Results, loadavg, machine_info
-from hybridnas.bench.markdown import ReportInput
-from hybridnas.bench.modes import MODES
-from hybridnas.bench.sections import (
+from studies.harness import Results, loadavg, machine_info
+from studies.markdown import ReportInput
+from studies.modes import MODES
+from studies.sections import (
     cost,
     cost_long,
     evo_ranks,

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import time
 
-from hybridnas.bench.harness import Results, compose, loadavg
-from hybridnas.bench.markdown import ReportInput, fmt, table
+from studies.harness import Results, compose, loadavg
+from studies.markdown import ReportInput, fmt, table
 
 
 def _proxy_config(run, m: dict, pover: dict):

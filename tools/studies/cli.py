@@ -17,9 +17,10 @@ import dataclasses
 import json
 from pathlib import Path
 
-from hybridnas.bench.schedule_bench import VARIANTS
-from hybridnas.bench.scorer_bench import ZERO_COST
-from hybridnas.bench.table import TABLE_PATH, GroundTruth
+from hybridnas.groundtruth.regret import regret
+from hybridnas.groundtruth.table import TABLE_PATH, GroundTruth
+from studies.schedule_bench import VARIANTS
+from studies.scorer_bench import ZERO_COST
 
 COMMANDS = (
     "groundtruth",
@@ -34,46 +35,12 @@ COMMANDS = (
 )
 
 
-def regret(genotype_path: str, seeds: tuple[int, ...] = (0,), table: Path = TABLE_PATH) -> dict:
-    """Train a found genotype's cells with the ground-truth recipe (the table's seeds) and place
-    its mean test accuracy in the table's random distribution."""
-    import torch
-
-    from hybridnas.bench.groundtruth import GroundTruthRecipe, load_clips, train_and_score
-    from hybridnas.models import BUILTIN_GENOTYPE
-    from hybridnas.space.genotype import Genotype
-
-    torch.set_num_threads(1)
-    gt = GroundTruth.load(table)
-    recipe = GroundTruthRecipe()
-    if gt.entries and gt.entries[0]["recipe"] != recipe.hash():
-        raise SystemExit(
-            f"the table was built with recipe {gt.entries[0]['recipe']}, this code's recipe is "
-            f"{recipe.hash()}: rebuild the table (python tools/bench.py groundtruth)"
-        )
-    genotype = Genotype.load(BUILTIN_GENOTYPE if genotype_path == "builtin" else genotype_path)
-    clips = load_clips(recipe)
-    runs = [train_and_score(genotype, recipe, s, clips) for s in seeds]
-    acc = sum(r["test_acc"] for r in runs) / len(runs)
-    return {
-        "genotype": genotype_path,
-        "arch": runs[0]["arch"],
-        "test_acc": acc,
-        "seed_accs": [r["test_acc"] for r in runs],
-        "percentile": gt.percentile(acc),
-        "table_median": float(sorted(gt.accuracies())[len(gt) // 2]),
-        "table_max": float(gt.accuracies().max()),
-        "flops": runs[0]["flops"],
-        "params": runs[0]["params"],
-    }
-
-
 def build_groundtruth(args: argparse.Namespace) -> None:
     """Build (or continue) a table; with recipe overrides (``--set``), print its spread next to
     the shipped table's on the same architectures."""
-    from hybridnas.bench.build import build_table, table_genotypes
-    from hybridnas.bench.groundtruth import GroundTruthRecipe, arch_id, recipe_with
-    from hybridnas.bench.table import spread_summary
+    from hybridnas.groundtruth.recipe import GroundTruthRecipe, arch_id, recipe_with
+    from hybridnas.groundtruth.table import spread_summary
+    from studies.build import build_table, table_genotypes
 
     try:
         recipe = recipe_with(args.set)
@@ -121,7 +88,7 @@ def run_scorers(
     seeded scorers) files the scores as ``<name>@seed<seed>``."""
     import torch
 
-    from hybridnas.bench.scorer_bench import score_context, score_table, table_genotypes
+    from studies.scorer_bench import score_context, score_table, table_genotypes
 
     torch.set_num_threads(1)
     ctx = dataclasses.replace(score_context(), seed=seed)
@@ -136,7 +103,7 @@ def run_scorers(
     registered = [n for n in names if n != "proxy"]
     scores, cost = score_table(registered, genotypes, ctx)
     if "proxy" in names:
-        from hybridnas.bench.scorer_bench import trained_proxy_scores
+        from studies.scorer_bench import trained_proxy_scores
 
         scores["proxy"], cost["proxy"] = trained_proxy_scores(genotypes, ctx)
     if seed:
@@ -155,9 +122,9 @@ def run_proxy_sweep(variants: str, half: str, n_archs: int, out: Path) -> None:
     half's architectures (0: all): one row per (variant, reading) with its tau, to ``out``."""
     import torch
 
-    from hybridnas.bench.groundtruth import GroundTruthRecipe, load_clips
-    from hybridnas.bench.proxy_sweep import ProxyVariant, subsample, sweep
-    from hybridnas.bench.scorer_bench import table_genotypes
+    from hybridnas.groundtruth.recipe import GroundTruthRecipe, load_clips
+    from studies.proxy_sweep import ProxyVariant, subsample, sweep
+    from studies.scorer_bench import table_genotypes
 
     torch.set_num_threads(1)
     gt = GroundTruth.load()
@@ -176,9 +143,9 @@ def run_ops_bench(args: argparse.Namespace) -> None:
     """``tools/bench.py ops``: write ops.json to ``--out`` and print the section."""
     import torch
 
-    from hybridnas.bench.ops_bench import run_ops
-    from hybridnas.bench.ops_report import ops_section
     from hybridnas.models import BUILTIN_GENOTYPE
+    from studies.ops_bench import run_ops
+    from studies.ops_report import ops_section
 
     default_threads = torch.get_num_threads()
     threads = [int(t) or default_threads for t in args.threads.split(",")]
@@ -192,8 +159,8 @@ def run_ops_bench(args: argparse.Namespace) -> None:
 
 def run_front_command(args: argparse.Namespace) -> None:
     """``front``: the plan's rows (baselines, the placeholder unless ``--no-placeholder``,
-    ``--found`` / ``--random`` genotype files), trained and reported (hybridnas/bench/front.py)."""
-    from hybridnas.bench import front
+    ``--found`` / ``--random`` genotype files), trained and reported (tools/studies/front.py)."""
+    from studies import front
 
     recipe = front.FrontRecipe.load(args.recipe or front.RECIPE_PATH, tuple(args.set))
     if args.tasks:
@@ -214,7 +181,7 @@ def run_front_command(args: argparse.Namespace) -> None:
         judge_family=args.judge_family or (args.found_family if args.found else None),
     )
     if args.benchmarks:
-        from hybridnas.bench.front_report import sync_benchmarks
+        from studies.front_report import sync_benchmarks
 
         sync_benchmarks(args.out or front.OUT_DIR, args.benchmarks)
 
@@ -324,7 +291,7 @@ def main(argv: list[str]) -> None:
         if args.json:
             args.json.write_text(json.dumps(result, indent=2))
     elif args.cmd == "quality":
-        from hybridnas.bench.gt_quality import run_quality, write_summary
+        from studies.gt_quality import run_quality, write_summary
 
         summary = run_quality(
             args.out,
@@ -337,8 +304,8 @@ def main(argv: list[str]) -> None:
         )
         write_summary(summary, args.summary)
     elif args.cmd == "schedule":
-        from hybridnas.bench.schedule_bench import run_schedule
-        from hybridnas.bench.schedule_bench import write_summary as write_schedule
+        from studies.schedule_bench import run_schedule
+        from studies.schedule_bench import write_summary as write_schedule
 
         write_schedule(run_schedule(args.out, args.repeats, args.variants.split(",")), args.summary)
     elif args.cmd == "scorers":
@@ -352,8 +319,8 @@ def main(argv: list[str]) -> None:
     elif args.cmd == "front":
         run_front_command(args)
     else:
-        from hybridnas.bench.gt_report import write_gt_report
-        from hybridnas.bench.report import write_report
+        from studies.gt_report import write_gt_report
+        from studies.report import write_report
 
         write_gt_report(GroundTruth.load(args.table, truth=args.truth), args.out)
         if (args.out / "results.json").is_file():

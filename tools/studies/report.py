@@ -1,7 +1,7 @@
 """BENCHMARKS.md and its PNG figures from a bench folder's results.json (tools/bench.py).
 
 Re-runnable: ``python tools/bench.py report --from DIR [--report-dir tools/bench_results]``.
-Each section (hybridnas/bench/sections/) writes its own part; this module adds the header
+Each section (tools/studies/sections/) writes its own part; this module adds the header
 and, when ``<report-dir>/reading.md`` exists, a hand-written reading under "Reading".
 """
 
@@ -11,9 +11,9 @@ import json
 import shutil
 from pathlib import Path
 
-from hybridnas.bench.markdown import ReportInput, fmt
-from hybridnas.bench.ops_report import ops_section
-from hybridnas.bench.signal_report import signal_sections
+from studies.markdown import ReportInput, fmt
+from studies.ops_report import ops_section
+from studies.signal_report import signal_sections
 
 
 def header(r: ReportInput) -> list[str]:
@@ -53,7 +53,7 @@ def reading(dst: Path) -> list[str]:
 
 
 def write_report(src: str | Path, dst: str | Path) -> Path:
-    from hybridnas.bench.sections import REPORTS
+    from studies.sections import REPORTS
 
     src, dst = Path(src), Path(dst)
     doc = json.loads((src / "results.json").read_text())

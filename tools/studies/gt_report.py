@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from hybridnas.bench.table import GroundTruth, percentile_of
+from hybridnas.groundtruth.table import GroundTruth, percentile_of
 
 
 def op_counts(genotype: dict[str, Any], cell: str) -> dict[str, int]:
@@ -157,7 +157,7 @@ def scorer_summary(gt: GroundTruth, scores_path: Path) -> dict[str, Any]:
     """Rank agreement rows of every scorer in ``scores_path`` plus the two calibration-chosen
     mean-rank ensembles (one of non-trivial scorers, one that may include params / flops),
     and the noise ceiling."""
-    from hybridnas.bench.scorer_bench import (
+    from studies.scorer_bench import (
         agreement_rows,
         best_of_n,
         choose_ensemble,

@@ -6,8 +6,8 @@ import json
 import sys
 from pathlib import Path
 
-from hybridnas.bench.harness import Results, run_child
-from hybridnas.bench.markdown import ReportInput, fmt, short, table
+from studies.harness import Results, run_child
+from studies.markdown import ReportInput, fmt, short, table
 
 
 def run(R: Results, m: dict) -> None:
