@@ -10,7 +10,7 @@
 ``run`` measures every item in turn and rewrites ``DIR/results.json`` after each one, so a
 crash or a kill loses at most the item in flight; running the same command again skips what
 is already measured. ``report`` turns results.json into BENCHMARKS.md and PNG figures
-(default: tools/bench_results/, i.e. the committed report; ``--report-dir`` to change).
+(default: tools/studies/results/, i.e. the committed report; ``--report-dir`` to change).
 
 The harness is tools/studies/harness.py, the modes tools/studies/modes.py, and each
 section (what it runs, what it reports) a module of tools/studies/sections/.
@@ -27,7 +27,7 @@ from studies.cli import COMMANDS as GT_COMMANDS
 from studies.cli import main as gt_main
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_REPORT_DIR = ROOT / "tools" / "bench_results"
+DEFAULT_REPORT_DIR = ROOT / "tools" / "studies" / "results"
 
 
 def random_search(n: int, overrides: list[str], family: bool = False) -> None:

@@ -43,7 +43,7 @@ from hybridnas.search.latency import count_flops, count_params, measure_latency
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE_PATH = ROOT / "recipes" / "bench" / "front.yaml"
-OUT_DIR = ROOT / "tools" / "bench_results" / "front"
+OUT_DIR = ROOT / "tools" / "studies" / "results" / "front"
 _NOT_HASHED = ("tasks", "latency_rounds", "latency_min_run_time")
 
 

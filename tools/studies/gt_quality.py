@@ -11,7 +11,7 @@ table's random distribution (``tools/bench.py regret``)::
 
 Searches and regrets are items of one results.json (``studies.harness.Results``), so a
 killed run continues where it stopped. The summary (per method: percentile mean and SD over
-seeds, FLOPs, search seconds) goes to ``tools/bench_results/quality_gt.json``, which the
+seeds, FLOPs, search seconds) goes to ``tools/studies/results/quality_gt.json``, which the
 "Search quality on the ground truth" section of BENCHMARKS.md is made from.
 """
 

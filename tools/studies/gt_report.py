@@ -1,6 +1,6 @@
 """Figures and statistics of the ground-truth table (its section of BENCHMARKS.md).
 
-write_gt_report(GroundTruth.load(), Path("tools/bench_results"))
+write_gt_report(GroundTruth.load(), Path("tools/studies/results"))
   -> gt_accuracy_hist.png, gt_accuracy_vs_flops.png, groundtruth_summary.json
 """
 

@@ -72,10 +72,10 @@ def patchmix_section(s: dict[str, Any], reading: str = "") -> list[str]:
         "epoch on the 500 test clips, mean +- SD over seeds. Common recipe (declared, not the "
         f"shipped 12-epoch one, to fit 30 runs on a shared 2-core CPU): `{s['common']}`; "
         "methods: none; `train.mixup=0.8`; `train.cutmix=1.0`; `train.mix=patchmix "
-        "train.patchmix.policy=tools/bench_results/patchmix_policy.yaml` (searched); "
+        "train.patchmix.policy=tools/studies/results/patchmix_policy.yaml` (searched); "
         "`train.mix=patchmix` (random grid: 2x2x2 tubes, a random half from the partner, "
         "random pairs); both PatchMix rows with `train.patchmix.patch_loss=0.5`. Command: "
-        "`python tools/patchmix_bench.py run --policy tools/bench_results/patchmix_policy.yaml`"
+        "`python tools/patchmix_bench.py run --policy tools/studies/results/patchmix_policy.yaml`"
         " (one run at a time, resumable), raw rows with each run's command in "
         "[patchmix_runs.jsonl](patchmix_runs.jsonl).\n",
         *results_table(s),

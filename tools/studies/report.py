@@ -1,6 +1,6 @@
 """BENCHMARKS.md and its PNG figures from a bench folder's results.json (tools/bench.py).
 
-Re-runnable: ``python tools/bench.py report --from DIR [--report-dir tools/bench_results]``.
+Re-runnable: ``python tools/bench.py report --from DIR [--report-dir tools/studies/results]``.
 Each section (tools/studies/sections/) writes its own part; this module adds the header
 and, when ``<report-dir>/reading.md`` exists, a hand-written reading under "Reading".
 """

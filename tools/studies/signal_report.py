@@ -213,7 +213,7 @@ def rewiring_section(s: dict[str, Any], reading: str = "") -> list[str]:
         "0,1,2,3,4 --out runs/bench_gt_assemble4`; then `python tools/bench.py quality "
         "--methods hybrid_evo,hybrid_multi,hybrid_assemble,hybrid_assemble_weakest --out "
         "runs/bench_gt_assemble --merge runs/bench_gt_assemble2 runs/bench_gt_assemble3 "
-        "runs/bench_gt_assemble4 --summary-only --summary tools/bench_results/rewiring_gt.json` "
+        "runs/bench_gt_assemble4 --summary-only --summary tools/studies/results/rewiring_gt.json` "
         "and `python tools/bench.py gt-report`. The "
         "rows share today's hybrid search and one longer evolution than the "
         f"equal-compute rows above (`{' '.join(s['meta'].get('long_evolution', []))}`); they "
