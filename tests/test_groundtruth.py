@@ -276,3 +276,13 @@ def test_bn_statistics_are_recomputed_exactly_over_the_given_clips():
     assert exact == again  # an entry repeats exactly
     # the same weights scored with other BatchNorm statistics: the recompute took effect
     assert (exact["test_acc"], exact["val_acc"]) != (running["test_acc"], running["val_acc"])
+
+
+def test_regret_refuses_a_table_built_with_another_recipe(tmp_path):
+    from hybridnas.groundtruth import regret
+
+    entry = json.loads(TABLE_PATH.read_text().splitlines()[0])
+    table = tmp_path / "other.jsonl"
+    table.write_text(json.dumps({**entry, "recipe": "000000000000"}) + "\n")
+    with pytest.raises(SystemExit, match="rebuild the table"):
+        regret("builtin", table=table)
