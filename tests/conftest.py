@@ -11,8 +11,12 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see hybridnas/__init__.py
 
 import fcntl  # noqa: E402
 import shutil  # noqa: E402
+import sys  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 from pathlib import Path  # noqa: E402
+
+# tools/ on the path, as for `python tools/bench.py`: the studies package (tools/studies/)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

@@ -1,4 +1,4 @@
-"""Smoke test of the benchmark machinery (hybridnas.bench: harness, modes, sections, report):
+"""Smoke test of the benchmark machinery (tools/studies: harness, modes, sections, report):
 one micro measurement in a child process, the results file, the equal-compute budgets, and the
 report writer on a small synthetic results.json. No search or training runs here (< 60 s)."""
 
@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 from helpers import tool
-
-from hybridnas.bench import harness
-from hybridnas.bench.modes import MODES, budgets
+from studies import harness
+from studies.modes import MODES, budgets
 
 
 def test_run_child_measures_its_own_peak_memory(tmp_path):
@@ -117,7 +116,7 @@ def _synthetic(tmp_path: Path) -> Path:
 
 
 def test_report_writer(tmp_path):
-    from hybridnas.bench.report import write_report
+    from studies.report import write_report
 
     src = _synthetic(tmp_path)
     dst = tmp_path / "report"
@@ -138,6 +137,6 @@ def test_bench_cli_lists_the_sections_and_keeps_the_ground_truth_commands(capsys
         tool("bench").main(["run", "--help"])
     assert exit_.value.code == 0
     assert "cost,cost_long,quality,train,faithfulness,evo_ranks" in capsys.readouterr().out
-    from hybridnas.bench.cli import COMMANDS
+    from studies.cli import COMMANDS
 
     assert {"groundtruth", "regret", "gt-report"} <= set(COMMANDS)

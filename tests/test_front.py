@@ -7,10 +7,10 @@ import json
 
 import pytest
 import torch
+from studies import front
+from studies.front import FrontRecipe, RowSpec, run_front
+from studies.front_report import check_claims, dominators, hybrid_vs_random, hypervolume
 
-from hybridnas.bench import front
-from hybridnas.bench.front import FrontRecipe, RowSpec, run_front
-from hybridnas.bench.front_report import check_claims, dominators, hybrid_vs_random, hypervolume
 from hybridnas.models.baselines import TemporalShift, create_frame2d, create_tsm
 
 TINY = FrontRecipe(
@@ -173,7 +173,7 @@ def test_pending_is_task_then_seed_major_fastest_first():
 
 
 def test_sync_benchmarks_replaces_the_front_section_only(tmp_path):
-    from hybridnas.bench.front_report import sync_benchmarks
+    from studies.front_report import sync_benchmarks
 
     bench = tmp_path / "BENCHMARKS.md"
     bench.write_text("# b\n\n## A\n\na\n\n## Reading\n\nr\n")

@@ -9,9 +9,9 @@ import math
 import numpy as np
 import pytest
 import torch
+from studies.build import build_table, job_order, read_done
 
-from hybridnas.bench.build import build_table, job_order, read_done
-from hybridnas.bench.groundtruth import (
+from hybridnas.groundtruth.recipe import (
     GroundTruthRecipe,
     arch_id,
     load_clips,
@@ -20,7 +20,7 @@ from hybridnas.bench.groundtruth import (
     split_of,
     train_and_score,
 )
-from hybridnas.bench.table import TABLE_PATH, GroundTruth, rank_agreement, spread_summary
+from hybridnas.groundtruth.table import TABLE_PATH, GroundTruth, rank_agreement, spread_summary
 from hybridnas.space.genotype import Genotype
 
 TINY = GroundTruthRecipe(num_train=64, num_search_val=32, num_test=32, train_clips=64, epochs=1)
@@ -165,7 +165,7 @@ def test_spread_summary_separates_seed_noise_from_architecture_spread():
 
 
 def test_selection_ceiling_tells_a_reliable_recipe_from_noise():
-    from hybridnas.bench.gt_report import selection_ceiling
+    from studies.gt_report import selection_ceiling
 
     reliable = selection_ceiling(_paired(np.arange(100) / 100))
     assert reliable["archs"] == 10 and reliable["seed1_percentile_mean"] > 90
@@ -224,7 +224,7 @@ def test_retraining_two_entries_reproduces_them_within_seed_noise():
 
 
 def test_groundtruth_command_probes_a_recipe_variant_beside_the_shipped_table(tmp_path, capsys):
-    from hybridnas.bench.cli import main
+    from studies.cli import main
 
     tiny = ["num_train=64", "num_search_val=32", "num_test=32", "train_clips=64", "epochs=1"]
     tiny.append("stage_widths=[4,8,8]")  # another skeleton: other arch ids for the same cells
@@ -241,7 +241,7 @@ def test_groundtruth_command_probes_a_recipe_variant_beside_the_shipped_table(tm
 
 
 def test_groundtruth_command_stops_on_data_settings_the_generator_refuses(tmp_path):
-    from hybridnas.bench.cli import main
+    from studies.cli import main
 
     out = tmp_path / "probe.jsonl"
     args = ["groundtruth", "--out", str(out), "--archs", "2", "--pairs", "2", "--workers", "2"]
@@ -255,7 +255,7 @@ def test_groundtruth_command_stops_on_data_settings_the_generator_refuses(tmp_pa
 def test_bn_statistics_are_recomputed_exactly_over_the_given_clips():
     from torch import nn
 
-    from hybridnas.bench.groundtruth import recompute_bn_stats
+    from hybridnas.groundtruth.recipe import recompute_bn_stats
 
     torch.manual_seed(0)
     conv, bn = nn.Conv3d(3, 4, 1), nn.BatchNorm3d(4)
@@ -276,3 +276,13 @@ def test_bn_statistics_are_recomputed_exactly_over_the_given_clips():
     assert exact == again  # an entry repeats exactly
     # the same weights scored with other BatchNorm statistics: the recompute took effect
     assert (exact["test_acc"], exact["val_acc"]) != (running["test_acc"], running["val_acc"])
+
+
+def test_regret_refuses_a_table_built_with_another_recipe(tmp_path):
+    from hybridnas.groundtruth import regret
+
+    entry = json.loads(TABLE_PATH.read_text().splitlines()[0])
+    table = tmp_path / "other.jsonl"
+    table.write_text(json.dumps({**entry, "recipe": "000000000000"}) + "\n")
+    with pytest.raises(SystemExit, match="rebuild the table"):
+        regret("builtin", table=table)

@@ -8,12 +8,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from studies.gt_quality import METHODS, MODE, _search, permutation_p, summarize
+from studies.harness import Results
+from studies.modes import budgets
+from studies.signal_report import quality_section, rewiring_section
 
-from hybridnas.bench.gt_quality import METHODS, MODE, _search, permutation_p, summarize
-from hybridnas.bench.harness import Results
-from hybridnas.bench.modes import budgets
-from hybridnas.bench.signal_report import quality_section, rewiring_section
-from hybridnas.bench.table import GroundTruth
+from hybridnas.groundtruth.table import GroundTruth
 from hybridnas.space.genotype import CellSpec, Genotype
 
 
@@ -70,7 +70,7 @@ def test_unknown_method_is_refused(tmp_path):
 
 
 def test_schedule_summary_takes_each_variants_fastest_repeat(tmp_path):
-    from hybridnas.bench.schedule_bench import overrides, summarize
+    from studies.schedule_bench import overrides, summarize
 
     R = Results(tmp_path, "schedule")
     for variant, times in (("darts", [10.0, 8.0]), ("sdas_default", [4.0, 3.0]), ("sdas", [6.0])):

@@ -3,9 +3,9 @@
 import json
 
 import torch
+from studies.ops_bench import OpShape, bench_ops, interleaved_ms, package_at
+from studies.ops_report import ops_section
 
-from hybridnas.bench.ops_bench import OpShape, bench_ops, interleaved_ms, package_at
-from hybridnas.bench.ops_report import ops_section
 from hybridnas.ops import create_op
 
 

@@ -7,16 +7,16 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from torch import nn
-
-from hybridnas.bench.groundtruth import GroundTruthRecipe
-from hybridnas.bench.proxy_sweep import (
+from studies.proxy_sweep import (
     ProxyVariant,
     clip_order,
     lr_factor,
     read_scores,
     train_variant,
 )
+from torch import nn
+
+from hybridnas.groundtruth.recipe import GroundTruthRecipe
 from hybridnas.space.genotype import CellSpec
 
 RECIPE = GroundTruthRecipe()

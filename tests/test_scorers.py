@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from hybridnas.bench.groundtruth import GroundTruthRecipe, sample_uniform
+from hybridnas.groundtruth.recipe import GroundTruthRecipe, sample_uniform
 from hybridnas.search.scorers import (
     ScoreContext,
     get_scorer,
@@ -107,8 +107,9 @@ def test_rank_ensemble_is_the_mean_rank():
 
 
 def test_scoring_one_half_keeps_the_other_halfs_scores(tmp_path):
-    from hybridnas.bench.cli import run_scorers
-    from hybridnas.bench.table import GroundTruth
+    from studies.cli import run_scorers
+
+    from hybridnas.groundtruth.table import GroundTruth
 
     out = tmp_path / "scores.json"
     run_scorers(["params"], 6, out, None, "calibration")
@@ -119,7 +120,7 @@ def test_scoring_one_half_keeps_the_other_halfs_scores(tmp_path):
 
 
 def test_another_context_seed_is_filed_apart_and_changes_a_seeded_score(tmp_path):
-    from hybridnas.bench.cli import run_scorers
+    from studies.cli import run_scorers
 
     out = tmp_path / "scores.json"
     run_scorers(["naswot"], 3, out, None)

@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 import torch
+from studies.scorer_bench import ZERO_COST
 
-from hybridnas.bench.groundtruth import GroundTruthRecipe
-from hybridnas.bench.scorer_bench import ZERO_COST
+from hybridnas.groundtruth.recipe import GroundTruthRecipe
 from hybridnas.search.scorers import ScoreContext, get_scorer, list_scorers
 from hybridnas.search.scorers_temporal import (
     frame_differences,
@@ -103,8 +103,9 @@ def test_naswot_motion_ignores_a_still_background(ctx):
 
 
 def test_choose_ensemble_admits_the_baselines_only_when_asked():
-    from hybridnas.bench.scorer_bench import choose_ensemble
-    from hybridnas.bench.table import GroundTruth
+    from studies.scorer_bench import choose_ensemble
+
+    from hybridnas.groundtruth.table import GroundTruth
 
     rng = np.random.default_rng(0)
     archs = [f"a{k}" for k in range(40)]

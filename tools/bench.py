@@ -10,10 +10,10 @@
 ``run`` measures every item in turn and rewrites ``DIR/results.json`` after each one, so a
 crash or a kill loses at most the item in flight; running the same command again skips what
 is already measured. ``report`` turns results.json into BENCHMARKS.md and PNG figures
-(default: tools/bench_results/, i.e. the committed report; ``--report-dir`` to change).
+(default: tools/studies/results/, i.e. the committed report; ``--report-dir`` to change).
 
-The harness is hybridnas/bench/harness.py, the modes hybridnas/bench/modes.py, and each
-section (what it runs, what it reports) a module of hybridnas/bench/sections/.
+The harness is tools/studies/harness.py, the modes tools/studies/modes.py, and each
+section (what it runs, what it reports) a module of tools/studies/sections/.
 """
 
 from __future__ import annotations
@@ -23,19 +23,19 @@ import os
 import sys
 from pathlib import Path
 
-from hybridnas.bench.cli import COMMANDS as GT_COMMANDS
-from hybridnas.bench.cli import main as gt_main
+from studies.cli import COMMANDS as GT_COMMANDS
+from studies.cli import main as gt_main
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_REPORT_DIR = ROOT / "tools" / "bench_results"
+DEFAULT_REPORT_DIR = ROOT / "tools" / "studies" / "results"
 
 
 def random_search(n: int, overrides: list[str], family: bool = False) -> None:
     """One random-search run in its own process (the quality section's, or with ``family``
     the front benchmark's random family: ``random-search --family --n N out_dir=...``)."""
     import torch
+    from studies.harness import compose
 
-    from hybridnas.bench.harness import compose
     from hybridnas.engine.distributed import init_distributed
     from hybridnas.search.random_search import random_family
     from hybridnas.search.random_search import random_search as search
@@ -81,19 +81,19 @@ def main(argv: list[str] | None = None) -> None:
         gt_main(argv)
         return
     if argv and argv[0] == "latency":
-        from hybridnas.bench.latency_model import main as latency_main
+        from studies.latency_model import main as latency_main
 
         latency_main(argv[1:], DEFAULT_REPORT_DIR)
         return
-    from hybridnas.bench.modes import MODES
-    from hybridnas.bench.sections import SECTIONS, run_sections
+    from studies.modes import MODES
+    from studies.sections import SECTIONS, run_sections
 
     ap = parser(list(SECTIONS), list(MODES))
     args = ap.parse_args(argv)
     if args.cmd == "random-search":
         random_search(args.n, args.overrides, args.family)
         return
-    from hybridnas.bench.report import write_report
+    from studies.report import write_report
 
     if args.cmd == "report":
         write_report(args.src, args.report_dir)

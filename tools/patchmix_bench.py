@@ -21,13 +21,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from hybridnas.bench.patchmix_report import load_policy_record  # noqa: E402
+from studies.patchmix_report import load_policy_record  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "runs" / "patchmix_bench"
-RESULTS = ROOT / "tools" / "bench_results" / "patchmix_runs.jsonl"
-SUMMARY = ROOT / "tools" / "bench_results" / "patchmix_summary.json"
-POLICY = ROOT / "tools" / "bench_results" / "patchmix_policy.yaml"  # the searched, committed
+RESULTS = ROOT / "tools" / "studies" / "results" / "patchmix_runs.jsonl"
+SUMMARY = ROOT / "tools" / "studies" / "results" / "patchmix_summary.json"
+POLICY = ROOT / "tools" / "studies" / "results" / "patchmix_policy.yaml"  # the searched, committed
 
 # The common recipe: 16 px clips (digits of 6 px), 8 frames, no EMA (too few updates for one).
 COMMON = [
