@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,103 +30,20 @@ from hybridnas.data.patchmix import PatchMix, build_mixer
 from hybridnas.engine.backend import WeightTrainer
 from hybridnas.engine.checkpoint import (
     CheckpointError,
-    DivergedError,
     capture_rng_state,
     check_finite,
     check_loss,
-    load_checkpoint,
     load_multipart,
     restore_rng_state,
     save_multipart,
 )
 from hybridnas.engine.distributed import DistContext, all_gather_object, all_reduce_mean_
 from hybridnas.engine.tracking import Tracker
-from hybridnas.models import (
-    build_model,
-    check_fingerprint,
-    fingerprint,
-    load_matching,
-    resolve_genotype,
-    supernet_to_network,
-)
-from hybridnas.space.genotype import Genotype
-from hybridnas.stage_config import DataConfig, ModelConfig, TrainConfig, TrainRun
+from hybridnas.models import ModelSpec, check_fingerprint, init_weights, model_spec
+from hybridnas.stage_config import TrainConfig, TrainRun
 
 LAST = "checkpoints/last.pt"
 BEST = "checkpoints/best.pt"
-
-
-@dataclass
-class ModelSpec:
-    """What the network is; enough to rebuild it from a checkpoint alone."""
-
-    name: str
-    num_classes: int
-    frames: int
-    size: int
-    genotype: Genotype | None = None
-    dropout: float | None = None  # None: the network's own default (see build_model)
-    r2plus1d_width: int = 16
-    c3d_width: int = 16
-    x3d_width_factor: float = 2.0
-    spatial_strides: tuple[int, ...] | None = None  # X3D / R(2+1)D: stem, stages 1-4
-    connection_weights: bool = False  # genotype nets: learned sigmoid weight per node input
-
-    def build(self) -> torch.nn.Module:
-        """The network: the spec's fields are ``build_model``'s arguments, one for one."""
-        return build_model(**{f.name: getattr(self, f.name) for f in fields(self)})
-
-    def fingerprint(self) -> dict:
-        return fingerprint(self.name, self.num_classes, self.frames, self.size, self.genotype)
-
-    def to_dict(self) -> dict:
-        d = {f.name: getattr(self, f.name) for f in fields(self)}
-        d["genotype"] = self.genotype.to_json() if self.genotype else ""
-        d["spatial_strides"] = list(self.spatial_strides) if self.spatial_strides else None
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> ModelSpec:
-        g = Genotype.from_json(d["genotype"]) if d["genotype"] else None
-        strides = d.get("spatial_strides")  # a list in the checkpoint's dict
-        return cls(**{**d, "genotype": g, "spatial_strides": tuple(strides) if strides else None})
-
-
-def model_spec(m: ModelConfig, data: DataConfig, num_classes: int) -> ModelSpec:
-    """The network ``m`` names, for ``data``'s clips and ``num_classes`` classes."""
-    g = None
-    if m.name == "genotype":
-        g = resolve_genotype(vars(m), num_classes=num_classes, frames=data.frames, size=data.size)
-    return ModelSpec(
-        m.name,
-        num_classes,
-        data.frames,
-        data.size,
-        g,
-        None if m.dropout is None else float(m.dropout),
-        int(m.r2plus1d_width),
-        int(m.c3d_width),
-        float(m.x3d_width_factor),
-        tuple(m.spatial_strides) if m.spatial_strides else None,
-        bool(m.connection_weights),
-    )
-
-
-def load_trained(path: str | Path, device: str | torch.device = "cpu", ema: bool = True):
-    """(model in eval mode, ModelSpec, checkpoint dict) from a train.py checkpoint; the EMA
-    weights when the run kept them and ``ema`` is true."""
-    ckpt = load_checkpoint(path, map_location=device)
-    if "model_spec" not in ckpt:
-        raise CheckpointError(f"checkpoint {path} was not written by tools/train.py")
-    spec = ModelSpec.from_dict(ckpt["model_spec"])
-    model = spec.build()
-    weights = ckpt["ema"] if ema and ckpt.get("ema") else ckpt["weights"]["model"]
-    try:
-        check_finite(weights, f"checkpoint {path} is unusable")
-    except DivergedError as err:
-        raise CheckpointError(f"{err}: the run that wrote it diverged") from None
-    model.load_state_dict(weights)
-    return model.to(device).eval(), spec, ckpt
 
 
 @dataclass
@@ -152,28 +69,6 @@ class TrainState:
     best_acc: float = 0.0
     running: dict = field(default_factory=dict)
     history: list = field(default_factory=list)
-
-
-def init_weights(model: torch.nn.Module, spec: ModelSpec, init_from: str | Path) -> None:
-    """Start from ``init_from``: a train.py checkpoint or a search run (its supernet), copying
-    every tensor whose name and shape match (fine-tuning to new classes drops the head)."""
-    src = Path(init_from)
-    if src.is_dir():
-        src = src / "checkpoints" / "search_last.pt"
-    ckpt = load_checkpoint(src)
-    if "model_spec" in ckpt:
-        state = ckpt["ema"] or ckpt["weights"]["model"]
-    else:  # a supernet from tools/search.py
-        from omegaconf import OmegaConf
-
-        scfg = OmegaConf.load(src.parent.parent / "config.yaml")
-        if spec.genotype is None:
-            raise CheckpointError("init_from a supernet needs model=genotype")
-        state = supernet_to_network(
-            ckpt["weights"]["model"], spec.genotype, list(scfg.model.op_names), scfg.model.steps
-        )
-    copied, total = load_matching(model, state)
-    print(f"[hybridnas] init_from {src}: {copied}/{total} tensors copied (name and shape match)")
 
 
 def make_scheduler(
