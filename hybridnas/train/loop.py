@@ -28,16 +28,9 @@ from hybridnas.data import VideoMixup, build_dataset, build_loader, whole_train_
 from hybridnas.data.loader import require_one_batch
 from hybridnas.data.patchmix import PatchMix, build_mixer
 from hybridnas.engine.backend import WeightTrainer
-from hybridnas.engine.checkpoint import (
-    CheckpointError,
-    capture_rng_state,
-    check_finite,
-    check_loss,
-    load_multipart,
-    restore_rng_state,
-    save_multipart,
-)
-from hybridnas.engine.distributed import DistContext, all_gather_object, all_reduce_mean_
+from hybridnas.engine.checkpoint import CheckpointError, check_loss
+from hybridnas.engine.distributed import DistContext, all_reduce_mean_
+from hybridnas.engine.resume import restore_resumable, save_resumable
 from hybridnas.engine.tracking import Tracker
 from hybridnas.models import ModelSpec, check_fingerprint, init_weights, model_spec
 from hybridnas.stage_config import TrainConfig, TrainRun
@@ -149,7 +142,6 @@ def setup(cfg: TrainRun, ctx: DistContext, run_dir: Path) -> TrainState:
 
 
 def checkpoint_state(st: TrainState) -> dict:
-    rng = all_gather_object(capture_rng_state(), st.ctx)  # every rank resumes its own streams
     return {
         "model_spec": st.spec.to_dict(),
         "fingerprint": st.spec.fingerprint(),
@@ -161,22 +153,24 @@ def checkpoint_state(st: TrainState) -> dict:
         "best_acc": st.best_acc,
         "running": st.running,
         "history": st.history,
-        "rng": rng,
     }
 
 
 def save(st: TrainState, path: str = LAST) -> None:
-    state = checkpoint_state(st)  # collective: every rank takes part
-    # every rank refuses together, before the engine state or the file is written
-    check_finite(state, f"training diverged at epoch {st.epoch}: refusing to save {path}")
-    engine = st.trainer.save_engine_state if st.trainer.engine_name == "deepspeed" else None
-    step = f"e{st.epoch:04d}b{st.batch_in_epoch:06d}"  # unique per save, known to every rank
-    save_multipart(st.run_dir / path, state, step, st.ctx, engine if path == LAST else None)
+    """Collective: checkpoint the run to ``path`` (the engine part only with ``LAST``)."""
+    save_resumable(
+        st.run_dir / path,
+        checkpoint_state(st),
+        st.ctx,
+        step=f"e{st.epoch:04d}b{st.batch_in_epoch:06d}",  # unique per save, known to every rank
+        diverged=f"training diverged at epoch {st.epoch}",
+        trainer=st.trainer if path == LAST else None,
+    )
 
 
-def restore(st: TrainState, path: Path, changes: Sequence[str] = ()) -> None:
-    """Resume from ``path``; another network's checkpoint is refused, naming ``changes``."""
-    ckpt, tag = load_multipart(path, st.ctx, st.trainer.engine_name == "deepspeed", st.ctx.device)
+def put_back(st: TrainState, ckpt: dict, path: Path, changes: Sequence[str]) -> None:
+    """Restore ``st`` from ``ckpt``; another network's checkpoint is refused, naming
+    ``changes``."""
     try:
         check_fingerprint(ckpt["fingerprint"], st.spec.fingerprint(), path)
     except CheckpointError as err:
@@ -184,14 +178,22 @@ def restore(st: TrainState, path: Path, changes: Sequence[str] = ()) -> None:
             f"{err}" + (f" (changed since it started: {'; '.join(changes)})" if changes else "")
         ) from None
     st.trainer.load_state_dict(ckpt["weights"])
-    st.trainer.load_engine_state(str(st.run_dir / "checkpoints" / "deepspeed"), tag)
     if st.ema and ckpt["ema"]:
         st.ema.module.load_state_dict(ckpt["ema"])
     st.epoch, st.batch_in_epoch = ckpt["epoch"], ckpt["batch_in_epoch"]
     st.global_step, st.best_acc = ckpt["global_step"], ckpt["best_acc"]
     st.running, st.history = ckpt["running"], ckpt["history"]
-    rng = ckpt["rng"]
-    restore_rng_state(rng[st.ctx.rank] if st.ctx.rank < len(rng) else rng[0])
+
+
+def restore(st: TrainState, path: Path, changes: Sequence[str] = ()) -> None:
+    """Collective: resume from ``path`` (see :func:`put_back`)."""
+    restore_resumable(
+        path,
+        st.ctx,
+        lambda ckpt: put_back(st, ckpt, path, changes),
+        trainer=st.trainer,
+        map_location=st.ctx.device,
+    )
 
 
 # ---------------------------------------------------------------- the loop
