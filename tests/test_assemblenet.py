@@ -167,9 +167,8 @@ def test_hybrid_search_records_and_uses_each_candidates_weights(tmp_path):
 def test_training_config_builds_a_genotype_net_with_connection_weights():
     from hydra import compose, initialize_config_dir
 
-    from hybridnas.models import build_model
+    from hybridnas.models import ModelSpec, build_model, model_spec
     from hybridnas.stage_config import TrainRun
-    from hybridnas.train.loop import ModelSpec, model_spec
 
     with initialize_config_dir(config_dir=str(ROOT / "recipes"), version_base="1.3"):
         cfg = compose("train", overrides=["genotype=builtin", "model.connection_weights=true"])

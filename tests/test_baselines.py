@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from hybridnas.models import MODELS, build_model, resolve_genotype
+from hybridnas.models import build_model, list_models, resolve_genotype
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", list_models())
 def test_model_forward_and_one_train_step(name):
     torch.manual_seed(0)
     g = None
@@ -60,8 +60,8 @@ def test_c3d_width_travels_through_the_train_config():
 
     from hydra import compose, initialize_config_dir
 
+    from hybridnas.models import ModelSpec, model_spec
     from hybridnas.stage_config import TrainRun
-    from hybridnas.train.loop import ModelSpec, model_spec
 
     recipes = Path(__file__).resolve().parent.parent / "recipes"
     with initialize_config_dir(config_dir=str(recipes), version_base="1.3"):
@@ -108,7 +108,7 @@ def test_baseline_recipe_keys_reach_the_network():
 
     from omegaconf import OmegaConf
 
-    from hybridnas.train.loop import ModelSpec
+    from hybridnas.models import ModelSpec
 
     recipe = Path(__file__).resolve().parent.parent / "recipes/recipe/train_builtin_baseline.yaml"
     m = OmegaConf.load(recipe).model

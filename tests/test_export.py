@@ -67,7 +67,7 @@ def test_export_tool_on_a_checkpoint(tmp_path):
     from pathlib import Path
 
     from hybridnas.engine.checkpoint import save_checkpoint
-    from hybridnas.train.loop import ModelSpec
+    from hybridnas.models import ModelSpec
 
     spec = ModelSpec("frame2d", 10, 8, 32)
     model = spec.build()

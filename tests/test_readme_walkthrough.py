@@ -18,9 +18,8 @@ from pathlib import Path
 import pytest
 from videos import write_video
 
-from hybridnas.models import scaled_width
+from hybridnas.models import load_trained, scaled_width
 from hybridnas.space.genotype import Genotype
-from hybridnas.train.loop import load_trained
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTION = "## Your own videos"

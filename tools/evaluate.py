@@ -56,7 +56,7 @@ def searched_clip(cfg: DictConfig, path: str) -> DictConfig:
     when the evolution searched its clip on this dataset (meta ``clip_searched``): scored as
     trained."""
     from hybridnas.engine.checkpoint import load_checkpoint
-    from hybridnas.train.loop import ModelSpec
+    from hybridnas.models import ModelSpec
 
     ckpt = load_checkpoint(path, map_location="cpu")
     spec = ModelSpec.from_dict(ckpt["model_spec"]) if "model_spec" in ckpt else None
@@ -85,9 +85,8 @@ def warn_clip_shape(path: str, trained: tuple[int, int], cfg: DictConfig) -> boo
 
 
 def run(cfg: DictConfig) -> dict:
-    from hybridnas.models import check_fingerprint, check_model_streams
+    from hybridnas.models import check_fingerprint, check_model_streams, load_trained
     from hybridnas.train import evaluation as ev
-    from hybridnas.train.loop import load_trained
 
     check_config(cfg, "evaluate")
     if not cfg.ckpt:

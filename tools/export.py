@@ -15,7 +15,7 @@ from pathlib import Path
 import hybridnas  # noqa: F401  (compat shims before pytorchvideo)
 from hybridnas.errors import exit_on_user_error
 from hybridnas.export import export_all
-from hybridnas.train.loop import load_trained
+from hybridnas.models import load_trained
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from hybridnas.data import build_dataset  # noqa: E402
 from hybridnas.data.patchmix import PAIRINGS, PATTERNS, PatchMix, check_policy  # noqa: E402
-from hybridnas.train.loop import load_trained  # noqa: E402
+from hybridnas.models import load_trained  # noqa: E402
 
 GRID_CHOICES = (1, 2, 3, 4)
 BRIEF = "recipe=train_builtin genotype=builtin data.size=16 data.digit_px=6 train.epochs=3"

@@ -11,36 +11,15 @@ one). One process writes a run folder at a time (``run.lock``, see README "Resum
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import hydra
 from omegaconf import DictConfig
 
 import hybridnas  # noqa: F401  (compat shims before pytorchvideo / deepspeed)
-from hybridnas.config import (
-    ConfigError,
-    check_config,
-    check_data_root,
-    check_run_dir,
-    prepare_run_dir,
-    reopen_run_logs,
-)
+from hybridnas.config import ConfigError
 from hybridnas.data import build_dataset
 from hybridnas.data.sanity import require_classes
-from hybridnas.engine.distributed import (
-    DistContext,
-    barrier,
-    cleanup,
-    init_distributed,
-    set_cpu_threads,
-)
-from hybridnas.engine.runlock import (
-    acquire_run_lock,
-    finished_note,
-    mark_finished,
-    unmark_finished,
-)
-from hybridnas.engine.tracking import tracker_for_run
+from hybridnas.engine.distributed import DistContext
+from hybridnas.engine.run import open_run
 from hybridnas.errors import exit_on_user_error
 from hybridnas.space.genotype import Genotype
 from hybridnas.stage_config import SearchRun
@@ -73,21 +52,16 @@ def check_search_data(run: SearchRun, stage: str, ctx: DistContext) -> None:
             require_one_batch(split, data, loader, ctx.world_size)
 
 
-def run(cfg: DictConfig) -> Genotype | None:
-    """Check the config, data and run folder, search, return the genotype (None when a
-    ``resume=true`` finds the run finished). Nothing is written to the run folder before the
-    run (or its resume) is accepted, and only the process holding its lock writes it."""
-    check_config(cfg, "search")
-    if cfg.resume and (note := finished_note(cfg)):
-        print(note)
-        return None
-    check_data_root(cfg)
-    run = SearchRun.from_cfg(cfg)  # what the stages see of the config
+def search_settings(cfg: DictConfig) -> tuple[SearchRun, Genotype | None]:
+    """What the stages see of the config and the genotype evolution starts from; an impossible
+    space or schedule, or stage=evolution without a genotype, stops here, before any data or
+    run folder."""
+    run = SearchRun.from_cfg(cfg)
     if cfg.stage in ("hybrid", "differentiable"):
         from hybridnas.search.differentiable import supernet_config
         from hybridnas.search.sdas import FixSchedule
 
-        try:  # an impossible space or schedule stops here, before any data or run folder
+        try:
             supernet_config(run, num_classes=1)
             FixSchedule.from_config(run.search)
         except ValueError as err:
@@ -95,37 +69,33 @@ def run(cfg: DictConfig) -> Genotype | None:
     genotype = Genotype.load(cfg.genotype) if cfg.genotype else None
     if cfg.stage == "evolution" and genotype is None:
         raise ConfigError("stage=evolution needs genotype=<genotype.json or run folder>")
-    check_run_dir(cfg, strict_resume=True)
-    ctx = init_distributed()
-    if ctx.device.type == "cpu":
-        set_cpu_threads(cfg.threads)
-    check_search_data(run, cfg.stage, ctx)
-    lock = acquire_run_lock(Path(cfg.out_dir), ctx)  # held until this process ends
-    run_dir = prepare_run_dir(cfg, ctx.is_main)
-    if lock:
-        lock.follow()  # overwrite=true moved the old folder, its lock file with it
-        unmark_finished(run_dir)
-    barrier(ctx)
-    reopen_run_logs(run_dir)  # rank 0 may have moved the old run (overwrite=true) aside
-    tracker = tracker_for_run(cfg, run_dir, ctx.rank)
-    try:
+    return run, genotype
+
+
+def run(cfg: DictConfig) -> Genotype | None:
+    """Check the config, data and run folder, search, return the genotype (None when a
+    ``resume=true`` finds the run finished); see ``hybridnas.engine.run.open_run``."""
+    with open_run(
+        cfg,
+        tool="search",
+        strict_resume=True,
+        check=search_settings,
+        accept=lambda settings, ctx: check_search_data(settings[0], cfg.stage, ctx),
+    ) as r:
+        if r is None:
+            return None
+        search_run, genotype = r.settings
         if cfg.stage in ("hybrid", "differentiable"):
             from hybridnas.search.differentiable import run_differentiable
 
-            genotype, _ = run_differentiable(run, ctx, run_dir, tracker)
+            genotype, _ = run_differentiable(search_run, r.ctx, r.run_dir, r.tracker)
         if cfg.stage in ("hybrid", "evolution"):
             from hybridnas.search.evolution import run_evolution
 
-            genotype = run_evolution(run, ctx, run_dir, tracker, genotype)
-        if ctx.is_main:
-            mark_finished(run_dir, "search")
-            print(f"[hybridnas] genotype written to {run_dir / 'genotype.json'}")
+            genotype = run_evolution(search_run, r.ctx, r.run_dir, r.tracker, genotype)
+        if r.ctx.is_main:
+            print(f"[hybridnas] genotype written to {r.run_dir / 'genotype.json'}")
         return genotype
-    finally:
-        tracker.finish()
-        cleanup()
-        if lock:
-            lock.release()
 
 
 @hydra.main(version_base="1.3", config_path="../recipes", config_name="search")

@@ -1,4 +1,6 @@
-"""Training engine: checkpoints, experiment tracking, distributed helpers."""
+"""Training engine: checkpoints, experiment tracking, distributed helpers; the run scaffold
+of the tools (``engine.run.open_run``) and the one collective save/restore of the loops
+(``engine.resume``)."""
 
 from hybridnas.engine.checkpoint import (
     CheckpointError,

@@ -3,7 +3,8 @@
 Only rank 0 tracks; on other ranks every method is a no-op. Whatever the W&B mode, every
 logged dict is appended to ``<run_dir>/metrics.jsonl`` so a run can be read without W&B.
 The W&B run id is stored in ``<run_dir>/wandb_run_id.txt``; a tracker created again on the
-same folder continues the same W&B run (``resume="allow"``).
+same folder continues the same W&B run (``resume="allow"``). wandb is imported only when a
+tracker opens a W&B run (or asks whether the user is logged in), never by importing this.
 """
 
 from __future__ import annotations
@@ -14,9 +15,6 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import wandb
-from wandb.sdk.lib import runid
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -33,6 +31,7 @@ def _logged_in() -> bool:
 
     Uses wandb's own lookup without prompting or contacting the server.
     """
+    import wandb
     from wandb.sdk import wandb_setup
     from wandb.sdk.lib import wbauth
 
@@ -106,6 +105,8 @@ class Tracker:
         mode = resolve_mode(mode)
         if mode == "none":
             return cls(run_dir, None, enabled=True)
+        import wandb
+        from wandb.sdk.lib import runid
 
         id_file = run_dir / RUN_ID_FILE
         if resume_id is None and id_file.is_file():
@@ -160,6 +161,8 @@ class Tracker:
             return
         self._record({"_step": step, "_kind": "image", key: str(png_path)})
         if self.run is not None:
+            import wandb
+
             self.run.log({key: wandb.Image(str(png_path))}, step=step)
 
     def log_table(
@@ -173,6 +176,8 @@ class Tracker:
             {"_step": step, "_kind": "table", key: {"columns": list(columns), "rows": rows}}
         )
         if self.run is not None:
+            import wandb
+
             self.run.log({key: wandb.Table(columns=list(columns), data=rows)}, step=step)
 
     def log_json(self, key: str, obj: Any) -> Path | None:
@@ -186,6 +191,8 @@ class Tracker:
         path.write_text(json.dumps(obj, indent=2, default=_jsonable) + "\n")
         self._record({"_kind": "json", key: obj})
         if self.run is not None:
+            import wandb
+
             artifact = wandb.Artifact(name=f"{self.run.id}-{key}", type="json")
             artifact.add_file(str(path))
             self.run.log_artifact(artifact)

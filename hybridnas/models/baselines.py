@@ -15,16 +15,11 @@ which leaves 2x2 on 32 px. The width then brings the FLOPs back to the found net
 initialisation neither layout trains on the built-in data's short budget; from PyTorch's
 (:func:`reset_to_torch_init`: ``x3d_xs_ti``, ``r2plus1d_18``) they do (README, comparison).
 
-- X3D-XS otherwise keeps its published shape (depth factor 2.2, bottleneck factor 2.25, SE ratio
-  1/16, depthwise 3x3x3 blocks, 5x3x3 stem, 2048-d head); the head's pooling follows the clip.
-- R(2+1)D keeps pytorchvideo's depth-50 layout of (2+1)D bottleneck blocks with temporal stride
-  (1, 1, 2, 2); its head pools adaptively, so it takes any clip shape.
-- R(2+1)D-18 (``create_r2plus1d_18``): basic (2+1)D blocks, 2 per stage, pytorchvideo's stem,
-  stages and head around a hand-written block.
-- C3D (``create_c3d``) is the plain 3D CNN to beat: 3x3x3 conv-BN-ReLU blocks with pooling,
-  widths w/2w/4w/8w (``c3d_width``; w = 10 is about the found nets' FLOPs on 8 x 32 x 32).
-- Frame2D is a per-frame 2D CNN (three stages of two conv-BN-ReLU, widths 16/32/64),
-  averaged over time: the baseline that cannot see motion.
+Each builder is registered under its ``model.name`` (registry.py) and draws its block in its
+docstring: X3D-XS keeps its published shape apart from the strides and width; R(2+1)D is
+pytorchvideo's depth-50 layout, R(2+1)D-18 its basic-block layout; C3D is the plain 3D CNN to
+beat (w = 10 is about the found nets' FLOPs on 8 x 32 x 32); Frame2D and TSM are per-frame 2D
+CNNs, the baselines that cannot (Frame2D) or barely (TSM: shifted channels) see motion.
 """
 
 from __future__ import annotations
@@ -36,9 +31,23 @@ import torch
 from torch import nn
 
 from hybridnas.compat import reset_to_torch_init
+from hybridnas.models.registry import register_model
 
 PUBLISHED_STRIDES = (2, 2, 2, 2, 2)  # pytorchvideo's X3D / R(2+1)D: stem, stages 1-4
 SMALL_INPUT_STRIDES = (2, 1, 2, 2, 2)  # R(2+1)D paper: no stride in the first stage
+X3D_SPEC_KEYS = {
+    "frames": "frames",
+    "size": "size",
+    "dropout": "dropout",
+    "x3d_width_factor": "width_factor",
+    "spatial_strides": "spatial_strides",
+}
+R2PLUS1D_SPEC_KEYS = {
+    "size": "size",
+    "dropout": "dropout",
+    "r2plus1d_width": "width",
+    "spatial_strides": "spatial_strides",
+}
 
 
 def check_spatial_strides(strides: Sequence[int] | None, size: int) -> tuple[int, ...]:
@@ -57,6 +66,7 @@ def check_spatial_strides(strides: Sequence[int] | None, size: int) -> tuple[int
     return out
 
 
+@register_model("x3d_xs", spec_keys=X3D_SPEC_KEYS)
 def create_x3d_xs(
     *,
     num_classes: int,
@@ -67,8 +77,17 @@ def create_x3d_xs(
     spatial_strides: Sequence[int] | None = None,
     torch_init: bool = False,
 ) -> nn.Module:
-    """X3D-XS (Feichtenhofer 2020) for (B, 3, frames, size, size) clips -> (B, num_classes).
+    """X3D-XS (Feichtenhofer 2020) for (B, 3, frames, size, size) clips -> (B, num_classes)::
 
+        clip (B, 3, T, H, W)
+          -> stem: Conv3d 1x3x3 (stride 1, s0, s0) -> depthwise Conv3d 5x1x1 -> BN -> ReLU
+          -> stage 1..4: bottleneck blocks (1x1x1 expand x2.25, depthwise 3x3x3, SE 1/16,
+             Swish, 1x1x1 project) + shortcut, the first of stage i strides (1, s_i, s_i);
+             widths 12/24/48/96 x width_factor, depths 3/5/11/7 (depth factor 2.2)
+          -> Conv3d 1x1x1 x2.25 -> BN -> ReLU -> average pool over the last map
+             -> Linear 2048 -> ReLU -> Dropout -> Linear -> logits
+
+    ``spatial_strides`` (s0, s1..s4; None: all 2) must leave at least one pixel of ``size``.
     ``torch_init``: start from PyTorch's initialisation instead of pytorchvideo's (zeroed last
     BN in every residual branch, see :func:`reset_to_torch_init`); ``model.name=x3d_xs_ti``.
     """
@@ -89,6 +108,30 @@ def create_x3d_xs(
     return reset_to_torch_init(model) if torch_init else model
 
 
+@register_model("x3d_xs_ti", spec_keys=X3D_SPEC_KEYS)
+def create_x3d_xs_ti(
+    *,
+    num_classes: int,
+    frames: int,
+    size: int,
+    dropout: float = 0.5,
+    width_factor: float = 2.0,
+    spatial_strides: Sequence[int] | None = None,
+) -> nn.Module:
+    """:func:`create_x3d_xs` from PyTorch's initialisation (``torch_init=True``): the same
+    block and shapes, (B, 3, frames, size, size) -> (B, num_classes)."""
+    return create_x3d_xs(
+        num_classes=num_classes,
+        frames=frames,
+        size=size,
+        dropout=dropout,
+        width_factor=width_factor,
+        spatial_strides=spatial_strides,
+        torch_init=True,
+    )
+
+
+@register_model("r2plus1d", spec_keys=R2PLUS1D_SPEC_KEYS)
 def create_r2plus1d(
     *,
     num_classes: int,
@@ -98,7 +141,16 @@ def create_r2plus1d(
     spatial_strides: Sequence[int] | None = None,
 ) -> nn.Module:
     """R(2+1)D-50 (Tran 2018, pytorchvideo layout) with stem width ``width``:
-    (B, 3, T, size, size) clips -> (B, num_classes) logits, any T."""
+    (B, 3, T, size, size) clips -> (B, num_classes) logits, any T::
+
+        clip (B, 3, T, H, W)
+          -> stem: Conv3d 1x7x7 (stride 1, s0, s0) -> BN -> ReLU                  width w
+          -> stage 1..4: 3/4/6/3 bottleneck blocks (1x1x1 -> (2+1)D 3x3x3 -> 1x1x1)
+             + shortcut, widths 4w/8w/16w/32w, first block of stage i strides
+             (t_i, s_i, s_i) with t = (1, 1, 2, 2)
+          -> adaptive average pool -> Dropout -> Linear -> logits
+
+    ``spatial_strides`` (s0, s1..s4; None: all 2) must leave at least one pixel of ``size``."""
     from pytorchvideo.models.r2plus1d import create_r2plus1d as _create
 
     stem, *stages = check_spatial_strides(spatial_strides, size)
@@ -166,6 +218,7 @@ class Basic2plus1dBlock(nn.Module):
 R2PLUS1D_18_DEPTHS = (2, 2, 2, 2)  # basic blocks per stage (ResNet-18)
 
 
+@register_model("r2plus1d_18", spec_keys=R2PLUS1D_SPEC_KEYS)
 def create_r2plus1d_18(
     *,
     num_classes: int,
@@ -270,8 +323,9 @@ class Frame2D(nn.Module):
 C3D_STAGES = (1, 1, 2, 2)  # conv blocks per stage (C3D: 1, 1, 2, 2, 2 at 112 px)
 
 
+@register_model("c3d", spec_keys={"dropout": "dropout", "c3d_width": "width"})
 def create_c3d(
-    num_classes: int, width: int = 16, in_channels: int = 3, dropout: float = 0.0
+    *, num_classes: int, width: int = 16, in_channels: int = 3, dropout: float = 0.0
 ) -> nn.Module:
     """A plain C3D-style 3D CNN (Tran 2015), sized for small clips::
 
@@ -304,11 +358,18 @@ def create_c3d(
     return nn.Sequential(*layers)
 
 
+@register_model("frame2d", spec_keys={"dropout": "dropout"})
 def create_frame2d(
     *, num_classes: int, width: int = 16, in_channels: int = 3, dropout: float = 0.0
 ) -> nn.Module:
     """:class:`Frame2D` with stage widths w/2w/4w (``width``; 16 is ``model.name=frame2d``):
-    (B, C, T, H, W) clips -> (B, num_classes) logits, frames never mixed before the mean."""
+    (B, C, T, H, W) clips -> (B, num_classes) logits, frames never mixed before the mean::
+
+        frames (B*T, C, H, W)
+          -> [Conv2d 3x3 -> BN -> ReLU] x 2, width w      (stride 1)
+          -> [Conv2d 3x3 -> BN -> ReLU] x 2, width 2w     (first conv stride 2)
+          -> [Conv2d 3x3 -> BN -> ReLU] x 2, width 4w     (first conv stride 2)
+          -> global average pool per frame -> mean over T -> Dropout -> Linear -> logits"""
     widths = (width, 2 * width, 4 * width)
     return Frame2D(num_classes, in_channels=in_channels, widths=widths, dropout=dropout)
 

@@ -24,15 +24,7 @@ from tqdm import tqdm
 from hybridnas.data import build_loader
 from hybridnas.data.loader import require_one_batch
 from hybridnas.engine.backend import WeightTrainer
-from hybridnas.engine.checkpoint import (
-    CheckpointError,
-    capture_rng_state,
-    check_finite,
-    check_loss,
-    load_multipart,
-    restore_rng_state,
-    save_multipart,
-)
+from hybridnas.engine.checkpoint import CheckpointError, check_finite, check_loss
 from hybridnas.engine.distributed import (
     DistContext,
     all_gather_object,
@@ -40,6 +32,7 @@ from hybridnas.engine.distributed import (
     barrier,
     broadcast_,
 )
+from hybridnas.engine.resume import restore_resumable, save_resumable
 from hybridnas.engine.tracking import Tracker
 from hybridnas.search.architect import Architect, LossFn
 from hybridnas.search.fixing import fix_early, fix_on_schedule
@@ -179,7 +172,6 @@ def setup(
 
 
 def checkpoint_state(st: SearchState) -> dict:
-    rng = all_gather_object(capture_rng_state(), st.ctx)  # every rank resumes its own streams
     return {
         "epoch": st.epoch,
         "batch_in_epoch": st.batch_in_epoch,
@@ -187,7 +179,6 @@ def checkpoint_state(st: SearchState) -> dict:
         "weights": st.trainer.state_dict(),
         "arch": st.arch.state_dict(),
         "arch_optimizer": st.architect.optimizer.state_dict(),
-        "rng": rng,
         "alpha_history": torch.stack(st.alpha_history) if st.alpha_history else torch.empty(0),
         "fix_events": st.fix_events,
         "epoch_times": st.epoch_times,
@@ -196,17 +187,28 @@ def checkpoint_state(st: SearchState) -> dict:
 
 
 def save_search_checkpoint(st: SearchState) -> None:
-    state = checkpoint_state(st)  # collective: every rank takes part
-    # every rank refuses together, before the engine state or the file is written
-    check_finite(state, f"search diverged at epoch {st.epoch}: refusing to save {CHECKPOINT}")
-    engine = st.trainer.save_engine_state if st.trainer.engine_name == "deepspeed" else None
-    step = f"e{st.epoch:04d}b{st.batch_in_epoch:06d}"  # unique per save, known to every rank
-    save_multipart(st.run_dir / CHECKPOINT, state, step, st.ctx, engine)
+    save_resumable(
+        st.run_dir / CHECKPOINT,
+        checkpoint_state(st),
+        st.ctx,
+        step=f"e{st.epoch:04d}b{st.batch_in_epoch:06d}",  # unique per save, known to every rank
+        diverged=f"search diverged at epoch {st.epoch}",
+        trainer=st.trainer,
+    )
 
 
 def restore(st: SearchState, path: Path) -> None:
-    deepspeed = st.trainer.engine_name == "deepspeed"
-    ckpt, tag = load_multipart(path, st.ctx, deepspeed, map_location=st.ctx.device)
+    restore_resumable(
+        path,
+        st.ctx,
+        lambda ckpt: put_back(st, ckpt, path),
+        trainer=st.trainer,
+        map_location=st.ctx.device,
+    )
+
+
+def put_back(st: SearchState, ckpt: dict, path: Path) -> None:
+    """Restore ``st`` from ``ckpt``; a supernet of another shape is refused in one line."""
     try:
         st.trainer.load_state_dict(ckpt["weights"])
         st.arch.load_state_dict(ckpt["arch"])
@@ -216,15 +218,12 @@ def restore(st: SearchState, path: Path) -> None:
             f"checkpoint {path} holds a supernet of another shape than this run's model.* "
             f"settings ({lines[1] if len(lines) > 1 else lines[0]})"
         ) from None
-    st.trainer.load_engine_state(str(st.run_dir / "checkpoints" / "deepspeed"), tag)
     st.architect.optimizer.load_state_dict(ckpt["arch_optimizer"])
     st.epoch, st.batch_in_epoch = ckpt["epoch"], ckpt["batch_in_epoch"]
     st.global_step = ckpt["global_step"]
     st.alpha_history = list(ckpt["alpha_history"]) if ckpt["alpha_history"].numel() else []
     st.fix_events, st.epoch_times = ckpt["fix_events"], ckpt["epoch_times"]
     st.running = ckpt["running"]
-    rng = ckpt["rng"]
-    restore_rng_state(rng[st.ctx.rank] if st.ctx.rank < len(rng) else rng[0])
 
 
 # ---------------------------------------------------------------- the loop

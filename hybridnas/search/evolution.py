@@ -30,13 +30,9 @@ import numpy as np
 import torch
 
 from hybridnas.data import build_dataset
-from hybridnas.engine.checkpoint import (
-    capture_rng_state,
-    load_checkpoint,
-    restore_rng_state,
-    save_checkpoint,
-)
+from hybridnas.engine.checkpoint import load_checkpoint
 from hybridnas.engine.distributed import DistContext, all_gather_object, barrier
+from hybridnas.engine.resume import restore_resumable, save_resumable
 from hybridnas.engine.tracking import Tracker
 from hybridnas.search.channels import ChannelScaler
 from hybridnas.search.evolution_outputs import last_step, log_cycle, write_outputs
@@ -292,15 +288,16 @@ def cycle(st: EvolutionState, c: Context) -> list[dict]:
 
 
 def save_state(st: EvolutionState, c: Context) -> None:
-    if c.ctx.is_main:
-        save_checkpoint(c.run_dir / CHECKPOINT, {**st.to_dict(), "rng": capture_rng_state()})
-    barrier(c.ctx)
+    """Collective: checkpoint the state after cycle ``st.cycle``."""
+    diverged = f"evolution diverged at cycle {st.cycle}"
+    save_resumable(
+        c.run_dir / CHECKPOINT, st.to_dict(), c.ctx, step=f"c{st.cycle:05d}", diverged=diverged
+    )
 
 
-def load_state(path: Path) -> EvolutionState:
-    ckpt = load_checkpoint(path)
-    restore_rng_state(ckpt.pop("rng"))
-    return EvolutionState(**ckpt)
+def load_state(path: Path, ctx: DistContext | None = None) -> EvolutionState:
+    """Collective: the state at ``path``, this rank's RNG restored (``ctx`` None: one process)."""
+    return EvolutionState(**restore_resumable(path, ctx or DistContext()))
 
 
 # ---------------------------------------------------------------- the stage
@@ -392,7 +389,7 @@ def run_evolution(
     c = make_context(cfg, ctx, run_dir)
     ckpt = run_dir / CHECKPOINT
     if cfg.resume and ckpt.is_file():
-        st = load_state(ckpt)
+        st = load_state(ckpt, ctx)
         if ctx.is_main:
             print(f"[hybridnas] resumed evolution after cycle {st.cycle}")
     else:

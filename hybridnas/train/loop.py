@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,105 +28,15 @@ from hybridnas.data import VideoMixup, build_dataset, build_loader, whole_train_
 from hybridnas.data.loader import require_one_batch
 from hybridnas.data.patchmix import PatchMix, build_mixer
 from hybridnas.engine.backend import WeightTrainer
-from hybridnas.engine.checkpoint import (
-    CheckpointError,
-    DivergedError,
-    capture_rng_state,
-    check_finite,
-    check_loss,
-    load_checkpoint,
-    load_multipart,
-    restore_rng_state,
-    save_multipart,
-)
-from hybridnas.engine.distributed import DistContext, all_gather_object, all_reduce_mean_
+from hybridnas.engine.checkpoint import CheckpointError, check_loss
+from hybridnas.engine.distributed import DistContext, all_reduce_mean_
+from hybridnas.engine.resume import restore_resumable, save_resumable
 from hybridnas.engine.tracking import Tracker
-from hybridnas.models import (
-    build_model,
-    check_fingerprint,
-    fingerprint,
-    load_matching,
-    resolve_genotype,
-    supernet_to_network,
-)
-from hybridnas.space.genotype import Genotype
-from hybridnas.stage_config import DataConfig, ModelConfig, TrainConfig, TrainRun
+from hybridnas.models import ModelSpec, check_fingerprint, init_weights, model_spec
+from hybridnas.stage_config import TrainConfig, TrainRun
 
 LAST = "checkpoints/last.pt"
 BEST = "checkpoints/best.pt"
-
-
-@dataclass
-class ModelSpec:
-    """What the network is; enough to rebuild it from a checkpoint alone."""
-
-    name: str
-    num_classes: int
-    frames: int
-    size: int
-    genotype: Genotype | None = None
-    dropout: float | None = None  # None: the network's own default (see build_model)
-    r2plus1d_width: int = 16
-    c3d_width: int = 16
-    x3d_width_factor: float = 2.0
-    spatial_strides: tuple[int, ...] | None = None  # X3D / R(2+1)D: stem, stages 1-4
-    connection_weights: bool = False  # genotype nets: learned sigmoid weight per node input
-
-    def build(self) -> torch.nn.Module:
-        """The network: the spec's fields are ``build_model``'s arguments, one for one."""
-        return build_model(**{f.name: getattr(self, f.name) for f in fields(self)})
-
-    def fingerprint(self) -> dict:
-        return fingerprint(self.name, self.num_classes, self.frames, self.size, self.genotype)
-
-    def to_dict(self) -> dict:
-        d = {f.name: getattr(self, f.name) for f in fields(self)}
-        d["genotype"] = self.genotype.to_json() if self.genotype else ""
-        d["spatial_strides"] = list(self.spatial_strides) if self.spatial_strides else None
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> ModelSpec:
-        g = Genotype.from_json(d["genotype"]) if d["genotype"] else None
-        strides = d.get("spatial_strides")  # a list in the checkpoint's dict
-        return cls(**{**d, "genotype": g, "spatial_strides": tuple(strides) if strides else None})
-
-
-def model_spec(m: ModelConfig, data: DataConfig, num_classes: int) -> ModelSpec:
-    """The network ``m`` names, for ``data``'s clips and ``num_classes`` classes."""
-    g = None
-    if m.name == "genotype":
-        g = resolve_genotype(vars(m), num_classes=num_classes, frames=data.frames, size=data.size)
-    return ModelSpec(
-        m.name,
-        num_classes,
-        data.frames,
-        data.size,
-        g,
-        None if m.dropout is None else float(m.dropout),
-        int(m.r2plus1d_width),
-        int(m.c3d_width),
-        float(m.x3d_width_factor),
-        tuple(m.spatial_strides) if m.spatial_strides else None,
-        bool(m.connection_weights),
-    )
-
-
-def load_trained(path: str | Path, device: str | torch.device = "cpu", ema: bool = True):
-    """(model in eval mode, ModelSpec, checkpoint dict) from a train.py checkpoint; the EMA
-    weights when the run kept them and ``ema`` is true."""
-    ckpt = load_checkpoint(path, map_location=device)
-    if "model_spec" not in ckpt:
-        raise CheckpointError(f"checkpoint {path} was not written by tools/train.py")
-    spec = ModelSpec.from_dict(ckpt["model_spec"])
-    model = spec.build()
-    weights = ckpt["ema"] if ema and ckpt.get("ema") else ckpt["weights"]["model"]
-    try:
-        check_finite(weights, f"checkpoint {path} is unusable")
-    except DivergedError as err:
-        raise CheckpointError(f"{err}: the run that wrote it diverged") from None
-    model.load_state_dict(weights)
-    return model.to(device).eval(), spec, ckpt
 
 
 @dataclass
@@ -152,28 +62,6 @@ class TrainState:
     best_acc: float = 0.0
     running: dict = field(default_factory=dict)
     history: list = field(default_factory=list)
-
-
-def init_weights(model: torch.nn.Module, spec: ModelSpec, init_from: str | Path) -> None:
-    """Start from ``init_from``: a train.py checkpoint or a search run (its supernet), copying
-    every tensor whose name and shape match (fine-tuning to new classes drops the head)."""
-    src = Path(init_from)
-    if src.is_dir():
-        src = src / "checkpoints" / "search_last.pt"
-    ckpt = load_checkpoint(src)
-    if "model_spec" in ckpt:
-        state = ckpt["ema"] or ckpt["weights"]["model"]
-    else:  # a supernet from tools/search.py
-        from omegaconf import OmegaConf
-
-        scfg = OmegaConf.load(src.parent.parent / "config.yaml")
-        if spec.genotype is None:
-            raise CheckpointError("init_from a supernet needs model=genotype")
-        state = supernet_to_network(
-            ckpt["weights"]["model"], spec.genotype, list(scfg.model.op_names), scfg.model.steps
-        )
-    copied, total = load_matching(model, state)
-    print(f"[hybridnas] init_from {src}: {copied}/{total} tensors copied (name and shape match)")
 
 
 def make_scheduler(
@@ -254,7 +142,6 @@ def setup(cfg: TrainRun, ctx: DistContext, run_dir: Path) -> TrainState:
 
 
 def checkpoint_state(st: TrainState) -> dict:
-    rng = all_gather_object(capture_rng_state(), st.ctx)  # every rank resumes its own streams
     return {
         "model_spec": st.spec.to_dict(),
         "fingerprint": st.spec.fingerprint(),
@@ -266,22 +153,24 @@ def checkpoint_state(st: TrainState) -> dict:
         "best_acc": st.best_acc,
         "running": st.running,
         "history": st.history,
-        "rng": rng,
     }
 
 
 def save(st: TrainState, path: str = LAST) -> None:
-    state = checkpoint_state(st)  # collective: every rank takes part
-    # every rank refuses together, before the engine state or the file is written
-    check_finite(state, f"training diverged at epoch {st.epoch}: refusing to save {path}")
-    engine = st.trainer.save_engine_state if st.trainer.engine_name == "deepspeed" else None
-    step = f"e{st.epoch:04d}b{st.batch_in_epoch:06d}"  # unique per save, known to every rank
-    save_multipart(st.run_dir / path, state, step, st.ctx, engine if path == LAST else None)
+    """Collective: checkpoint the run to ``path`` (the engine part only with ``LAST``)."""
+    save_resumable(
+        st.run_dir / path,
+        checkpoint_state(st),
+        st.ctx,
+        step=f"e{st.epoch:04d}b{st.batch_in_epoch:06d}",  # unique per save, known to every rank
+        diverged=f"training diverged at epoch {st.epoch}",
+        trainer=st.trainer if path == LAST else None,
+    )
 
 
-def restore(st: TrainState, path: Path, changes: Sequence[str] = ()) -> None:
-    """Resume from ``path``; another network's checkpoint is refused, naming ``changes``."""
-    ckpt, tag = load_multipart(path, st.ctx, st.trainer.engine_name == "deepspeed", st.ctx.device)
+def put_back(st: TrainState, ckpt: dict, path: Path, changes: Sequence[str]) -> None:
+    """Restore ``st`` from ``ckpt``; another network's checkpoint is refused, naming
+    ``changes``."""
     try:
         check_fingerprint(ckpt["fingerprint"], st.spec.fingerprint(), path)
     except CheckpointError as err:
@@ -289,14 +178,22 @@ def restore(st: TrainState, path: Path, changes: Sequence[str] = ()) -> None:
             f"{err}" + (f" (changed since it started: {'; '.join(changes)})" if changes else "")
         ) from None
     st.trainer.load_state_dict(ckpt["weights"])
-    st.trainer.load_engine_state(str(st.run_dir / "checkpoints" / "deepspeed"), tag)
     if st.ema and ckpt["ema"]:
         st.ema.module.load_state_dict(ckpt["ema"])
     st.epoch, st.batch_in_epoch = ckpt["epoch"], ckpt["batch_in_epoch"]
     st.global_step, st.best_acc = ckpt["global_step"], ckpt["best_acc"]
     st.running, st.history = ckpt["running"], ckpt["history"]
-    rng = ckpt["rng"]
-    restore_rng_state(rng[st.ctx.rank] if st.ctx.rank < len(rng) else rng[0])
+
+
+def restore(st: TrainState, path: Path, changes: Sequence[str] = ()) -> None:
+    """Collective: resume from ``path`` (see :func:`put_back`)."""
+    restore_resumable(
+        path,
+        st.ctx,
+        lambda ckpt: put_back(st, ckpt, path, changes),
+        trainer=st.trainer,
+        map_location=st.ctx.device,
+    )
 
 
 # ---------------------------------------------------------------- the loop
