@@ -6,13 +6,8 @@ import pytest
 import torch
 from threadpoolctl import threadpool_limits
 
-from hybridnas.search.channels import (
-    ChannelScaler,
-    layer_rank,
-    mapping_condition,
-    rank_slope,
-    round_width,
-)
+from hybridnas.search.channels import ChannelScaler, layer_rank, mapping_condition, rank_slope
+from hybridnas.space.macro import round_width
 
 
 @pytest.fixture(autouse=True)

@@ -26,7 +26,6 @@ import torch
 import torch.utils.benchmark as benchmark
 from scipy import stats
 
-from hybridnas.search.channels import round_width
 from hybridnas.search.latency import count_flops, count_params
 from hybridnas.search.latency_table import (
     LatencyTable,
@@ -39,7 +38,7 @@ from hybridnas.search.latency_table import (
 )
 from hybridnas.search.macro_mutations import MacroRanges, macro_ranges
 from hybridnas.space.genotype import CellSpec, Genotype
-from hybridnas.space.macro import MacroSpec
+from hybridnas.space.macro import MacroSpec, round_width
 from hybridnas.space.network import build_network
 
 COMMAND = "python tools/bench.py latency"

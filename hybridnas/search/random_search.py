@@ -51,7 +51,7 @@ def random_macro(g: Genotype, rng: np.random.Generator, ranges: MacroRanges) -> 
     """``g`` with every macro axis the evolution searches drawn uniformly from its ranges:
     frames and frame stride (their product within ``ranges.span``), size, cell count, and one
     width multiplier (1 or one of ``ranges.width_mults``) on every stage width and the stem."""
-    from hybridnas.search.channels import round_width
+    from hybridnas.space.macro import round_width
 
     clips = [(f, s) for f in ranges.frames for s in ranges.frame_stride if f * s <= ranges.span]
     frames, stride = clips[int(rng.integers(len(clips)))]
