@@ -12,13 +12,13 @@ from hybridnas.search.faithfulness import FaithfulnessConfig
 from hybridnas.search.fitness import (
     REJECTED,
     FitnessConfig,
+    LatencyBudget,
     Scoring,
     cheap_scores,
     normalised_ranks,
     proxy_stages,
     refit,
 )
-from hybridnas.search.latency import LatencyBudget
 from hybridnas.search.proxy import ProxyConfig, ProxyData, build_proxy, train_stage
 from hybridnas.space.genotype import CellSpec, Genotype
 

@@ -24,7 +24,7 @@ import torch.utils.benchmark as benchmark
 
 import hybridnas  # noqa: F401  (compat shims)
 from hybridnas.bench.harness import compose
-from hybridnas.search.latency import count_flops, count_params
+from hybridnas.measure.counts import count_flops, count_params
 from hybridnas.search.latency_table import clock, open_table, space_macros, space_parts
 from hybridnas.search.macro_mutations import macro_ranges
 from hybridnas.space.genotype import Genotype

@@ -221,7 +221,7 @@ def evaluate_trained(m: dict, ckpt: Path, threads: int = 1) -> dict:
     FLOPs and ms per clip (batch 1, CPU; and GPU when present)."""
     import torch
 
-    from hybridnas.search.latency import count_flops, count_params, measure_latency
+    from hybridnas.measure.counts import count_flops, count_params, measure_latency
     from hybridnas.train.loop import load_trained
 
     out_dir = ckpt.parent.parent / "eval_test"

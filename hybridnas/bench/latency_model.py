@@ -26,7 +26,7 @@ import torch
 import torch.utils.benchmark as benchmark
 from scipy import stats
 
-from hybridnas.search.latency import count_flops, count_params
+from hybridnas.measure.counts import count_flops, count_params
 from hybridnas.search.latency_table import (
     LatencyTable,
     calibrate,

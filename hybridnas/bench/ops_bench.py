@@ -155,7 +155,7 @@ def _train_job(op: nn.Module, x: torch.Tensor) -> Callable[[], object]:
 
 def op_costs(create_op: Callable, name: str, shape: OpShape) -> dict[str, float]:
     """FLOPs (MFLOPs per clip, forward) and parameters of op ``name`` at ``shape``."""
-    from hybridnas.search.latency import count_flops, count_params
+    from hybridnas.measure.counts import count_flops, count_params
 
     op = create_op(name, shape.channels, shape.channels, shape.stride)
     return {"mflops": count_flops(op, shape.clip) / 1e6, "params": count_params(op)}

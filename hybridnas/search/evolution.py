@@ -38,10 +38,12 @@ from hybridnas.engine.checkpoint import (
 )
 from hybridnas.engine.distributed import DistContext, all_gather_object, barrier
 from hybridnas.engine.tracking import Tracker
+from hybridnas.measure.counts import count_flops, count_params, measure_latency
 from hybridnas.search.channels import ChannelScaler
 from hybridnas.search.evolution_outputs import last_step, log_cycle, write_outputs
 from hybridnas.search.faithfulness import check_faithfulness
 from hybridnas.search.fitness import (
+    LatencyBudget,
     Scoring,
     budget_label,
     cheap_scores,
@@ -50,7 +52,6 @@ from hybridnas.search.fitness import (
     refit,
     shard,
 )
-from hybridnas.search.latency import LatencyBudget, count_flops, count_params, measure_latency
 from hybridnas.search.latency_table import LatencyTable, genotype_parts, open_table, read_table
 from hybridnas.search.macro_mutations import MacroRanges, macro_ranges
 from hybridnas.search.mutations import Guidance, load_guidance, mutate, sample_genotype

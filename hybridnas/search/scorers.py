@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from scipy import stats
 from torch import nn
 
-from hybridnas.search.latency import count_flops, count_params
+from hybridnas.measure.counts import count_flops, count_params
 from hybridnas.space.genotype import Genotype
 from hybridnas.space.network import Network, build_network
 
