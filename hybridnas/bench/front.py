@@ -201,7 +201,7 @@ def predicted_ms(spec: RowSpec, model: nn.Module) -> float | None:
     genotype = getattr(model, "genotype", None)
     if spec.model != "genotype" or genotype is None:
         return None
-    from hybridnas.search.latency_table import open_table
+    from hybridnas.measure.latency_table import open_table
 
     return open_table().predict_ms(genotype)
 

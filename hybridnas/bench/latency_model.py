@@ -27,11 +27,11 @@ import torch.utils.benchmark as benchmark
 from scipy import stats
 
 from hybridnas.measure.counts import count_flops, count_params
-from hybridnas.search.latency_table import (
+from hybridnas.measure.latency_parts import genotype_parts
+from hybridnas.measure.latency_table import (
     LatencyTable,
     calibrate,
     clock,
-    genotype_parts,
     interleaved_times,
     open_table,
     part_timer,

@@ -41,10 +41,10 @@ from hybridnas.engine.distributed import (
     broadcast_,
 )
 from hybridnas.engine.tracking import Tracker
+from hybridnas.measure.latency_table import LatencyTable
 from hybridnas.search.architect import Architect, LossFn
 from hybridnas.search.fixing import fix_early, fix_on_schedule
-from hybridnas.search.latency_search import latency_meta, search_latency_table
-from hybridnas.search.latency_table import ExpectedLatency, LatencyTable
+from hybridnas.search.latency_search import ExpectedLatency, latency_meta, search_latency_table
 from hybridnas.search.sdas import FixSchedule
 from hybridnas.search.splits import note_epoch_cap, search_datasets
 from hybridnas.space.cells import edge_list

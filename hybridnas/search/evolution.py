@@ -39,6 +39,8 @@ from hybridnas.engine.checkpoint import (
 from hybridnas.engine.distributed import DistContext, all_gather_object, barrier
 from hybridnas.engine.tracking import Tracker
 from hybridnas.measure.counts import count_flops, count_params, measure_latency
+from hybridnas.measure.latency_parts import genotype_parts
+from hybridnas.measure.latency_table import LatencyTable, open_table, read_table
 from hybridnas.search.channels import ChannelScaler
 from hybridnas.search.evolution_outputs import last_step, log_cycle, write_outputs
 from hybridnas.search.faithfulness import check_faithfulness
@@ -52,7 +54,6 @@ from hybridnas.search.fitness import (
     refit,
     shard,
 )
-from hybridnas.search.latency_table import LatencyTable, genotype_parts, open_table, read_table
 from hybridnas.search.macro_mutations import MacroRanges, macro_ranges
 from hybridnas.search.mutations import Guidance, load_guidance, mutate, sample_genotype
 from hybridnas.search.proxy import ProxyConfig, ProxyData, conet_step, load_proxy_data
