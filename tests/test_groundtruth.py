@@ -20,7 +20,8 @@ from hybridnas.bench.groundtruth import (
     split_of,
     train_and_score,
 )
-from hybridnas.bench.table import TABLE_PATH, GroundTruth, rank_agreement, spread_summary
+from hybridnas.bench.table import TABLE_PATH, GroundTruth, spread_summary
+from hybridnas.measure.rank import rank_agreement
 from hybridnas.space.genotype import Genotype
 
 TINY = GroundTruthRecipe(num_train=64, num_search_val=32, num_test=32, train_clips=64, epochs=1)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from hybridnas.bench.table import rank_agreement
+from hybridnas.measure.rank import rank_agreement
 from hybridnas.search.fitness import Scoring, gather, shard
 from hybridnas.search.proxy import ProxyConfig, build_proxy, train_stage
 from hybridnas.space.genotype import Genotype
