@@ -25,7 +25,7 @@ from hybridnas.data.patchmix import PatchMixConfig
 from hybridnas.ops.registry import DEFAULT_OPS
 from hybridnas.search.faithfulness import FaithfulnessConfig
 from hybridnas.search.fitness import FitnessConfig
-from hybridnas.search.proxy import ProxyConfig
+from hybridnas.search.scorers.proxy import ProxyConfig
 from hybridnas.space.macro import MacroSpec
 
 Triple = tuple[int, int, int]

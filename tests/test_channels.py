@@ -6,7 +6,12 @@ import pytest
 import torch
 from threadpoolctl import threadpool_limits
 
-from hybridnas.search.channels import ChannelScaler, layer_rank, mapping_condition, rank_slope
+from hybridnas.search.scorers.channels import (
+    ChannelScaler,
+    layer_rank,
+    mapping_condition,
+    rank_slope,
+)
 from hybridnas.space.macro import round_width
 
 

@@ -29,7 +29,7 @@ from hybridnas.search.evolution import (
     run_evolution,
 )
 from hybridnas.search.mutations import Guidance, sample_genotype
-from hybridnas.search.proxy import build_proxy, train_stage
+from hybridnas.search.scorers.proxy import build_proxy, train_stage
 from hybridnas.space.genotype import Genotype
 from hybridnas.stage_config import SearchRun
 
@@ -215,7 +215,7 @@ def test_killed_and_resumed_evolution_matches_uninterrupted(full_run, tmp_path):
 
 
 def test_proxy_inherits_supernet_weight_slices():
-    from hybridnas.search.proxy import ProxyConfig, build_proxy
+    from hybridnas.search.scorers.proxy import ProxyConfig, build_proxy
     from hybridnas.space.supernet import Supernet, SupernetConfig
 
     ops = ["none", "skip", "conv3d_3x3x3", "conv2plus1d_3x3x3"]

@@ -19,7 +19,7 @@ from hybridnas.search.fitness import (
     proxy_stages,
     refit,
 )
-from hybridnas.search.proxy import ProxyConfig, ProxyData, build_proxy, train_stage
+from hybridnas.search.scorers.proxy import ProxyConfig, ProxyData, build_proxy, train_stage
 from hybridnas.space.genotype import CellSpec, Genotype
 
 OPS = ("conv3d_3x3x3", "max_pool_1x3x3", "conv2plus1d_3x3x3", "skip")

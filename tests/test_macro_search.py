@@ -22,7 +22,7 @@ from hybridnas.search.macro_mutations import (
     scale_width,
 )
 from hybridnas.search.mutations import Guidance, mutate
-from hybridnas.search.proxy import ProxyData
+from hybridnas.search.scorers.proxy import ProxyData
 from hybridnas.space.genotype import CellSpec, Genotype, GenotypeError
 from hybridnas.stage_config import DataConfig, EvolutionConfig, ModelConfig, SearchRun, TrainRun
 from hybridnas.train.clip import genotype_clip

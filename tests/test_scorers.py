@@ -9,14 +9,14 @@ import pytest
 import torch
 
 from hybridnas.bench.groundtruth import GroundTruthRecipe, sample_uniform
-from hybridnas.search.scorers import (
+from hybridnas.search.scorers.registry import (
     ScoreContext,
     get_scorer,
     list_scorers,
     rank_many,
-    recalibrate_bn,
     score_many,
 )
+from hybridnas.search.scorers.zero_cost import recalibrate_bn
 from hybridnas.space.genotype import CellSpec
 from hybridnas.space.network import build_network
 from hybridnas.space.supernet import Supernet, SupernetConfig

@@ -25,12 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from hybridnas.search.proxy_variants import (  # noqa: F401  (re-exported for the bench's users)
-    SCHEDULES,
+from hybridnas.search.scorers.proxy_variants import (
     ProxyVariant,
-    clip_order,
-    lr_factor,
-    read_scores,
     train_variant,
 )
 from hybridnas.space.genotype import Genotype

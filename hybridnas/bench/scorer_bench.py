@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from hybridnas.bench.table import GroundTruth
-from hybridnas.search.scorers import ScoreContext, get_scorer, rank_many
+from hybridnas.search.scorers.registry import ScoreContext, get_scorer, rank_many
 from hybridnas.space.genotype import Genotype
 
 ZERO_COST = (
@@ -91,7 +91,7 @@ def trained_proxy_scores(
     ``stage_clips`` training clips (one stage, seeded by the genotype), accuracy on 256 held-out
     clips. Returns ({arch: accuracy}, median ms per candidate)."""
     from hybridnas.bench.groundtruth import GroundTruthRecipe, load_clips
-    from hybridnas.search.proxy import ProxyConfig, ProxyData, build_proxy, train_stage
+    from hybridnas.search.scorers.proxy import ProxyConfig, ProxyData, build_proxy, train_stage
 
     train = load_clips(GroundTruthRecipe())["train"]
     cfg = ProxyConfig(stage_clips=(stage_clips,), val_clips=256, inherit=False)

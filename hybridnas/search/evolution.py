@@ -41,7 +41,6 @@ from hybridnas.engine.tracking import Tracker
 from hybridnas.measure.counts import count_flops, count_params, measure_latency
 from hybridnas.measure.latency_parts import genotype_parts
 from hybridnas.measure.latency_table import LatencyTable, open_table, read_table
-from hybridnas.search.channels import ChannelScaler
 from hybridnas.search.evolution_outputs import last_step, log_cycle, write_outputs
 from hybridnas.search.faithfulness import check_faithfulness
 from hybridnas.search.fitness import (
@@ -56,8 +55,9 @@ from hybridnas.search.fitness import (
 )
 from hybridnas.search.macro_mutations import MacroRanges, macro_ranges
 from hybridnas.search.mutations import Guidance, load_guidance, mutate, sample_genotype
-from hybridnas.search.proxy import ProxyConfig, ProxyData, conet_step, load_proxy_data
 from hybridnas.search.rerank import choose
+from hybridnas.search.scorers.channels import ChannelScaler
+from hybridnas.search.scorers.proxy import ProxyConfig, ProxyData, conet_step, load_proxy_data
 from hybridnas.space.genotype import CellSpec, Genotype
 from hybridnas.space.macro import MacroSpec
 from hybridnas.space.network import build_network

@@ -35,10 +35,10 @@ import torch.nn.functional as F
 from scipy import stats
 
 from hybridnas.engine.distributed import DistContext, all_gather_object
-from hybridnas.search.proxy import ProxyConfig, ProxyData, build_proxy, train_stage
-from hybridnas.search.proxy_variants import TRAINED as TRAINED_SCORERS
-from hybridnas.search.proxy_variants import preset_for, seed_mean_of
-from hybridnas.search.scorers import ScoreContext, get_scorer, list_scorers
+from hybridnas.search.scorers.proxy import ProxyConfig, ProxyData, build_proxy, train_stage
+from hybridnas.search.scorers.proxy_variants import TRAINED as TRAINED_SCORERS
+from hybridnas.search.scorers.proxy_variants import preset_for, seed_mean_of
+from hybridnas.search.scorers.registry import ScoreContext, get_scorer, list_scorers
 from hybridnas.space.genotype import Genotype
 from hybridnas.space.network import read_connection_weights
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hybridnas.search.evbmf import EVBMFResult, evbmf
+from hybridnas.search.scorers.evbmf import EVBMFResult, evbmf
 from hybridnas.space.macro import round_width
 
 

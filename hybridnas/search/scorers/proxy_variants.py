@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hybridnas.search.scorers import ScoreContext, register_scorer
+from hybridnas.search.scorers.registry import ScoreContext, register_scorer
 from hybridnas.space.genotype import Genotype
 
 SCHEDULES = ("constant", "onecycle")
@@ -115,7 +115,7 @@ def train_variant(
 ) -> dict[str, float]:
     """Train ``genotype``'s proxy as ``variant`` says; its readings at the end (plain keys)
     and after each of ``variant.early`` clips (keys prefixed ``e<clips>_``)."""
-    from hybridnas.search.proxy import ProxyConfig, build_proxy
+    from hybridnas.search.scorers.proxy import ProxyConfig, build_proxy
 
     cfg = ProxyConfig(
         width_scale=variant.width_scale, batch_size=variant.batch_size, lr=variant.lr, inherit=False

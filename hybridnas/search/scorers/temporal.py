@@ -13,12 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hybridnas.search.scorers import (
-    ScoreContext,
-    naswot_logdet,
-    network_for,
-    register_scorer,
-)
+from hybridnas.search.scorers.registry import ScoreContext, network_for, register_scorer
+from hybridnas.search.scorers.zero_cost import naswot_logdet
 from hybridnas.space.genotype import Genotype
 
 SENSITIVITY_CLIPS = 32  # clips per view; the batch is these clips and their shuffled copies
