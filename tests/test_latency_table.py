@@ -18,8 +18,8 @@ from helpers import TINY_DATA
 
 from hybridnas.measure.latency_parts import genotype_parts, space_parts
 from hybridnas.measure.latency_table import LatencyTable, open_table, ops_source_hash, table_key
-from hybridnas.search.architect import Architect
-from hybridnas.search.latency_search import ExpectedLatency
+from hybridnas.search.differentiable.architect import Architect
+from hybridnas.search.differentiable.expected_latency import ExpectedLatency
 from hybridnas.search.mutations import Guidance, sample_genotype
 from hybridnas.space.genotype import CellSpec, Genotype
 from hybridnas.space.macro import MacroSpec

@@ -51,7 +51,7 @@ def check_search_data(run: SearchRun, stage: str, ctx: DistContext) -> None:
     built-in task its settings cannot render, a split of one class, or (differentiable) one
     too small for a batch. The stages build them again: a cached or indexed read."""
     from hybridnas.data.loader import build_loader, require_one_batch
-    from hybridnas.search.splits import search_datasets
+    from hybridnas.search.differentiable.splits import search_datasets
 
     splits, batched = {}, set()
     if stage in ("hybrid", "differentiable"):
@@ -84,8 +84,8 @@ def run(cfg: DictConfig) -> Genotype | None:
     check_data_root(cfg)
     run = SearchRun.from_cfg(cfg)  # what the stages see of the config
     if cfg.stage in ("hybrid", "differentiable"):
-        from hybridnas.search.differentiable import supernet_config
-        from hybridnas.search.sdas import FixSchedule
+        from hybridnas.search.differentiable.loop import supernet_config
+        from hybridnas.search.differentiable.sdas import FixSchedule
 
         try:  # an impossible space or schedule stops here, before any data or run folder
             supernet_config(run, num_classes=1)
@@ -110,7 +110,7 @@ def run(cfg: DictConfig) -> Genotype | None:
     tracker = tracker_for_run(cfg, run_dir, ctx.rank)
     try:
         if cfg.stage in ("hybrid", "differentiable"):
-            from hybridnas.search.differentiable import run_differentiable
+            from hybridnas.search.differentiable.loop import run_differentiable
 
             genotype, _ = run_differentiable(run, ctx, run_dir, tracker)
         if cfg.stage in ("hybrid", "evolution"):

@@ -51,7 +51,7 @@ def default_op_shapes() -> list[OpShape]:
     """The distinct (channels, stride, input) an edge op meets in the default recipe's
     supernet, found by running it once with hooks on its mixed ops."""
     from hybridnas.bench.harness import compose
-    from hybridnas.search.differentiable import supernet_config
+    from hybridnas.search.differentiable.loop import supernet_config
     from hybridnas.space.cells import MixedOp
     from hybridnas.space.supernet import Supernet
     from hybridnas.stage_config import SearchRun
