@@ -20,7 +20,7 @@ from scipy.stats import rankdata
 from hybridnas.engine.checkpoint import CheckpointError, load_checkpoint
 from hybridnas.engine.distributed import DistContext
 from hybridnas.engine.tracking import Tracker
-from hybridnas.search.evolution import (
+from hybridnas.search.evolution.loop import (
     CHECKPOINT,
     chain_genotype,
     evaluate,
@@ -28,7 +28,7 @@ from hybridnas.search.evolution import (
     make_context,
     run_evolution,
 )
-from hybridnas.search.mutations import Guidance, sample_genotype
+from hybridnas.search.evolution.mutations import Guidance, sample_genotype
 from hybridnas.search.scorers.proxy import build_proxy, train_stage
 from hybridnas.space.genotype import Genotype
 from hybridnas.stage_config import SearchRun

@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 from torch import nn
 
 from hybridnas.measure.counts import count_flops, count_params, measure_latency
-from hybridnas.search.fitness import LatencyBudget
-from hybridnas.search.pareto import pareto_figure, pareto_front, plot_pareto
+from hybridnas.search.evolution.fitness import LatencyBudget
+from hybridnas.search.evolution.pareto import pareto_figure, pareto_front, plot_pareto
 
 
 def _tiny_video_net() -> nn.Sequential:

@@ -114,7 +114,7 @@ def run(cfg: DictConfig) -> Genotype | None:
 
             genotype, _ = run_differentiable(run, ctx, run_dir, tracker)
         if cfg.stage in ("hybrid", "evolution"):
-            from hybridnas.search.evolution import run_evolution
+            from hybridnas.search.evolution.loop import run_evolution
 
             genotype = run_evolution(run, ctx, run_dir, tracker, genotype)
         if ctx.is_main:

@@ -29,7 +29,7 @@ from hybridnas.bench.markdown import mean_sd
 from hybridnas.bench.modes import budgets, differentiable_overrides
 from hybridnas.bench.sections.quality import _evolution_alone, _hybrid, _random
 from hybridnas.bench.table import GroundTruth
-from hybridnas.search.mutations import can_remove
+from hybridnas.search.evolution.mutations import can_remove
 from hybridnas.space.genotype import Genotype
 
 #: The search budget: the ground truth's skeleton (the default space) on 16 px clips with

@@ -36,7 +36,7 @@ from hybridnas.measure.latency_table import (
     open_table,
     part_timer,
 )
-from hybridnas.search.macro_mutations import MacroRanges, macro_ranges
+from hybridnas.search.evolution.macro_mutations import MacroRanges, macro_ranges
 from hybridnas.space.genotype import CellSpec, Genotype
 from hybridnas.space.macro import MacroSpec, round_width
 from hybridnas.space.network import build_network

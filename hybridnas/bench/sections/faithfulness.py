@@ -111,6 +111,6 @@ def report(r: ReportInput) -> list[str]:
     L.append(table(head, rows))
     L.append(
         "\nMade by the `faithfulness` section of tools/bench.py (in-process, "
-        "`hybridnas.search.proxy.build_proxy` + `train_stage`, scipy `kendalltau`).\n"
+        "`hybridnas.search.scorers.proxy.build_proxy` + `train_stage`, scipy `kendalltau`).\n"
     )
     return L

@@ -5,8 +5,8 @@
     v = ProxyVariant(width_scale=1.0, clips=1536, lr=0.2, schedule="onecycle")
     readings = train_variant(genotype, v, train, val)   # {"loss_batch_256": -1.93, ...}
 
-A variant is the evolution's proxy network (``hybridnas.search.proxy.build_proxy``, seeded by
-the genotype, no supernet inheritance) trained on ``clips`` training clips with SGD at a
+A variant is the evolution's proxy network (``hybridnas.search.scorers.proxy.build_proxy``,
+seeded by the genotype, no supernet inheritance) trained on ``clips`` training clips with SGD at a
 constant lr or a one-cycle schedule, then read as accuracy or negated cross-entropy (``acc`` /
 ``loss``; loss is less quantised than accuracy on a few hundred clips), with BatchNorm on batch
 statistics or its running averages (``batch`` / ``eval``), on prefixes of the held-out clips.

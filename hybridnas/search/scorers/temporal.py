@@ -1,4 +1,4 @@
-"""Training-free scorers aimed at temporal modelling (registered into scorers.py's registry).
+"""Training-free scorers aimed at temporal modelling (registered in registry.py).
 
 The built-in task (moving digits) is only solvable by seeing motion, so these look at how a
 candidate's freshly initialised network (seeded as every scorer seeds it) treats time:
