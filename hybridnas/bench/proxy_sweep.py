@@ -25,8 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from hybridnas.search.scorers.proxy_variants import (
+from hybridnas.search.scorers.proxy_variants import (  # noqa: F401  (re-exported for the bench's users)
+    SCHEDULES,
     ProxyVariant,
+    clip_order,
+    lr_factor,
+    read_scores,
     train_variant,
 )
 from hybridnas.space.genotype import Genotype
