@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from hybridnas.search.latency import count_flops, count_params, measure_latency
+from hybridnas.measure.counts import count_flops, count_params, measure_latency
 
 
 def _example(clip_shape: tuple[int, ...], batch: int = 2, seed: int = 0) -> torch.Tensor:

@@ -23,9 +23,9 @@ from omegaconf import DictConfig, OmegaConf
 from hybridnas.config import ConfigError
 from hybridnas.data.patchmix import PatchMixConfig
 from hybridnas.ops.registry import DEFAULT_OPS
-from hybridnas.search.faithfulness import FaithfulnessConfig
-from hybridnas.search.fitness import FitnessConfig
-from hybridnas.search.proxy import ProxyConfig
+from hybridnas.search.evolution.faithfulness import FaithfulnessConfig
+from hybridnas.search.evolution.fitness import FitnessConfig
+from hybridnas.search.scorers.proxy import ProxyConfig
 from hybridnas.space.macro import MacroSpec
 
 Triple = tuple[int, int, int]

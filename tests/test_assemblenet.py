@@ -17,7 +17,13 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from hybridnas.config import ConfigError
-from hybridnas.search.mutations import Guidance, add_input, drop_input, mutate, removal_weights
+from hybridnas.search.evolution.mutations import (
+    Guidance,
+    add_input,
+    drop_input,
+    mutate,
+    removal_weights,
+)
 from hybridnas.space.genotype import CellSpec, Genotype, validate
 from hybridnas.space.network import build_network, read_connection_weights
 from hybridnas.stage_config import EvolutionConfig

@@ -44,7 +44,7 @@ def test_kinetics_sized_baselines_have_the_published_shape():
 
 
 def test_c3d_width_sets_its_stages_and_flops():
-    from hybridnas.search.latency import count_flops
+    from hybridnas.measure.counts import count_flops
 
     narrow = build_model("c3d", num_classes=10, frames=8, size=32, c3d_width=8)
     wide = build_model("c3d", num_classes=10, frames=8, size=32, c3d_width=16)

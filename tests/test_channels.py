@@ -6,13 +6,13 @@ import pytest
 import torch
 from threadpoolctl import threadpool_limits
 
-from hybridnas.search.channels import (
+from hybridnas.search.scorers.channels import (
     ChannelScaler,
     layer_rank,
     mapping_condition,
     rank_slope,
-    round_width,
 )
+from hybridnas.space.macro import round_width
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,7 @@ import pytest
 import torch
 from threadpoolctl import threadpool_limits
 
-from hybridnas.search.evbmf import evb_threshold, evbmf
+from hybridnas.search.scorers.evbmf import evb_threshold, evbmf
 
 
 @pytest.fixture(autouse=True)

@@ -20,7 +20,7 @@ from scipy.stats import rankdata
 from hybridnas.engine.checkpoint import CheckpointError, load_checkpoint
 from hybridnas.engine.distributed import DistContext
 from hybridnas.engine.tracking import Tracker
-from hybridnas.search.evolution import (
+from hybridnas.search.evolution.loop import (
     CHECKPOINT,
     chain_genotype,
     evaluate,
@@ -28,8 +28,8 @@ from hybridnas.search.evolution import (
     make_context,
     run_evolution,
 )
-from hybridnas.search.mutations import Guidance, sample_genotype
-from hybridnas.search.proxy import build_proxy, train_stage
+from hybridnas.search.evolution.mutations import Guidance, sample_genotype
+from hybridnas.search.scorers.proxy import build_proxy, train_stage
 from hybridnas.space.genotype import Genotype
 from hybridnas.stage_config import SearchRun
 
@@ -215,7 +215,7 @@ def test_killed_and_resumed_evolution_matches_uninterrupted(full_run, tmp_path):
 
 
 def test_proxy_inherits_supernet_weight_slices():
-    from hybridnas.search.proxy import ProxyConfig, build_proxy
+    from hybridnas.search.scorers.proxy import ProxyConfig, build_proxy
     from hybridnas.space.supernet import Supernet, SupernetConfig
 
     ops = ["none", "skip", "conv3d_3x3x3", "conv2plus1d_3x3x3"]

@@ -4,7 +4,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hybridnas.search.mutations import (
+from hybridnas.search.evolution.mutations import (
     Guidance,
     change_width,
     mutate,

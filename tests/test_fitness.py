@@ -7,19 +7,19 @@ import pytest
 import torch
 
 from hybridnas.engine.distributed import DistContext
-from hybridnas.search import rerank
-from hybridnas.search.faithfulness import FaithfulnessConfig
-from hybridnas.search.fitness import (
+from hybridnas.search.evolution import rerank
+from hybridnas.search.evolution.faithfulness import FaithfulnessConfig
+from hybridnas.search.evolution.fitness import (
     REJECTED,
     FitnessConfig,
+    LatencyBudget,
     Scoring,
     cheap_scores,
     normalised_ranks,
     proxy_stages,
     refit,
 )
-from hybridnas.search.latency import LatencyBudget
-from hybridnas.search.proxy import ProxyConfig, ProxyData, build_proxy, train_stage
+from hybridnas.search.scorers.proxy import ProxyConfig, ProxyData, build_proxy, train_stage
 from hybridnas.space.genotype import CellSpec, Genotype
 
 OPS = ("conv3d_3x3x3", "max_pool_1x3x3", "conv2plus1d_3x3x3", "skip")
@@ -188,7 +188,7 @@ def test_trained_scorer_cycles_every_proxy_clip_and_says_its_budget():
     scores = cheap_scores(_genotypes(2), s)
     assert all(set(d) == {"naswot", "proxy_1cycle"} for d in scores)
     assert all(d["proxy_1cycle"] < 0 for d in scores)  # a negated loss
-    from hybridnas.search.fitness import budget_label
+    from hybridnas.search.evolution.fitness import budget_label
 
     label = budget_label("proxy_1cycle", s)
     assert "1536 clips cycling 32" in label and "loss on 16 val clips" in label

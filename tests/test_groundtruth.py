@@ -20,7 +20,8 @@ from hybridnas.groundtruth.recipe import (
     split_of,
     train_and_score,
 )
-from hybridnas.groundtruth.table import TABLE_PATH, GroundTruth, rank_agreement, spread_summary
+from hybridnas.groundtruth.table import TABLE_PATH, GroundTruth, spread_summary
+from hybridnas.measure.rank import rank_agreement
 from hybridnas.space.genotype import Genotype
 
 TINY = GroundTruthRecipe(num_train=64, num_search_val=32, num_test=32, train_clips=64, epochs=1)
@@ -241,7 +242,6 @@ def test_groundtruth_command_probes_a_recipe_variant_beside_the_shipped_table(tm
 
 
 def test_groundtruth_command_stops_on_data_settings_the_generator_refuses(tmp_path):
-    from studies.cli import main
 
     out = tmp_path / "probe.jsonl"
     args = ["groundtruth", "--out", str(out), "--archs", "2", "--pairs", "2", "--workers", "2"]

@@ -7,13 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from hybridnas.search.latency import (
-    LatencyBudget,
-    count_flops,
-    count_params,
-    measure_latency,
-)
-from hybridnas.search.pareto import pareto_figure, pareto_front, plot_pareto
+from hybridnas.measure.counts import count_flops, count_params, measure_latency
+from hybridnas.search.evolution.fitness import LatencyBudget
+from hybridnas.search.evolution.pareto import pareto_figure, pareto_front, plot_pareto
 
 
 def _tiny_video_net() -> nn.Sequential:

@@ -16,17 +16,11 @@ import pytest
 import torch
 from helpers import TINY_DATA
 
-from hybridnas.search.architect import Architect
-from hybridnas.search.latency_table import (
-    ExpectedLatency,
-    LatencyTable,
-    genotype_parts,
-    open_table,
-    ops_source_hash,
-    space_parts,
-    table_key,
-)
-from hybridnas.search.mutations import Guidance, sample_genotype
+from hybridnas.measure.latency_parts import genotype_parts, space_parts
+from hybridnas.measure.latency_table import LatencyTable, open_table, ops_source_hash, table_key
+from hybridnas.search.differentiable.architect import Architect
+from hybridnas.search.differentiable.expected_latency import ExpectedLatency
+from hybridnas.search.evolution.mutations import Guidance, sample_genotype
 from hybridnas.space.genotype import CellSpec, Genotype
 from hybridnas.space.macro import MacroSpec
 from hybridnas.space.supernet import Supernet, SupernetConfig

@@ -12,17 +12,17 @@ import torch
 
 from hybridnas.config import ConfigError
 from hybridnas.data import build_dataset
-from hybridnas.search.family import pick_family, write_family
-from hybridnas.search.fitness import clip_view
-from hybridnas.search.macro_mutations import (
+from hybridnas.search.evolution.family import pick_family, write_family
+from hybridnas.search.evolution.fitness import clip_view
+from hybridnas.search.evolution.macro_mutations import (
     MacroRanges,
     change_clip,
     change_depth,
     macro_ranges,
     scale_width,
 )
-from hybridnas.search.mutations import Guidance, mutate
-from hybridnas.search.proxy import ProxyData
+from hybridnas.search.evolution.mutations import Guidance, mutate
+from hybridnas.search.scorers.proxy import ProxyData
 from hybridnas.space.genotype import CellSpec, Genotype, GenotypeError
 from hybridnas.stage_config import DataConfig, EvolutionConfig, ModelConfig, SearchRun, TrainRun
 from hybridnas.train.clip import genotype_clip

@@ -308,7 +308,7 @@ def test_temporal_shift_moves_one_eighth_each_way():
 
 
 def test_fast_conv_is_counted_and_exported_as_a_plain_convolution():
-    from hybridnas.search.latency import count_flops
+    from hybridnas.measure.counts import count_flops
 
     conv = ops.FastConv3d(4, 8, 3, padding=1, bias=False)
     flops = count_flops(conv, (4, 8, 16, 16))

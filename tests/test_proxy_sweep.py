@@ -124,8 +124,8 @@ def test_batch_readings_leave_running_averages_alone():
 
 
 def test_registered_proxy_1cycle_learns_is_deterministic_and_needs_held_out_clips(monkeypatch):
-    from hybridnas.search import proxy_variants
-    from hybridnas.search.scorers import ScoreContext, get_scorer
+    from hybridnas.search.scorers import proxy_variants
+    from hybridnas.search.scorers.registry import ScoreContext, get_scorer
 
     torch.manual_seed(0)
     y = torch.randint(0, 2, (96,))

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from hybridnas.search.mutations import MacroRanges
-from hybridnas.search.random_search import random_macro
+from hybridnas.search.evolution.mutations import MacroRanges
+from hybridnas.search.evolution.random_search import random_macro
 from hybridnas.space.genotype import CellSpec, Genotype
 
 

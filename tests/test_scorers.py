@@ -9,14 +9,14 @@ import pytest
 import torch
 
 from hybridnas.groundtruth.recipe import GroundTruthRecipe, sample_uniform
-from hybridnas.search.scorers import (
+from hybridnas.search.scorers.registry import (
     ScoreContext,
     get_scorer,
     list_scorers,
     rank_many,
-    recalibrate_bn,
     score_many,
 )
+from hybridnas.search.scorers.zero_cost import recalibrate_bn
 from hybridnas.space.genotype import CellSpec
 from hybridnas.space.network import build_network
 from hybridnas.space.supernet import Supernet, SupernetConfig
@@ -120,7 +120,6 @@ def test_scoring_one_half_keeps_the_other_halfs_scores(tmp_path):
 
 
 def test_another_context_seed_is_filed_apart_and_changes_a_seeded_score(tmp_path):
-    from studies.cli import run_scorers
 
     out = tmp_path / "scores.json"
     run_scorers(["naswot"], 3, out, None)

@@ -10,8 +10,8 @@ import torch
 from studies.scorer_bench import ZERO_COST
 
 from hybridnas.groundtruth.recipe import GroundTruthRecipe
-from hybridnas.search.scorers import ScoreContext, get_scorer, list_scorers
-from hybridnas.search.scorers_temporal import (
+from hybridnas.search.scorers.registry import ScoreContext, get_scorer, list_scorers
+from hybridnas.search.scorers.temporal import (
     frame_differences,
     frame_permutation,
     order_sensitivity,

@@ -25,7 +25,7 @@ from hydra import compose, initialize_config_dir
 from hybridnas.config import RECIPES, ConfigError, check_config
 from hybridnas.engine.checkpoint import load_checkpoint
 from hybridnas.engine.tracking import read_wandb_history
-from hybridnas.search.sdas import FixSchedule, fix_edges
+from hybridnas.search.differentiable.sdas import FixSchedule, fix_edges
 from hybridnas.space.cells import edge_list
 from hybridnas.space.supernet import Supernet, SupernetConfig
 

@@ -254,7 +254,7 @@ PINNED_FIXING = {
 def test_default_fixing_schedule_is_unchanged(kind):
     from omegaconf import OmegaConf
 
-    from hybridnas.search.sdas import FixSchedule
+    from hybridnas.search.differentiable.sdas import FixSchedule
 
     search = OmegaConf.load(ROOT / "recipes" / "search.yaml").search
     schedule = FixSchedule(

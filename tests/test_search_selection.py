@@ -16,9 +16,9 @@ from videos import write_video
 from hybridnas.data import build_dataset, whole_train_set
 from hybridnas.engine.checkpoint import load_checkpoint
 from hybridnas.engine.distributed import DistContext
-from hybridnas.search.sdas import fix_confident
-from hybridnas.search.selection import PerturbationChooser
-from hybridnas.search.splits import search_datasets
+from hybridnas.search.differentiable.sdas import fix_confident
+from hybridnas.search.differentiable.selection import PerturbationChooser
+from hybridnas.search.differentiable.splits import search_datasets
 from hybridnas.space.genotype import Genotype
 from hybridnas.space.supernet import Supernet, SupernetConfig
 from hybridnas.stage_config import SearchRun

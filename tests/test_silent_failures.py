@@ -163,7 +163,7 @@ def test_train_split_smaller_than_a_batch_is_refused(tmp_path):
 def test_evolution_skips_a_video_that_fails_to_decode(tmp_path):
     from videos import write_truncated
 
-    from hybridnas.search.evolution import chain_genotype
+    from hybridnas.search.evolution.loop import chain_genotype
     from hybridnas.stage_config import SearchRun
 
     root = make_kinetics(tmp_path / "k400")

@@ -224,7 +224,7 @@ def test_second_order_step_matches_exact_unrolled_gradient():
     architect's first term plus finite-difference Hessian-vector product."""
     from torch.func import functional_call
 
-    from hybridnas.search.architect import Architect
+    from hybridnas.search.differentiable.architect import Architect
     from hybridnas.space.supernet import Architecture
 
     torch.manual_seed(0)
@@ -253,7 +253,7 @@ def test_second_order_step_matches_exact_unrolled_gradient():
 
 
 def test_beta_decay_adds_the_logsumexp_of_the_free_alphas_to_the_architecture_loss():
-    from hybridnas.search.architect import Architect
+    from hybridnas.search.differentiable.architect import Architect
     from hybridnas.space.supernet import Architecture
 
     torch.manual_seed(0)

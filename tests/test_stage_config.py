@@ -64,7 +64,7 @@ def test_tool_configs_build_and_unknown_keys_are_named():
 
 
 def test_differentiable_stage_runs_from_python_without_hydra(tmp_path, monkeypatch):
-    from hybridnas.search.differentiable import run_differentiable
+    from hybridnas.search.differentiable.loop import run_differentiable
 
     monkeypatch.setenv("HYBRIDNAS_CACHE", str(tmp_path / "cache"))
     data = DataConfig(

@@ -37,8 +37,8 @@ def random_search(n: int, overrides: list[str], family: bool = False) -> None:
     from studies.harness import compose
 
     from hybridnas.engine.distributed import init_distributed
-    from hybridnas.search.random_search import random_family
-    from hybridnas.search.random_search import random_search as search
+    from hybridnas.search.evolution.random_search import random_family
+    from hybridnas.search.evolution.random_search import random_search as search
     from hybridnas.stage_config import SearchRun
 
     if os.environ.get("OMP_NUM_THREADS"):

@@ -24,9 +24,10 @@ import torch.utils.benchmark as benchmark
 from studies.harness import compose
 
 import hybridnas  # noqa: F401  (compat shims)
-from hybridnas.search.latency import count_flops, count_params
-from hybridnas.search.latency_table import clock, open_table, space_macros, space_parts
-from hybridnas.search.macro_mutations import macro_ranges
+from hybridnas.measure.counts import count_flops, count_params
+from hybridnas.measure.latency_parts import space_macros, space_parts
+from hybridnas.measure.latency_table import clock, open_table
+from hybridnas.search.evolution.macro_mutations import macro_ranges
 from hybridnas.space.genotype import Genotype
 from hybridnas.space.network import build_network
 from hybridnas.stage_config import SearchRun

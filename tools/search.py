@@ -30,7 +30,7 @@ def check_search_data(run: SearchRun, stage: str, ctx: DistContext) -> None:
     built-in task its settings cannot render, a split of one class, or (differentiable) one
     too small for a batch. The stages build them again: a cached or indexed read."""
     from hybridnas.data.loader import build_loader, require_one_batch
-    from hybridnas.search.splits import search_datasets
+    from hybridnas.search.differentiable.splits import search_datasets
 
     splits, batched = {}, set()
     if stage in ("hybrid", "differentiable"):
@@ -58,8 +58,8 @@ def search_settings(cfg: DictConfig) -> tuple[SearchRun, Genotype | None]:
     run folder."""
     run = SearchRun.from_cfg(cfg)
     if cfg.stage in ("hybrid", "differentiable"):
-        from hybridnas.search.differentiable import supernet_config
-        from hybridnas.search.sdas import FixSchedule
+        from hybridnas.search.differentiable.loop import supernet_config
+        from hybridnas.search.differentiable.sdas import FixSchedule
 
         try:
             supernet_config(run, num_classes=1)
@@ -86,11 +86,11 @@ def run(cfg: DictConfig) -> Genotype | None:
             return None
         search_run, genotype = r.settings
         if cfg.stage in ("hybrid", "differentiable"):
-            from hybridnas.search.differentiable import run_differentiable
+            from hybridnas.search.differentiable.loop import run_differentiable
 
             genotype, _ = run_differentiable(search_run, r.ctx, r.run_dir, r.tracker)
         if cfg.stage in ("hybrid", "evolution"):
-            from hybridnas.search.evolution import run_evolution
+            from hybridnas.search.evolution.loop import run_evolution
 
             genotype = run_evolution(search_run, r.ctx, r.run_dir, r.tracker, genotype)
         if r.ctx.is_main:

@@ -35,9 +35,9 @@ from torch import nn
 
 import hybridnas
 from hybridnas.data.builtin import MEAN, STD, load_or_build
+from hybridnas.measure.counts import count_flops, count_params, measure_latency
 from hybridnas.ops.registry import DEFAULT_OPS
-from hybridnas.search.latency import count_flops, count_params, measure_latency
-from hybridnas.search.mutations import Guidance, sample_genotype
+from hybridnas.search.evolution.mutations import Guidance, sample_genotype
 from hybridnas.space.genotype import CellSpec, Genotype
 from hybridnas.space.network import build_network
 

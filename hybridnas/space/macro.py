@@ -156,3 +156,8 @@ def reads_macro(cls: type) -> type:
         prop = property(lambda self, n=name: getattr(self.macro, n), doc=f"``macro.{name}``")
         setattr(cls, name, prop)
     return cls
+
+
+def round_width(width: float, divisor: int = 4) -> int:
+    """Nearest multiple of divisor (at least divisor)."""
+    return max(divisor, int(width / divisor + 0.5) * divisor)

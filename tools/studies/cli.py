@@ -93,7 +93,7 @@ def run_scorers(
     torch.set_num_threads(1)
     ctx = dataclasses.replace(score_context(), seed=seed)
     if supernet is not None:
-        from hybridnas.search.scorers import load_supernet_context
+        from hybridnas.search.scorers.registry import load_supernet_context
 
         load_supernet_context(ctx, supernet)
     genotypes = table_genotypes(n_archs)

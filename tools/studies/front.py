@@ -37,9 +37,9 @@ from hybridnas.groundtruth.recipe import (
     recompute_bn_stats,
     train_network,
 )
+from hybridnas.measure.counts import count_flops, count_params, measure_latency
 from hybridnas.models import build_model, resolve_genotype
 from hybridnas.models.baselines import SMALL_INPUT_STRIDES, create_frame2d, create_tsm
-from hybridnas.search.latency import count_flops, count_params, measure_latency
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE_PATH = ROOT / "recipes" / "bench" / "front.yaml"
@@ -201,7 +201,7 @@ def predicted_ms(spec: RowSpec, model: nn.Module) -> float | None:
     genotype = getattr(model, "genotype", None)
     if spec.model != "genotype" or genotype is None:
         return None
-    from hybridnas.search.latency_table import open_table
+    from hybridnas.measure.latency_table import open_table
 
     return open_table().predict_ms(genotype)
 

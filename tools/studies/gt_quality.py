@@ -25,7 +25,7 @@ import numpy as np
 from scipy import stats
 
 from hybridnas.groundtruth.table import GroundTruth
-from hybridnas.search.mutations import can_remove
+from hybridnas.search.evolution.mutations import can_remove
 from hybridnas.space.genotype import Genotype
 from studies.harness import Results, measure_search
 from studies.markdown import mean_sd

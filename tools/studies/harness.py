@@ -221,8 +221,8 @@ def evaluate_trained(m: dict, ckpt: Path, threads: int = 1) -> dict:
     FLOPs and ms per clip (batch 1, CPU; and GPU when present)."""
     import torch
 
+    from hybridnas.measure.counts import count_flops, count_params, measure_latency
     from hybridnas.models import load_trained
-    from hybridnas.search.latency import count_flops, count_params, measure_latency
 
     out_dir = ckpt.parent.parent / "eval_test"
     overrides = [f"ckpt={ckpt}", "split=test", *data_overrides(m), f"out_dir={out_dir}"]

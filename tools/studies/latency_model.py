@@ -26,20 +26,19 @@ import torch
 import torch.utils.benchmark as benchmark
 from scipy import stats
 
-from hybridnas.search.channels import round_width
-from hybridnas.search.latency import count_flops, count_params
-from hybridnas.search.latency_table import (
+from hybridnas.measure.counts import count_flops, count_params
+from hybridnas.measure.latency_parts import genotype_parts
+from hybridnas.measure.latency_table import (
     LatencyTable,
     calibrate,
     clock,
-    genotype_parts,
     interleaved_times,
     open_table,
     part_timer,
 )
-from hybridnas.search.macro_mutations import MacroRanges, macro_ranges
+from hybridnas.search.evolution.macro_mutations import MacroRanges, macro_ranges
 from hybridnas.space.genotype import CellSpec, Genotype
-from hybridnas.space.macro import MacroSpec
+from hybridnas.space.macro import MacroSpec, round_width
 from hybridnas.space.network import build_network
 
 COMMAND = "python tools/bench.py latency"

@@ -50,7 +50,7 @@ class OpShape:
 def default_op_shapes() -> list[OpShape]:
     """The distinct (channels, stride, input) an edge op meets in the default recipe's
     supernet, found by running it once with hooks on its mixed ops."""
-    from hybridnas.search.differentiable import supernet_config
+    from hybridnas.search.differentiable.loop import supernet_config
     from hybridnas.space.cells import MixedOp
     from hybridnas.space.supernet import Supernet
     from hybridnas.stage_config import SearchRun
@@ -155,7 +155,7 @@ def _train_job(op: nn.Module, x: torch.Tensor) -> Callable[[], object]:
 
 def op_costs(create_op: Callable, name: str, shape: OpShape) -> dict[str, float]:
     """FLOPs (MFLOPs per clip, forward) and parameters of op ``name`` at ``shape``."""
-    from hybridnas.search.latency import count_flops, count_params
+    from hybridnas.measure.counts import count_flops, count_params
 
     op = create_op(name, shape.channels, shape.channels, shape.stride)
     return {"mflops": count_flops(op, shape.clip) / 1e6, "params": count_params(op)}

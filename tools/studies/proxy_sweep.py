@@ -12,7 +12,7 @@ accuracy on a few hundred clips), with BatchNorm on batch statistics or on its r
 averages (``batch`` / ``eval``), on the first 256 or all of the held-out clips, and the same
 readings after each of ``early`` clip counts (early-epoch readings of the same run).
 
-The variants themselves live in ``hybridnas.search.proxy_variants`` (the best one is a
+The variants themselves live in ``hybridnas.search.scorers.proxy_variants`` (the best one is a
 registered scorer). Here they train on the ground-truth recipe's training clips; the held-out
 clips are its ``search_val`` clips, never the test clips the truth is measured on.
 """
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from hybridnas.search.proxy_variants import (  # noqa: F401  (re-exported for the bench's users)
+from hybridnas.search.scorers.proxy_variants import (  # noqa: F401  (re-exported for the bench's users)
     SCHEDULES,
     ProxyVariant,
     clip_order,

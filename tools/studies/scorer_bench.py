@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from hybridnas.groundtruth.table import GroundTruth
-from hybridnas.search.scorers import ScoreContext, get_scorer, rank_many
+from hybridnas.search.scorers.registry import ScoreContext, get_scorer, rank_many
 from hybridnas.space.genotype import Genotype
 
 ZERO_COST = (
@@ -90,8 +90,7 @@ def trained_proxy_scores(
     """The evolution's default score, EcoNAS-style: the candidate at half width trained on
     ``stage_clips`` training clips (one stage, seeded by the genotype), accuracy on 256 held-out
     clips. Returns ({arch: accuracy}, median ms per candidate)."""
-    from hybridnas.groundtruth.recipe import GroundTruthRecipe, load_clips
-    from hybridnas.search.proxy import ProxyConfig, ProxyData, build_proxy, train_stage
+    from hybridnas.search.scorers.proxy import ProxyConfig, ProxyData, build_proxy, train_stage
 
     train = load_clips(GroundTruthRecipe())["train"]
     cfg = ProxyConfig(stage_clips=(stage_clips,), val_clips=256, inherit=False)

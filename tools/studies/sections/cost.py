@@ -15,7 +15,7 @@ TITLE = "## 1. Search cost: DARTS vs PC-DARTS vs SDAS vs SDAS + partial channels
 
 def run(R: Results, m: dict) -> None:
     if "rss_floor" not in R.items:  # what Python + torch + hybridnas hold before any work
-        code = "import torch, hybridnas, hybridnas.search.differentiable, hydra"
+        code = "import torch, hybridnas, hybridnas.search.differentiable.loop, hydra"
         log = R.out / "logs" / "rss.log"
         R.put("rss_floor", run_child([sys.executable, "-c", code], log, R.threads))
     # interleaved repeats (round-robin over the methods); the report takes each method's

@@ -25,7 +25,7 @@ def _proxy_config(run, m: dict, pover: dict):
 
 def _score(trained: list[tuple[str, dict]], pcfg, splits) -> tuple[list, list, list, float]:
     """Each trained genotype's proxy accuracy (no inheritance, seed 0), with its test top-1."""
-    from hybridnas.search.proxy import build_proxy, load_proxy_data, train_stage
+    from hybridnas.search.scorers.proxy import build_proxy, load_proxy_data, train_stage
     from hybridnas.space.genotype import Genotype
 
     data = load_proxy_data(*splits, pcfg, 0)
@@ -111,6 +111,6 @@ def report(r: ReportInput) -> list[str]:
     L.append(table(head, rows))
     L.append(
         "\nMade by the `faithfulness` section of tools/bench.py (in-process, "
-        "`hybridnas.search.proxy.build_proxy` + `train_stage`, scipy `kendalltau`).\n"
+        "`hybridnas.search.scorers.proxy.build_proxy` + `train_stage`, scipy `kendalltau`).\n"
     )
     return L

@@ -37,7 +37,7 @@ def report(r: ReportInput) -> list[str]:
     pts = trained_points(r)
     if not pts:
         return [*L, "Not measured in this run.\n"]
-    from hybridnas.search.pareto import pareto_front
+    from hybridnas.search.evolution.pareto import pareto_front
 
     P = [{"accuracy": p["test_top1"], "latency_ms": p["cpu_ms_per_clip"]} for p in pts]
     front = pareto_front(P, maximize=["accuracy"], minimize=["latency_ms"])
@@ -49,7 +49,7 @@ def report(r: ReportInput) -> list[str]:
     )
     L.append(
         "Every genotype found above (each seed) and every baseline, test top-1 against CPU "
-        "time per clip; the dashed line is the Pareto front (`hybridnas.search.pareto."
+        "time per clip; the dashed line is the Pareto front (`hybridnas.search.evolution.pareto."
         "pareto_front`, maximise accuracy, minimise ms). On the front: " + on_front + ".\n"
     )
     L.append("![accuracy/latency plane](pareto.png)\n")

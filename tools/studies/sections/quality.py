@@ -24,7 +24,7 @@ def _evolution_alone(R: Results, m: dict, b: dict, seed: int) -> list[str]:
     """Evolution alone: no supernet, starts from a plain chain genotype, uniform guidance."""
     chain = R.out / "runs" / f"chain_s{seed}.json"
     if not chain.is_file():
-        from hybridnas.search.evolution import chain_genotype
+        from hybridnas.search.evolution.loop import chain_genotype
         from hybridnas.stage_config import SearchRun
 
         chain.parent.mkdir(parents=True, exist_ok=True)
@@ -40,7 +40,8 @@ def _evolution_alone(R: Results, m: dict, b: dict, seed: int) -> list[str]:
 
 
 def _random(R: Results, m: dict, b: dict, seed: int, common: dict) -> None:
-    """Random search (hybridnas.search.random_search) through ``tools/bench.py random-search``."""
+    """Random search (hybridnas.search.evolution.random_search) through
+    ``tools/bench.py random-search``."""
     key = f"q_random_s{seed}"
     if R.done(key):
         return

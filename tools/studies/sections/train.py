@@ -59,7 +59,7 @@ def _commands(r: ReportInput, first: dict) -> list[str]:
         + "`.\n",
         "Test top-1 and cost per model: `python tools/evaluate.py "
         "ckpt=<run>/checkpoints/last.pt split=test <data settings>`; params/FLOPs/ms per clip "
-        "from `hybridnas.search.latency` (`count_params`, `count_flops` = torch FlopCounter, "
+        "from `hybridnas.measure.counts` (`count_params`, `count_flops` = torch FlopCounter, "
         "`measure_latency` batch 1, median of torch.utils.benchmark blocks).\n",
     ]
 

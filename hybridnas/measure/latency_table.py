@@ -25,7 +25,6 @@ import os
 import platform
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,22 +35,12 @@ import torch
 import torch.utils.benchmark as benchmark
 from torch import nn
 
-from hybridnas.ops import create_op
-from hybridnas.search.latency_parts import (
-    cell_sites,
-    edge_input,
+from hybridnas.measure.latency_parts import (
     genotype_parts,
-    head_part,
-    op_key,
-    shape_key,
-    skeleton_parts,
-    space_macros,
-    space_parts,
-    stem_parts,
 )
-from hybridnas.space.cells import PRUNED, ReLUConvBN, edge_list
-from hybridnas.space.genotype import CELL_TYPES, Genotype
-from hybridnas.space.macro import MacroSpec
+from hybridnas.ops import create_op
+from hybridnas.space.cells import ReLUConvBN
+from hybridnas.space.genotype import Genotype
 from hybridnas.space.network import ClassifierHead, build_stem
 
 FORMAT = "hybridnas.latency_table"
@@ -60,10 +49,9 @@ SOURCE_DIRS = ("ops",)  # hybridnas/<dir>/*.py: the op code whose change invalid
 SOURCE_FILES = (
     "space/cells.py",
     "space/network.py",
-    "search/latency_parts.py",
-    "search/latency_table.py",
+    "measure/latency_parts.py",
+    "measure/latency_table.py",
 )
-__all__ = ["genotype_parts", "space_macros", "space_parts"]  # re-exported for callers
 QUANTILE = 50  # percentile of a part's per-round times the table keeps (see the docstring)
 
 
@@ -342,56 +330,3 @@ def open_table(
     directory = Path(directory) if directory is not None else default_table_dir()
     file = directory / f"table-{key_digest(key)}.json"
     return read_table(file) if file.is_file() else LatencyTable(key, {}, file)
-
-
-# ---------------------------------------------------------------- the supernet's expected latency
-
-
-@dataclass(frozen=True)
-class ExpectedLatency:
-    """Differentiable expected ms per clip of the network a supernet derives (FBNet /
-    ProxylessNAS): the fixed parts plus, per edge, softmax(alpha) . (its ops' table ms,
-    summed over the cells of its type), each node's edges scaled to the two inputs a derived
-    node keeps (x min(2, n) / n for n edges not pruned)."""
-
-    fixed_ms: float
-    costs: dict[str, torch.Tensor]  # cell type -> (E, num_ops) ms
-    edges: tuple[tuple[int, int], ...]
-
-    @classmethod
-    def for_space(
-        cls, table: LatencyTable, macro: MacroSpec, op_names: Sequence[str], steps: int
-    ) -> ExpectedLatency:
-        """Measure what the table lacks of this space (every concat size), then sum it up."""
-        table.ensure(space_parts([macro], op_names, steps))
-        edges = tuple(edge_list(steps))
-        sites = cell_sites(macro, (steps, steps))
-        fixed = stem_parts(macro) + [head_part(macro, sites[-1], steps)]
-        costs = {t: torch.zeros(len(edges), len(op_names), dtype=torch.float64) for t in CELL_TYPES}
-        for site in sites:
-            adds = [f"add:{site.c}:{shape_key(site.out)}"] * steps
-            fixed += skeleton_parts(macro, site, steps) + adds
-            cost = costs["reduce" if site.reduction else "normal"]
-            for k, (i, _) in enumerate(edges):
-                stride, shape = edge_input(site, i, macro)
-                for o, op in enumerate(op_names):
-                    cost[k, o] += table.part_ms(op_key(op, site.c, site.c, stride, shape))
-        fixed_ms = float(sum(table.part_ms(k) for k in fixed))
-        return cls(fixed_ms, {t: c.float() for t, c in costs.items()}, edges)
-
-    def __call__(self, arch: Any) -> torch.Tensor:
-        """Expected ms (a 0-dim tensor with a gradient to the free alphas) of ``arch``, a
-        ``supernet.Architecture``: fixed edges count their op, pruned edges nothing."""
-        total = torch.zeros((), device=arch.edge_state.device)
-        for t in CELL_TYPES:
-            state = arch.edge_state[CELL_TYPES.index(t)].tolist()
-            weights = arch.op_weights(t)
-            cost = self.costs[t].to(total.device)
-            kept = Counter(j for k, (_, j) in enumerate(self.edges) if state[k] != PRUNED)
-            for k, (_, j) in enumerate(self.edges):
-                if state[k] == PRUNED:
-                    continue
-                share = min(2, kept[j]) / kept[j]
-                row = cost[k, state[k]] if state[k] >= 0 else weights[k] @ cost[k]
-                total = total + share * row
-        return total + self.fixed_ms

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from hybridnas.search.channels import round_width
 from hybridnas.space.genotype import Genotype
+from hybridnas.space.macro import round_width
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,17 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from hybridnas.search.sdas import edge_confidence, fix_confident, fix_edges, num_decided
-from hybridnas.search.selection import PerturbationChooser, select_batches
+from hybridnas.search.differentiable.sdas import (
+    edge_confidence,
+    fix_confident,
+    fix_edges,
+    num_decided,
+)
+from hybridnas.search.differentiable.selection import PerturbationChooser, select_batches
 from hybridnas.space.genotype import CELL_TYPES
 
 if TYPE_CHECKING:
-    from hybridnas.search.differentiable import SearchState
+    from hybridnas.search.differentiable.state import SearchState
 
 
 def fix_on_schedule(st: SearchState) -> tuple[list[dict], float]:

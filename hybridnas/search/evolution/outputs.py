@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from hybridnas.engine.tracking import METRICS_FILE, Tracker
-from hybridnas.search.family import write_family
-from hybridnas.search.pareto import pareto_front, plot_pareto
+from hybridnas.search.evolution.family import write_family
+from hybridnas.search.evolution.pareto import pareto_front, plot_pareto
 from hybridnas.space.genotype import Genotype
 
 if TYPE_CHECKING:
-    from hybridnas.search.evolution import Context, EvolutionState
-    from hybridnas.search.rerank import Choice
+    from hybridnas.search.evolution.rerank import Choice
+    from hybridnas.search.evolution.state import Context, EvolutionState
 
 
 def last_step(run_dir: Path) -> int:

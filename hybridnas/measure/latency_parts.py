@@ -22,9 +22,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from hybridnas.search.channels import round_width
 from hybridnas.space.genotype import Genotype
-from hybridnas.space.macro import MacroSpec
+from hybridnas.space.macro import MacroSpec, round_width
 from hybridnas.space.network import CellPlan, cell_plan
 
 Shape = tuple[int, int, int]

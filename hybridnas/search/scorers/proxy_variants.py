@@ -5,8 +5,8 @@
     v = ProxyVariant(width_scale=1.0, clips=1536, lr=0.2, schedule="onecycle")
     readings = train_variant(genotype, v, train, val)   # {"loss_batch_256": -1.93, ...}
 
-A variant is the evolution's proxy network (``hybridnas.search.proxy.build_proxy``, seeded by
-the genotype, no supernet inheritance) trained on ``clips`` training clips with SGD at a
+A variant is the evolution's proxy network (``hybridnas.search.scorers.proxy.build_proxy``,
+seeded by the genotype, no supernet inheritance) trained on ``clips`` training clips with SGD at a
 constant lr or a one-cycle schedule, then read as accuracy or negated cross-entropy (``acc`` /
 ``loss``; loss is less quantised than accuracy on a few hundred clips), with BatchNorm on batch
 statistics or its running averages (``batch`` / ``eval``), on prefixes of the held-out clips.
@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hybridnas.search.scorers import ScoreContext, register_scorer
+from hybridnas.search.scorers.registry import ScoreContext, register_scorer
 from hybridnas.space.genotype import Genotype
 
 SCHEDULES = ("constant", "onecycle")
@@ -115,7 +115,7 @@ def train_variant(
 ) -> dict[str, float]:
     """Train ``genotype``'s proxy as ``variant`` says; its readings at the end (plain keys)
     and after each of ``variant.early`` clips (keys prefixed ``e<clips>_``)."""
-    from hybridnas.search.proxy import ProxyConfig, build_proxy
+    from hybridnas.search.scorers.proxy import ProxyConfig, build_proxy
 
     cfg = ProxyConfig(
         width_scale=variant.width_scale, batch_size=variant.batch_size, lr=variant.lr, inherit=False

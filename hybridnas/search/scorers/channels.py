@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from hybridnas.search.evbmf import EVBMFResult, evbmf
+from hybridnas.search.scorers.evbmf import EVBMFResult, evbmf
+from hybridnas.space.macro import round_width
 
 
 def _unfoldings(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,11 +63,6 @@ def rank_slope(ranks: Sequence[float]) -> float:
     r = np.asarray(ranks, dtype=np.float64)
     best = int(np.argmax(r))
     return float((r[best] - r[0]) / (best + 1e-4))
-
-
-def round_width(width: float, divisor: int = 4) -> int:
-    """Nearest multiple of divisor (at least divisor)."""
-    return max(divisor, int(width / divisor + 0.5) * divisor)
 
 
 @dataclass

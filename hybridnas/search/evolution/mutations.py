@@ -29,9 +29,14 @@ from typing import Any
 
 import numpy as np
 
-from hybridnas.search.channels import round_width
-from hybridnas.search.macro_mutations import MacroRanges, change_clip, change_depth, scale_width
+from hybridnas.search.evolution.macro_mutations import (
+    MacroRanges,
+    change_clip,
+    change_depth,
+    scale_width,
+)
 from hybridnas.space.genotype import CELL_TYPES, CellSpec, Genotype
+from hybridnas.space.macro import round_width
 
 MUTATIONS = (
     "rewire",

@@ -125,8 +125,8 @@ def most_hurt(stats: torch.Tensor) -> int:
 
 @dataclass
 class PerturbationChooser:
-    """An ``OpChooser`` for :func:`hybridnas.search.sdas.fix_edges`: the op whose masking
-    lowers the search-val accuracy most. ``records`` keeps, per decided (cell, edge), the
+    """An ``OpChooser`` for :func:`hybridnas.search.differentiable.sdas.fix_edges`: the op whose
+    masking lowers the search-val accuracy most. ``records`` keeps, per decided (cell, edge), the
     accuracy with each candidate masked; ``forwards`` counts supernet forward passes."""
 
     supernet: Supernet

@@ -1,7 +1,6 @@
-"""Cost of a candidate network: time per clip, forward FLOPs, parameters; latency-budget fitness."""
+"""Cost of a network: time per clip, forward FLOPs, parameters."""
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 import torch.utils.benchmark as benchmark
@@ -85,30 +84,3 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
 def count_params(model: nn.Module) -> int:
     """Number of parameters (shared tensors counted once)."""
     return sum(p.numel() for p in model.parameters())
-
-
-@dataclass(frozen=True)
-class LatencyBudget:
-    """Runtime-constrained fitness: accuracy kept within budget_ms, else rejected or penalised.
-
-    mode "reject": over budget -> None. mode "penalty": over budget -> accuracy *
-    (budget_ms / latency_ms) ** weight (the MnasNet soft constraint, applied only above budget).
-    """
-
-    budget_ms: float
-    mode: Literal["reject", "penalty"] = "reject"
-    weight: float = 0.07
-
-    def __post_init__(self) -> None:
-        if self.mode not in ("reject", "penalty"):
-            raise ValueError(f"LatencyBudget.mode must be 'reject' or 'penalty', got {self.mode!r}")
-        if self.budget_ms <= 0:
-            raise ValueError(f"LatencyBudget.budget_ms must be > 0, got {self.budget_ms}")
-
-    def apply_budget(self, accuracy: float, latency_ms: float) -> float | None:
-        """Fitness of a candidate with this accuracy and time per clip; None when rejected."""
-        if latency_ms <= self.budget_ms:
-            return accuracy
-        if self.mode == "reject":
-            return None
-        return accuracy * (self.budget_ms / latency_ms) ** self.weight

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from hybridnas.search.fitness import (
+from hybridnas.search.evolution.fitness import (
     REJECTED,
     Scoring,
     apply_budget,

@@ -32,7 +32,12 @@ from threadpoolctl import threadpool_limits
 from torch import nn
 
 from hybridnas.data.bad import BadItem
-from hybridnas.search.channels import ChannelScaler, layer_rank, mapping_condition, rank_slope
+from hybridnas.search.scorers.channels import (
+    ChannelScaler,
+    layer_rank,
+    mapping_condition,
+    rank_slope,
+)
 from hybridnas.space.cells import edge_list
 from hybridnas.space.genotype import Genotype
 from hybridnas.space.network import Network, build_network

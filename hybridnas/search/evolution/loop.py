@@ -8,14 +8,14 @@ gathered so every rank holds the same results (with ``rewire_guidance=connection
 also keeps the connection weights its proxy learned, which guide its children's rewiring);
 ``seed_population`` and ``cycle`` are the evolution proper; ``rerank.choose`` picks the final
 genotype with the expensive scorer (``evolution.rerank_scorer``) among the best candidates only;
-``write_outputs`` (in evolution_outputs.py) saves the Pareto front, the history and the best
+``write_outputs`` (in outputs.py) saves the Pareto front, the history and the best
 genotype.
 ``run_evolution`` strings them together.
 
 Each cycle draws from ``np.random.default_rng([seed, cycle])`` and each candidate trains from a
 seed fixed by its genotype, so a run resumed from the per-cycle checkpoint ends exactly where an
 uninterrupted one does. Latency is the frozen latency table's prediction by default
-(``evolution.latency_source=table``; latency_table.py), so a run is deterministic with the
+(``evolution.latency_source=table``; measure/latency_table.py), so a run is deterministic with the
 budget on; rank 0 measures any part the table lacks before a batch is scored and every rank
 reads the same numbers. ``evolution.latency_source=measured`` times each network instead.
 """
@@ -23,7 +23,7 @@ reads the same numbers. ``evolution.latency_source=measured`` times each network
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,10 +34,12 @@ from hybridnas.engine.checkpoint import load_checkpoint
 from hybridnas.engine.distributed import DistContext, all_gather_object, barrier
 from hybridnas.engine.resume import restore_resumable, save_resumable
 from hybridnas.engine.tracking import Tracker
-from hybridnas.search.channels import ChannelScaler
-from hybridnas.search.evolution_outputs import last_step, log_cycle, write_outputs
-from hybridnas.search.faithfulness import check_faithfulness
-from hybridnas.search.fitness import (
+from hybridnas.measure.counts import count_flops, count_params, measure_latency
+from hybridnas.measure.latency_parts import genotype_parts
+from hybridnas.measure.latency_table import LatencyTable, open_table, read_table
+from hybridnas.search.evolution.faithfulness import check_faithfulness
+from hybridnas.search.evolution.fitness import (
+    LatencyBudget,
     Scoring,
     budget_label,
     cheap_scores,
@@ -46,58 +48,19 @@ from hybridnas.search.fitness import (
     refit,
     shard,
 )
-from hybridnas.search.latency import LatencyBudget, count_flops, count_params, measure_latency
-from hybridnas.search.latency_table import LatencyTable, genotype_parts, open_table, read_table
-from hybridnas.search.macro_mutations import MacroRanges, macro_ranges
-from hybridnas.search.mutations import Guidance, load_guidance, mutate, sample_genotype
-from hybridnas.search.proxy import ProxyConfig, ProxyData, conet_step, load_proxy_data
-from hybridnas.search.rerank import choose
+from hybridnas.search.evolution.macro_mutations import macro_ranges
+from hybridnas.search.evolution.mutations import Guidance, load_guidance, mutate, sample_genotype
+from hybridnas.search.evolution.outputs import last_step, log_cycle, write_outputs
+from hybridnas.search.evolution.rerank import choose
+from hybridnas.search.evolution.state import Context, EvolutionState
+from hybridnas.search.scorers.channels import ChannelScaler
+from hybridnas.search.scorers.proxy import conet_step, load_proxy_data
 from hybridnas.space.genotype import CellSpec, Genotype
 from hybridnas.space.macro import MacroSpec
 from hybridnas.space.network import build_network
 from hybridnas.stage_config import SearchRun
 
 CHECKPOINT = "checkpoints/evolution_last.pt"
-
-
-@dataclass
-class EvolutionState:
-    """Everything a cycle changes. Individuals are plain dicts (checkpoint-friendly)."""
-
-    population: list[dict] = field(default_factory=list)
-    history: list[dict] = field(default_factory=list)
-    cycle: int = 0
-    scaler: dict = field(default_factory=dict)
-    cycle_times: list[float] = field(default_factory=list)
-    base_step: int = 0
-
-    def seen(self) -> dict[str, dict]:
-        return {h["key"]: h for h in self.history}
-
-    def best(self) -> dict:
-        """Best of everything evaluated by the cheap fitness (first one wins a tie)."""
-        return max(self.history, key=lambda h: h["fitness"])
-
-    def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
-
-@dataclass
-class Context:
-    """What every step needs and nothing changes: config, data, guidance, supernet weights,
-    and how candidates are scored (``scoring``)."""
-
-    cfg: SearchRun
-    ctx: DistContext
-    run_dir: Path
-    proxy: ProxyConfig
-    data: ProxyData
-    guidance: Guidance
-    supernet: tuple | None
-    budget: LatencyBudget | None
-    scoring: Scoring
-    table: LatencyTable | None = None
-    macro: MacroRanges = field(default_factory=MacroRanges)
 
 
 # ---------------------------------------------------------------- evaluation

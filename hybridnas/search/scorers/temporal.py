@@ -1,4 +1,4 @@
-"""Training-free scorers aimed at temporal modelling (registered into scorers.py's registry).
+"""Training-free scorers aimed at temporal modelling (registered in registry.py).
 
 The built-in task (moving digits) is only solvable by seeing motion, so these look at how a
 candidate's freshly initialised network (seeded as every scorer seeds it) treats time:
@@ -13,12 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hybridnas.search.scorers import (
-    ScoreContext,
-    naswot_logdet,
-    network_for,
-    register_scorer,
-)
+from hybridnas.search.scorers.registry import ScoreContext, network_for, register_scorer
+from hybridnas.search.scorers.zero_cost import naswot_logdet
 from hybridnas.space.genotype import Genotype
 
 SENSITIVITY_CLIPS = 32  # clips per view; the batch is these clips and their shuffled copies

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from hybridnas.search.pareto import plane_front, plot_pareto
+from hybridnas.search.evolution.pareto import plane_front, plot_pareto
 from hybridnas.space.genotype import Genotype
 
 

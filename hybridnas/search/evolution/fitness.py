@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -35,11 +35,10 @@ import torch.nn.functional as F
 from scipy import stats
 
 from hybridnas.engine.distributed import DistContext, all_gather_object
-from hybridnas.search.latency import LatencyBudget
-from hybridnas.search.proxy import ProxyConfig, ProxyData, build_proxy, train_stage
-from hybridnas.search.proxy_variants import TRAINED as TRAINED_SCORERS
-from hybridnas.search.proxy_variants import preset_for, seed_mean_of
-from hybridnas.search.scorers import ScoreContext, get_scorer, list_scorers
+from hybridnas.search.scorers.proxy import ProxyConfig, ProxyData, build_proxy, train_stage
+from hybridnas.search.scorers.proxy_variants import TRAINED as TRAINED_SCORERS
+from hybridnas.search.scorers.proxy_variants import preset_for, seed_mean_of
+from hybridnas.search.scorers.registry import ScoreContext, get_scorer, list_scorers
 from hybridnas.space.genotype import Genotype
 from hybridnas.space.network import read_connection_weights
 
@@ -253,6 +252,33 @@ def cheap_scores(
 
 
 # ---------------------------------------------------------------- comparable fitness
+
+
+@dataclass(frozen=True)
+class LatencyBudget:
+    """Runtime-constrained fitness: accuracy kept within budget_ms, else rejected or penalised.
+
+    mode "reject": over budget -> None. mode "penalty": over budget -> accuracy *
+    (budget_ms / latency_ms) ** weight (the MnasNet soft constraint, applied only above budget).
+    """
+
+    budget_ms: float
+    mode: Literal["reject", "penalty"] = "reject"
+    weight: float = 0.07
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("reject", "penalty"):
+            raise ValueError(f"LatencyBudget.mode must be 'reject' or 'penalty', got {self.mode!r}")
+        if self.budget_ms <= 0:
+            raise ValueError(f"LatencyBudget.budget_ms must be > 0, got {self.budget_ms}")
+
+    def apply_budget(self, accuracy: float, latency_ms: float) -> float | None:
+        """Fitness of a candidate with this accuracy and time per clip; None when rejected."""
+        if latency_ms <= self.budget_ms:
+            return accuracy
+        if self.mode == "reject":
+            return None
+        return accuracy * (self.budget_ms / latency_ms) ** self.weight
 
 
 def apply_budget(quality: float, latency_ms: float, budget: LatencyBudget | None) -> float:

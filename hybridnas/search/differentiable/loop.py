@@ -13,9 +13,7 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -34,12 +32,16 @@ from hybridnas.engine.distributed import (
 )
 from hybridnas.engine.resume import restore_resumable, save_resumable
 from hybridnas.engine.tracking import Tracker
-from hybridnas.search.architect import Architect, LossFn
-from hybridnas.search.fixing import fix_early, fix_on_schedule
-from hybridnas.search.latency_search import latency_meta, search_latency_table
-from hybridnas.search.latency_table import ExpectedLatency, LatencyTable
-from hybridnas.search.sdas import FixSchedule
-from hybridnas.search.splits import note_epoch_cap, search_datasets
+from hybridnas.search.differentiable.architect import Architect, LossFn
+from hybridnas.search.differentiable.expected_latency import (
+    ExpectedLatency,
+    latency_meta,
+    search_latency_table,
+)
+from hybridnas.search.differentiable.fixing import fix_early, fix_on_schedule
+from hybridnas.search.differentiable.sdas import FixSchedule
+from hybridnas.search.differentiable.splits import note_epoch_cap, search_datasets
+from hybridnas.search.differentiable.state import SearchState
 from hybridnas.space.cells import edge_list
 from hybridnas.space.genotype import CELL_TYPES, Genotype
 from hybridnas.space.supernet import Architecture, Supernet, SupernetConfig, derive_genotype
@@ -47,32 +49,6 @@ from hybridnas.stage_config import SearchConfig, SearchRun
 from hybridnas.viz import draw_genotype, plot_alpha_history
 
 CHECKPOINT = "checkpoints/search_last.pt"
-
-
-@dataclass
-class SearchState:
-    """Everything the loop mutates; ``checkpoint_state`` / ``restore`` make it resumable."""
-
-    cfg: SearchRun
-    ctx: DistContext
-    run_dir: Path
-    supernet: Supernet
-    arch: Architecture
-    trainer: WeightTrainer
-    architect: Architect
-    schedule: FixSchedule
-    train_loader: Any
-    val_loader: Any
-    epoch: int = 0
-    batch_in_epoch: int = 0
-    global_step: int = 0
-    alpha_history: list[torch.Tensor] = field(default_factory=list)
-    fix_events: list[dict] = field(default_factory=list)
-    epoch_times: list[float] = field(default_factory=list)
-    running: dict = field(default_factory=dict)
-    rank_digests: list[str] = field(default_factory=list)
-    loss_fn: LossFn = F.cross_entropy
-    latency_table: LatencyTable | None = None
 
 
 def supernet_config(cfg: SearchRun, num_classes: int) -> SupernetConfig:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from hybridnas.engine.distributed import DistContext
-from hybridnas.search.mutations import MacroRanges
+from hybridnas.search.evolution.mutations import MacroRanges
 from hybridnas.space.genotype import Genotype
 from hybridnas.stage_config import SearchRun
 
@@ -24,8 +24,8 @@ from hybridnas.stage_config import SearchRun
 def random_search(cfg: SearchRun, ctx: DistContext, run_dir: Path, n: int) -> Genotype:
     """Score ``n`` uniform genotypes of ``cfg``'s space; write ``run_dir``/genotype.json (the
     best) and candidates.jsonl (accuracy, latency, FLOPs of each); return the best."""
-    from hybridnas.search.evolution import chain_genotype, evaluate, make_context
-    from hybridnas.search.mutations import Guidance, sample_genotype
+    from hybridnas.search.evolution.loop import chain_genotype, evaluate, make_context
+    from hybridnas.search.evolution.mutations import Guidance, sample_genotype
 
     run_dir.mkdir(parents=True, exist_ok=True)
     c = make_context(cfg, ctx, run_dir)
@@ -51,7 +51,7 @@ def random_macro(g: Genotype, rng: np.random.Generator, ranges: MacroRanges) -> 
     """``g`` with every macro axis the evolution searches drawn uniformly from its ranges:
     frames and frame stride (their product within ``ranges.span``), size, cell count, and one
     width multiplier (1 or one of ``ranges.width_mults``) on every stage width and the stem."""
-    from hybridnas.search.channels import round_width
+    from hybridnas.space.macro import round_width
 
     clips = [(f, s) for f in ranges.frames for s in ranges.frame_stride if f * s <= ranges.span]
     frames, stride = clips[int(rng.integers(len(clips)))]
@@ -73,9 +73,10 @@ def random_family(cfg: SearchRun, ctx: DistContext, run_dir: Path, n: int) -> li
     and cost model, and write the family the evolution would pick from them (its latency
     targets, or its Pareto front and family size) to ``run_dir``/family/, with
     candidates.jsonl; return the family's genotype paths."""
-    from hybridnas.search.evolution import chain_genotype, evaluate, macro_ranges, make_context
-    from hybridnas.search.family import write_family
-    from hybridnas.search.mutations import Guidance, sample_genotype
+    from hybridnas.search.evolution.family import write_family
+    from hybridnas.search.evolution.loop import chain_genotype, evaluate, make_context
+    from hybridnas.search.evolution.macro_mutations import macro_ranges
+    from hybridnas.search.evolution.mutations import Guidance, sample_genotype
 
     run_dir.mkdir(parents=True, exist_ok=True)
     c = make_context(cfg, ctx, run_dir)

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from hybridnas.groundtruth.table import rank_agreement
-from hybridnas.search.fitness import Scoring, gather, shard
-from hybridnas.search.proxy import ProxyConfig, build_proxy, train_stage
+from hybridnas.measure.rank import rank_agreement
+from hybridnas.search.evolution.fitness import Scoring, gather, shard
+from hybridnas.search.scorers.proxy import ProxyConfig, build_proxy, train_stage
 from hybridnas.space.genotype import Genotype
 
 MIN_SAMPLES = 8
