@@ -19,7 +19,8 @@ PACKAGE = "hybridnas"
 #: The top-level parts of hybridnas/, lowest first: a module imports its own layer or lower ones.
 #: ``stage_config`` (the run config) holds dataclasses of data/, ops/ and space/, so it sits above
 #: them; ``engine`` (checkpoints, distributed, tracking) is below ``models``, which loads weights
-#: through it; ``errors`` gathers the user-error types of data/, engine/ and space/ for the tools.
+#: through it; ``errors`` gathers the user-error types of data/, engine/ and space/ for the tools;
+#: ``groundtruth`` (the table, its recipe, ``regret``) samples cells with the evolution's sampler.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("compat", "config"),
     ("ops",),
@@ -32,7 +33,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("train",),
     ("search",),
     ("export", "errors"),
-    ("bench",),
+    ("groundtruth",),
 )
 #: The stages of hybridnas/search/, lowest first.
 SEARCH_LAYERS: tuple[tuple[str, ...], ...] = (("scorers",), ("differentiable",), ("evolution",))
@@ -48,9 +49,6 @@ PENDING: dict[tuple[str, str], str] = {
     ),
     ("hybridnas.stage_config", "hybridnas.search.scorers.proxy"): (
         "ProxyConfig moves to the config schema (issue 24, item 1)"
-    ),
-    ("hybridnas.bench.gt_quality", "hybridnas.bench.cli"): (
-        "regret moves out of the bench CLI into the library (issue 24, item 5)"
     ),
 }
 
