@@ -242,6 +242,7 @@ def test_groundtruth_command_probes_a_recipe_variant_beside_the_shipped_table(tm
 
 
 def test_groundtruth_command_stops_on_data_settings_the_generator_refuses(tmp_path):
+    from studies.cli import main
 
     out = tmp_path / "probe.jsonl"
     args = ["groundtruth", "--out", str(out), "--archs", "2", "--pairs", "2", "--workers", "2"]

@@ -120,6 +120,7 @@ def test_scoring_one_half_keeps_the_other_halfs_scores(tmp_path):
 
 
 def test_another_context_seed_is_filed_apart_and_changes_a_seeded_score(tmp_path):
+    from studies.cli import run_scorers
 
     out = tmp_path / "scores.json"
     run_scorers(["naswot"], 3, out, None)

@@ -90,6 +90,7 @@ def trained_proxy_scores(
     """The evolution's default score, EcoNAS-style: the candidate at half width trained on
     ``stage_clips`` training clips (one stage, seeded by the genotype), accuracy on 256 held-out
     clips. Returns ({arch: accuracy}, median ms per candidate)."""
+    from hybridnas.groundtruth.recipe import GroundTruthRecipe, load_clips
     from hybridnas.search.scorers.proxy import ProxyConfig, ProxyData, build_proxy, train_stage
 
     train = load_clips(GroundTruthRecipe())["train"]
