@@ -11,6 +11,7 @@ one). One process writes a run folder at a time (``run.lock``, see README "Resum
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import hydra
@@ -109,7 +110,13 @@ def run(cfg: DictConfig) -> Genotype | None:
     reopen_run_logs(run_dir)  # rank 0 may have moved the old run (overwrite=true) aside
     tracker = tracker_for_run(cfg, run_dir, ctx.rank)
     try:
-        if cfg.stage in ("hybrid", "differentiable"):
+        if cfg.stage in ("hybrid", "differentiable") and run.search.nse.rounds:
+            from hybridnas.search.nse import run_nse
+
+            genotype, st = run_nse(run, ctx, run_dir, tracker)
+            # evolution mutates within the last round's ops (model.op_names is the pool's place)
+            run = replace(run, model=replace(run.model, op_names=tuple(st.arch.op_names)))
+        elif cfg.stage in ("hybrid", "differentiable"):
             from hybridnas.search.differentiable import run_differentiable
 
             genotype, _ = run_differentiable(run, ctx, run_dir, tracker)
