@@ -163,6 +163,39 @@ def summary(out: Path) -> dict:
     return doc
 
 
+LABELS = {
+    "nse": "NSE, 3 rounds of 12 ops (none + 4 kept + 7 fresh) over the 26-op pool",
+    "whole_pool": "one supernet of the whole 26-op pool",
+    "default8": "one supernet of the default 8 ops",
+}
+
+
+def _fmt(cell: dict, digits: int = 0) -> str:
+    if not cell["mean_sd"]:
+        return "-"
+    mean, sd = cell["mean_sd"]
+    return f"{mean:.{digits}f} +- {sd:.{digits}f}"
+
+
+def table_markdown(doc: dict) -> str:
+    """The section's table: one row per arm, mean +- SD over the search seeds."""
+    lines = [
+        "| arm | seeds | peak RSS MB | search s (loop) | search CPU s | test top-1 | "
+        "percentile | percentile per seed |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for arm, row in doc["arms"].items():
+        per_seed = ", ".join(
+            "-" if p is None else f"{p:.0f}" for p in row["percentile"]["per_seed"]
+        )
+        lines.append(
+            f"| {LABELS[arm]} | {len(row['seeds'])} | {_fmt(row['maxrss_mb'])} | "
+            f"{_fmt(row['search_time_s'])} | {_fmt(row['cpu_s'])} | "
+            f"{_fmt(row['test_acc'], 3)} | {_fmt(row['percentile'])} | {per_seed} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -176,7 +209,7 @@ def main() -> None:
     if args.command == "run":
         run(args.out, args.worker, args.workers)
     else:
-        print(json.dumps(summary(args.out)["arms"], indent=1))
+        print(table_markdown(summary(args.out)))
 
 
 if __name__ == "__main__":
