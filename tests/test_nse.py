@@ -15,9 +15,10 @@ from hybridnas.export import export_onnx, export_torch
 from hybridnas.models import build_model
 from hybridnas.ops.registry import MultiBranch, create_op, is_edge_op
 from hybridnas.search.nse import fresh_ops, inherit_weights, rank_ops, widen_edges
+from hybridnas.search.nse_config import NSEConfig
 from hybridnas.space.genotype import CellSpec, Genotype, GenotypeError
 from hybridnas.space.supernet import Supernet, SupernetConfig, derive_genotype
-from hybridnas.stage_config import NSEConfig, SearchConfig
+from hybridnas.stage_config import SearchConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 POOL = "[none,skip,max_pool_1x3x3,conv3d_3x3x3,dil_temporal_d2,p3d_c]"

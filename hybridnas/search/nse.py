@@ -35,10 +35,11 @@ from hybridnas.engine.tracking import Tracker
 from hybridnas.ops.registry import BRANCH_SEP
 from hybridnas.search.architect import LossFn
 from hybridnas.search.differentiable import SearchState, run_differentiable
+from hybridnas.search.nse_config import NSEConfig
 from hybridnas.space.cells import edge_list
 from hybridnas.space.genotype import CELL_TYPES, CellSpec, Genotype
 from hybridnas.space.supernet import Architecture, Supernet
-from hybridnas.stage_config import NSEConfig, SearchRun
+from hybridnas.stage_config import SearchRun
 
 #: An edge's alphas separate when its chosen op weighs at least this many times any other op;
 #: ops closer than that join it as branches (multi_branch_k > 1).
