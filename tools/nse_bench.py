@@ -1,7 +1,7 @@
 """Search-space evolution on the built-in task: NSE over a pool of every registered op vs one
 supernet holding the whole pool vs the default 8-op supernet, at equal supernet steps.
 
-    python tools/nse_bench.py run --out runs/nse_bench --worker 0 --workers 2# one of two workers
+    python tools/nse_bench.py run --out runs/nse_bench --worker 0 --workers 2  # one of two
     python tools/nse_bench.py summary --out runs/nse_bench             # -> tools/bench_results
 
 Each search runs alone in a child process on one thread; its peak memory is the child's
