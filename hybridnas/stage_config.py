@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from hybridnas.config import ConfigError
 from hybridnas.data.patchmix import PatchMixConfig
 from hybridnas.ops.registry import DEFAULT_OPS
+from hybridnas.search.differentiable.nse_config import NSEConfig
 from hybridnas.search.evolution.faithfulness import FaithfulnessConfig
 from hybridnas.search.evolution.fitness import FitnessConfig
 from hybridnas.search.scorers.proxy import ProxyConfig
@@ -155,8 +156,11 @@ class SearchConfig:
     latency_weight: float = 0.1
     latency_table: str | None = None
     latency_threads: int = 1
+    nse: NSEConfig = field(default_factory=NSEConfig)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.nse, NSEConfig):  # a mapping from the YAML
+            object.__setattr__(self, "nse", NSEConfig.from_node(self.nse))
         if self.latency_weight < 0:
             raise ConfigError(f"search.latency_weight must be >= 0, got {self.latency_weight}")
         if self.latency_weight > 0 and self.latency_target_ms <= 0:

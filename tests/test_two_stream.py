@@ -102,7 +102,7 @@ def _broken(change) -> dict:
         (lambda d: d.pop("streams"), "missing key 'streams'"),
         (lambda d: d["clip"].__setitem__("channels", 5), "cannot split 5 clip channels"),
         (lambda d: d.__setitem__("version", 1), "'streams' needs 'version' 2"),
-        (lambda d: d.__setitem__("version", 4), "'version' 4 is not supported"),
+        (lambda d: d.__setitem__("version", 5), "'version' 5 is not supported"),
     ],
 )
 def test_malformed_stream_specs_are_refused_naming_the_field(change, message):

@@ -11,6 +11,8 @@ one). One process writes a run folder at a time (``run.lock``, see README "Resum
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import hydra
 from omegaconf import DictConfig
 
@@ -85,7 +87,14 @@ def run(cfg: DictConfig) -> Genotype | None:
         if r is None:
             return None
         search_run, genotype = r.settings
-        if cfg.stage in ("hybrid", "differentiable"):
+        if cfg.stage in ("hybrid", "differentiable") and search_run.search.nse.rounds:
+            from hybridnas.search.differentiable.nse import run_nse
+
+            genotype, st = run_nse(search_run, r.ctx, r.run_dir, r.tracker)
+            # evolution mutates within the last round's ops (model.op_names is the pool's place)
+            model = replace(search_run.model, op_names=tuple(st.arch.op_names))
+            search_run = replace(search_run, model=model)
+        elif cfg.stage in ("hybrid", "differentiable"):
             from hybridnas.search.differentiable.loop import run_differentiable
 
             genotype, _ = run_differentiable(search_run, r.ctx, r.run_dir, r.tracker)

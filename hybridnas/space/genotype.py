@@ -30,6 +30,10 @@ version-1 documents load as RGB-only genotypes.
 Version 3 adds ``clip.frame_stride`` (every n-th frame of the data's sampling; see macro.py),
 written only when it is not 1, so a genotype without one keeps its version and bytes.
 
+Version 4 adds multi-branch edges (NSE): an edge's op may be two or more distinct ops joined by
+``+`` (``[0, 2, "conv3d_3x3x3+p3d_c"]``), which the network mixes with learned, normalised
+weights (``hybridnas.ops.registry.MultiBranch``); written only when a cell has such an edge.
+
 Loading validates everything and names the offending field in a ``GenotypeError``. Genotypes
 are shared files, so loading is bounded before anything is allocated: the file is at most
 ``MAX_JSON_BYTES`` and nested at most ``MAX_JSON_DEPTH`` deep, and every size is checked
@@ -46,7 +50,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from hybridnas.ops import is_op, list_ops
+from hybridnas.ops import list_ops
+from hybridnas.ops.registry import is_edge_op, is_multi_branch
 from hybridnas.space.macro import (
     MACRO_FIELDS,
     MacroSpec,
@@ -56,9 +61,10 @@ from hybridnas.space.macro import (
 )
 
 FORMAT = "hybridnas.genotype"
-VERSION = 3  # the newest version this code reads; 1 is still read (and written when RGB-only)
+VERSION = 4  # the newest version this code reads; 1 is still read (and written when RGB-only)
 STREAMS_VERSION = 2  # the first version that records streams
 FRAME_STRIDE_VERSION = 3  # the first version that records clip.frame_stride
+MULTI_BRANCH_VERSION = 4  # the first version whose edges may hold several ops ("a+b")
 CELL_TYPES = ("normal", "reduce")
 
 
@@ -147,9 +153,12 @@ class Genotype:
 
     def to_dict(self) -> dict[str, Any]:
         macro = self.macro.to_dict()
+        version = document_version(macro)
+        if self.has_multi_branch():
+            version = max(version, MULTI_BRANCH_VERSION)
         return {
             "format": FORMAT,
-            "version": document_version(macro),
+            "version": version,
             "cells": {"normal": self.normal.to_dict(), "reduce": self.reduce.to_dict()},
             **macro,
             "meta": dict(self.meta),
@@ -157,6 +166,10 @@ class Genotype:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
+
+    def has_multi_branch(self) -> bool:
+        """Whether an edge of either cell holds several ops (``a+b``)."""
+        return any(is_multi_branch(op) for c in (self.normal, self.reduce) for _, _, op in c.edges)
 
     def key(self) -> str:
         """A canonical string identifying the architecture (meta excluded), for deduplication."""
@@ -309,7 +322,7 @@ def _triple(value: Any, where: str) -> None:
         _positive_int(v, f"{where}[{k}]", "kernel")
 
 
-def _validate_cell(cell: Any, name: str) -> None:
+def _validate_cell(cell: Any, name: str, version: int) -> None:
     where = f"cells.{name}"
     edges = _require(cell, "edges", where)
     concat = _require(cell, "concat", where)
@@ -344,9 +357,14 @@ def _validate_cell(cell: Any, name: str) -> None:
             raise GenotypeError(
                 f"'{ew}' = {edge!r}: node {j} is fed by node {i}, which is not an earlier node"
             )
-        if not isinstance(op, str) or not is_op(op):
+        if not isinstance(op, str) or not is_edge_op(op):
             raise GenotypeError(
-                f"'{ew}': unknown op {_short(op)}; known ops: {', '.join(list_ops())}"
+                f"'{ew}': unknown op {_short(op)}; known ops: {', '.join(list_ops())} "
+                "(or 2+ distinct of them but none, joined by '+')"
+            )
+        if is_multi_branch(op) and version < MULTI_BRANCH_VERSION:
+            raise GenotypeError(
+                f"'{ew}': multi-branch op {_short(op)} needs 'version' {MULTI_BRANCH_VERSION}"
             )
         fed.add(j)
     last = max(fed)
@@ -382,7 +400,7 @@ def validate(doc: Mapping[str, Any]) -> None:
         )
     cells = _require(doc, "cells", "")
     for name in CELL_TYPES:
-        _validate_cell(_require(cells, name, "cells"), name)
+        _validate_cell(_require(cells, name, "cells"), name, version)
     stem = _require(doc, "stem", "")
     _positive_int(_require(stem, "channels", "stem"), "stem.channels", "width")
     _triple(_require(stem, "kernel", "stem"), "stem.kernel")

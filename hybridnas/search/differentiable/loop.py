@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -385,9 +386,14 @@ def run_differentiable(
     run_dir: Path,
     tracker: Tracker,
     loss_fn: LossFn = F.cross_entropy,
-) -> Genotype:
-    """Train the supernet with scheduled fixing; return (and write) the derived genotype."""
+    prepare: Callable[[SearchState], None] | None = None,
+) -> tuple[Genotype, SearchState]:
+    """Train the supernet with scheduled fixing; return (and write) the derived genotype and
+    the final state. ``prepare(state)`` runs after setup, before a resume's restore (NSE
+    inherits the previous round's weights there)."""
     st = setup(cfg, ctx, run_dir, loss_fn)
+    if prepare is not None:
+        prepare(st)
     ckpt = run_dir / CHECKPOINT
     if cfg.resume and ckpt.is_file():
         restore(st, ckpt)
