@@ -60,7 +60,7 @@ def test_c3d_width_travels_through_the_train_config():
 
     from hydra import compose, initialize_config_dir
 
-    from hybridnas.stage_config import TrainRun
+    from hybridnas.config import TrainRun
     from hybridnas.train.loop import ModelSpec, model_spec
 
     recipes = Path(__file__).resolve().parent.parent / "recipes"

@@ -11,10 +11,9 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from hybridnas.config import ConfigError
-from hybridnas.engine.distributed import DistContext
-from hybridnas.engine.tracking import Tracker
-from hybridnas.stage_config import (
+from hybridnas.config import (
+    CHOICES,
+    ConfigError,
     DataConfig,
     EvolutionConfig,
     ModelConfig,
@@ -23,28 +22,53 @@ from hybridnas.stage_config import (
     SpaceConfig,
     TrainConfig,
     TrainRun,
+    choices,
 )
+from hybridnas.config.data import VideoData, VideoLayout
+from hybridnas.data.layouts import LAYOUTS
+from hybridnas.engine.distributed import DistContext
+from hybridnas.engine.tracking import Tracker
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 
 
+def _compose(tool: str, *overrides: str):
+    with initialize_config_dir(config_dir=str(RECIPES), version_base="1.3"):
+        return compose(tool, overrides=list(overrides))
+
+
+def test_every_stage_config_from_python_defaults_equals_the_recipe_through_hydra():
+    assert SearchRun.from_cfg(_compose("search", "recipe=sdas_video")) == SearchRun()
+    train = TrainRun.from_cfg(_compose("train", "recipe=train_builtin", "genotype=builtin"))
+    assert train.model == ModelConfig(genotype="builtin", num_cells=3, stem_stride=(1, 2, 2))
+    assert train.train == TrainConfig(epochs=train.train.epochs) and train.data == DataConfig()
+    assert {f.name for f in fields(EvolutionConfig)} >= {"fitness", "proxy", "faithfulness"}
+
+
 @pytest.mark.parametrize(
-    ("tool", "section", "cls"),
+    ("override", "message"),
     [
-        ("search", "search", SearchConfig),
-        ("search", "model", SpaceConfig),
-        ("search", "evolution", EvolutionConfig),
-        ("train", "train", TrainConfig),
-        ("train", "model", ModelConfig),
+        ("search.epochz=3", "unknown config key 'search.epochz'"),
+        ("search.schedule=cosinus", "config key 'search.schedule' must be one of"),
+        ("evolution.fitness.rerank_top=0", "evolution.fitness.rerank_top must be >= 1"),
+        ("evolution.faithfulness.samples=3", "evolution.faithfulness.samples must be 0 or >= 8"),
+        ("data.task=which_flies", "config key 'data.task' must be one of"),
     ],
 )
-def test_dataclass_defaults_are_the_yaml_defaults(tool, section, cls):
-    node = OmegaConf.load(RECIPES / f"{tool}.yaml")[section]
-    if cls is ModelConfig:
-        node.genotype = None  # ${genotype} in the YAML
-    built = EvolutionConfig.from_cfg(node) if cls is EvolutionConfig else cls(**node)
-    assert {f.name for f in fields(cls)} == set(node.keys())
-    assert built == cls()
+def test_a_wrong_key_or_value_is_refused_in_one_line(override, message):
+    cfg = _compose("search", "recipe=sdas_video")
+    OmegaConf.set_struct(cfg, False)
+    key, value = override.split("=")
+    OmegaConf.update(cfg, key, int(value) if value.isdigit() else value)
+    with pytest.raises(ConfigError) as err:
+        SearchRun.from_cfg(cfg)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_choice_lists_come_from_the_literal_types():
+    assert CHOICES["search.schedule"] == ("linear", "cosine", "step", "none")
+    assert CHOICES["evolution.fitness.rerank_scorer"] == ("proxy", "oneshot")
+    assert set(choices(VideoLayout)) == set(LAYOUTS)
 
 
 def test_tool_configs_build_and_unknown_keys_are_named():
@@ -61,6 +85,8 @@ def test_tool_configs_build_and_unknown_keys_are_named():
         SearchRun.from_cfg(search)
     with pytest.raises(ValueError, match="unknown data config keys"):
         DataConfig.from_cfg({"name": "builtin", "sise": 16})
+    with pytest.raises(FileNotFoundError, match="needs data.root"):
+        VideoData(name="csv").require_root()
 
 
 def test_differentiable_stage_runs_from_python_without_hydra(tmp_path, monkeypatch):

@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 import hybridnas  # noqa: F401  (compat shims before pytorchvideo / deepspeed)
 from hybridnas.config import (
     ConfigError,
+    SearchRun,
     check_config,
     check_data_root,
     check_run_dir,
@@ -43,7 +44,6 @@ from hybridnas.engine.runlock import (
 from hybridnas.engine.tracking import tracker_for_run
 from hybridnas.errors import exit_on_user_error
 from hybridnas.space.genotype import Genotype
-from hybridnas.stage_config import SearchRun
 
 
 def check_search_data(run: SearchRun, stage: str, ctx: DistContext) -> None:

@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 
 import hybridnas  # noqa: F401  (compat shims before pytorchvideo / deepspeed)
 from hybridnas.config import (
+    TrainRun,
     check_config,
     check_data_root,
     check_run_dir,
@@ -38,7 +39,6 @@ from hybridnas.engine.runlock import (
 )
 from hybridnas.engine.tracking import tracker_for_run
 from hybridnas.errors import exit_on_user_error
-from hybridnas.stage_config import TrainRun
 from hybridnas.train.clip import genotype_clip
 
 

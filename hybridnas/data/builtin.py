@@ -31,13 +31,15 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from hybridnas.config import choices
+from hybridnas.config.data import Task
 from hybridnas.data.bad import BadItemLog
 from hybridnas.data.classes import save_class_index
 from hybridnas.data.sanity import DataError
 from hybridnas.data.streams import add_streams, check_streams
 
 SPLITS = ("train", "search_val", "test")
-TASKS = ("which_moves", "motion_code", "flash_gap")
+TASKS = choices(Task)
 TEMPORAL_CLASSES = 10  # classes of motion_code and flash_gap
 # Mean and std of a pixel over the built-in clips (scaled to [0, 1]), measured once at the
 # defaults; fixed so that every split and every cache file normalises the same way.

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from hybridnas.config import SearchRun
 from hybridnas.engine.distributed import DistContext, barrier
 from hybridnas.search.latency_table import LatencyTable, open_table, space_parts
 from hybridnas.space.genotype import Genotype
 from hybridnas.space.supernet import SupernetConfig
-from hybridnas.stage_config import SearchRun
 
 
 def search_latency_table(cfg: SearchRun, ctx: DistContext, sc: SupernetConfig) -> LatencyTable:

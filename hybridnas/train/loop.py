@@ -24,6 +24,7 @@ from timm.scheduler.scheduler import Scheduler
 from timm.utils import ModelEmaV3
 from tqdm import tqdm
 
+from hybridnas.config import DataConfig, ModelConfig, TrainConfig, TrainRun
 from hybridnas.data import VideoMixup, build_dataset, build_loader, whole_train_set
 from hybridnas.data.loader import require_one_batch
 from hybridnas.data.patchmix import PatchMix, build_mixer
@@ -50,7 +51,6 @@ from hybridnas.models import (
     supernet_to_network,
 )
 from hybridnas.space.genotype import Genotype
-from hybridnas.stage_config import DataConfig, ModelConfig, TrainConfig, TrainRun
 
 LAST = "checkpoints/last.pt"
 BEST = "checkpoints/best.pt"
