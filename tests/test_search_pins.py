@@ -261,11 +261,10 @@ PINNED_FIXING = {
 
 @pytest.mark.parametrize("kind", sorted(PINNED_FIXING))
 def test_default_fixing_schedule_is_unchanged(kind):
-    from omegaconf import OmegaConf
-
+    from hybridnas.config import SearchConfig
     from hybridnas.search.sdas import FixSchedule
 
-    search = OmegaConf.load(ROOT / "recipes" / "search.yaml").search
+    search = SearchConfig()  # the default search's schedule keys
     schedule = FixSchedule(
         epochs=search.epochs,
         warmup_epochs=search.warmup_epochs,

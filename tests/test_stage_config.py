@@ -3,6 +3,8 @@ and a stage runs from Python without a Hydra config."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import fields
 from pathlib import Path
 
@@ -40,9 +42,28 @@ def _compose(tool: str, *overrides: str):
 def test_every_stage_config_from_python_defaults_equals_the_recipe_through_hydra():
     assert SearchRun.from_cfg(_compose("search", "recipe=sdas_video")) == SearchRun()
     train = TrainRun.from_cfg(_compose("train", "recipe=train_builtin", "genotype=builtin"))
-    assert train.model == ModelConfig(genotype="builtin", num_cells=3, stem_stride=(1, 2, 2))
-    assert train.train == TrainConfig(epochs=train.train.epochs) and train.data == DataConfig()
+    assert train == TrainRun(
+        engine="none",
+        model=ModelConfig(genotype="builtin", num_cells=3, stem_stride=(1, 2, 2)),
+        train=TrainConfig(epochs=4),
+    )
     assert {f.name for f in fields(EvolutionConfig)} >= {"fitness", "proxy", "faithfulness"}
+    csv = DataConfig.from_cfg(_compose("train", "data=csv", "data.root=videos").data)
+    assert csv == DataConfig(
+        dataset=VideoData(name="csv", root="videos", size=32, scale=(36, 46)),
+        batch_size=8,
+        workers=2,
+    )
+
+
+def test_the_config_package_imports_no_implementation_module():
+    code = (
+        "import sys, hybridnas.config; "
+        "print(sorted(m for m in sys.modules if m.startswith('hybridnas.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = {m for m in eval(out.stdout) if not m.startswith("hybridnas.config")}
+    assert loaded <= {"hybridnas.compat"}, loaded
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,10 @@ from hybridnas.config.search import (
     SearchRun,
     SpaceConfig,
 )
+from hybridnas.config.store import register_schemas
 from hybridnas.config.train import ModelConfig, PatchMixConfig, TrainConfig, TrainRun
+
+register_schemas()
 
 __all__ = [
     "CHOICES",
@@ -59,5 +62,6 @@ __all__ = [
     "dataset_config",
     "load_schema",
     "prepare_run_dir",
+    "register_schemas",
     "reopen_run_logs",
 ]

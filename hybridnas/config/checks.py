@@ -11,8 +11,9 @@ from typing import Any, get_type_hints
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from hybridnas.config.base import ConfigError, choices
-from hybridnas.config.data import VideoData, dataset_config
+from hybridnas.config.data import BuiltinData, VideoData, dataset_config
 from hybridnas.config.search import SearchRun, Stage, Tracking
+from hybridnas.config.store import data_defaults, tool_defaults
 from hybridnas.config.train import TrainRun
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
@@ -92,11 +93,14 @@ def check_tool_choices(cfg: DictConfig) -> None:
 
 
 def load_schema(tool: str) -> DictConfig:
-    """The primary YAML of a tool plus every data config: the keys it understands."""
+    """The keys a tool understands: its primary YAML's own keys over the schema's defaults
+    (``search_schema`` or ``train_schema``), and every dataset's keys under ``data``."""
     schema = OmegaConf.load(RECIPES / f"{tool}.yaml")
     schema.pop("defaults", None)
-    data = [OmegaConf.load(p) for p in sorted((RECIPES / "data").glob("*.yaml"))]
-    schema.data = OmegaConf.merge(*data) if data else {}
+    sections = {"search": SearchRun, "train": TrainRun}
+    base = tool_defaults(sections[tool]()) if tool in sections else {}
+    schema = OmegaConf.merge(base, schema)
+    schema.data = OmegaConf.merge(data_defaults(VideoData()), data_defaults(BuiltinData()))
     return schema
 
 

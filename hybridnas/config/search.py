@@ -5,8 +5,9 @@
     run = SearchRun(search=SearchConfig(epochs=2), model=SpaceConfig(steps=2))
     genotype, _ = run_differentiable(run, DistContext(), Path("runs/x"), tracker)
 
-These dataclasses are the one place a default is declared: recipes/search.yaml and the
-recipes only override them. A key a class does not know is refused by name.
+These dataclasses are the one place a default is declared (recipes/search.yaml names them
+through the ConfigStore, config/store.py); the recipes only override them. A key a class does
+not know is refused by name.
 """
 
 from __future__ import annotations
@@ -69,38 +70,50 @@ class SpaceConfig:
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """``search.*``: the differentiable stage (recipes/search.yaml says what each key does)."""
+    """``search.*``: the differentiable stage."""
 
-    method: Method = "sdas"
+    method: Method = "sdas"  # sdas (scheduled fixing) | darts (all ops to the end)
     epochs: int = 10
-    warmup_epochs: int = 1
-    arch_warmup_epochs: int = 1
-    schedule: Schedule = "linear"
-    confidence: Confidence = "top1"
+    warmup_epochs: int = 1  # SDAS: epochs before any edge is fixed
+    arch_warmup_epochs: int = 1  # epochs of weight-only training before alpha steps start
+    schedule: Schedule = "linear"  # how the share of fixed edges rises (none: plain DARTS)
+    confidence: Confidence = "top1"  # which free edge SDAS fixes next: top-1 alpha or margin
+    # the op a fixed edge keeps: the top alpha, or (DARTS-PT) the op whose masking lowers
+    # search-val accuracy most (costs forwards, counted as search time)
     select: Select = "alpha"
-    select_batches: int = 2
+    select_batches: int = 2  # select=perturbation: alpha-split batches per rank per measurement
+    # > 0: after warmup_epochs, also fix mid-epoch every edge whose top-1 minus top-2 alpha
+    # margin reaches this (0: fix at epoch ends only)
     fix_margin: float = 0.0
+    # SDAS: share of the epochs between warm-up and the last one over which edges are fixed
+    # (1.0: all decided one epoch before the last)
     decide_at: float = 0.5
-    beta_decay: float = 0.0
+    beta_decay: float = 0.0  # > 0: beta-DARTS regulariser on the alphas (x mean logsumexp)
+    # half_train (DARTS: weights on one half of train, alphas on the other) | search_val |
+    # auto (half_train on disk, search_val on the built-in data)
     alpha_split: AlphaSplit = "auto"
-    max_skips: int = 2
-    order: Order = 1
-    w_lr: float = 0.05
+    max_skips: int = 2  # cap on skip connections per cell type
+    order: Order = 1  # 1: first-order DARTS, 2: unrolled second order
+    w_lr: float = 0.05  # DARTS: 0.025 at batch 64; tiny CPU supernets learn faster at 0.05
     w_lr_min: float = 0.001
     w_momentum: float = 0.9
     w_weight_decay: float = 0.0003
     grad_clip: float = 5.0
-    a_lr: float = 0.003
+    a_lr: float = 0.003  # DARTS: 3e-4 over ~50 epochs; a ~200-step CPU search needs 10x
     a_betas: tuple[float, float] = (0.5, 0.999)
     a_weight_decay: float = 0.001
-    steps_per_epoch: int = 24
-    channels_last: bool = True
-    ckpt_every_steps: int = 0
+    steps_per_epoch: int = 24  # batches per epoch (0: the whole shard)
+    channels_last: bool = True  # channels-last-3d clips: faster 3D convs on CPU and GPU
+    ckpt_every_steps: int = 0  # also checkpoint mid-epoch every N steps (0: epoch ends only)
     log_every_steps: int = 10
+    # Latency-aware search (FBNet / ProxylessNAS): the architecture loss adds latency_weight x
+    # max(0, log(E[ms] / latency_target_ms)), E[ms] the expected time per clip of the mixed
+    # ops from a latency table measured once per device (tools/latency.py build; built on
+    # first use), so the same seed gives the same genotype byte for byte. latency_weight 0: off.
     latency_target_ms: float = 2.5
     latency_weight: float = 0.1
-    latency_table: str | None = None
-    latency_threads: int = 1
+    latency_table: str | None = None  # a table JSON; None: this device's cached one
+    latency_threads: int = 1  # threads the table is measured at (the time it predicts)
 
     def __post_init__(self) -> None:
         check_choices(self, "search")
@@ -120,20 +133,22 @@ class ProxyConfig:
     """``evolution.proxy.*``: how a trained proxy scores candidates (EcoNAS; see
     ``hybridnas.search.proxy``)."""
 
-    width_scale: float = 0.5
+    width_scale: float = 0.5  # proxy widths = round(width x scale), at least min_width
     min_width: int = 4
-    size: int = 16
+    size: int = 16  # proxy clip resolution (frames kept)
+    # training clips per stage: the cheap score is stage 1's accuracy; the proxy rerank
+    # trains its candidates through every stage, the top promote_fraction going on to each
     stage_clips: tuple[int, ...] = (512, 512)
     promote_fraction: float = 0.5
-    val_clips: int = 256
+    val_clips: int = 256  # fixed search_val subset the proxy accuracy is measured on
     batch_size: int = 32
     lr: float = 0.05
     momentum: float = 0.9
     weight_decay: float = 3e-4
-    inherit: bool = True
+    inherit: bool = True  # start proxy nets from the supernet's weights (channel slices)
     connection_weights: bool = False  # set by evolution.rewire_guidance=connections
-    # The proxy trains a few dozen steps: at the base lr its connection weights stay within
-    # 0.01 of their start (0.5) over 512 clips, at 30x they spread to an SD of 0.07-0.11.
+    # rewire_guidance=connections: lr multiplier of the connection weights (at 1x they stay
+    # within 0.01 of their start, 0.5, over a proxy's few dozen steps)
     connection_lr_mult: float = 30.0
 
     def __post_init__(self) -> None:
@@ -147,7 +162,13 @@ class FitnessConfig:
     ``rerank_scorer``: ``proxy``, ``oneshot`` or None; ``rerank_top``: how many candidates
     (best cheap fitness first) the rerank scores."""
 
+    # cheap score of every candidate: proxy (trained, stage 1 of proxy.stage_clips) | a
+    # scorer of hybridnas.search.scorers (synflow, snip, grad_norm, naswot, zico, st_entropy,
+    # temporal_sensitivity, naswot_motion, params, flops, oneshot, proxy_1cycle,
+    # proxy_1cycle_x2) | ensemble:<a>+<b>+... (mean rank); non-accuracy scores become ranks
     scorer: str = "proxy"
+    # expensive score of the best rerank_top at the end, which alone picks genotype.json:
+    # proxy (all stages, successive halving) | oneshot | none
     rerank_scorer: RerankScorer | None = "proxy"
     rerank_top: int = 4
 
@@ -180,7 +201,7 @@ class FaithfulnessConfig:
     """``evolution.faithfulness.*``. ``samples``: candidates retrained (0: no check, else at
     least 8); ``width_scale`` and ``clips``: the reference training's widths and clips."""
 
-    samples: int = 0
+    samples: int = 0  # 8 x 768 full-width clips take minutes on 2 cores, hence off
     width_scale: float = 1.0
     clips: int = 768
 
@@ -199,36 +220,48 @@ def _section(cls: type, value: Any, prefix: str) -> Any:
 
 @dataclass(frozen=True)
 class EvolutionConfig:
-    """``evolution.*``: the evolutionary stage (recipes/search.yaml says what each key does),
-    with its ``fitness``, ``proxy`` and ``faithfulness`` sections."""
+    """``evolution.*``: the evolutionary stage, with its ``fitness``, ``proxy`` and
+    ``faithfulness`` sections."""
 
-    population: int = 6
-    sample_size: int = 3
-    cycles: int = 8
-    children_per_cycle: int = 2
+    population: int = 6  # FIFO population size P (aging evolution)
+    sample_size: int = 3  # tournament size S
+    cycles: int = 8  # cycles after the seed population
+    children_per_cycle: int = 2  # children per cycle, evaluated together (split over ranks)
+    # rewire an input, swap an op, change a stage width[, add an input, drop an input, change
+    # the clip (frames, frame stride or size), change the depth, scale every width]
     mutation_probs: tuple[float, ...] = (0.3, 0.3, 0.1, 0.0, 0.0, 0.1, 0.1, 0.1)
-    max_inputs: int = 2
+    max_inputs: int = 2  # the most inputs add_input gives a node
+    # which connections rewire/drop_input drop and which new ones they try: alphas (the
+    # supernet's) | connections (AssembleNet: each candidate's proxy learns a weight per
+    # connection; its children drop its weak ones more often)
     rewire_guidance: RewireGuidance = "alphas"
+    # how rewire/drop_input pick the connection to remove: weighted (drawn with weight
+    # 1 - strength) | weakest (the weakest, but with probability `explore` a uniform one)
     drop_policy: DropPolicy = "weighted"
-    explore: float = 0.2
-    seed_temperature: float = 1.0
-    width_step: float = 0.25
-    min_width: int = 4
+    explore: float = 0.2  # share of uniform probability mixed into guided draws
+    seed_temperature: float = 1.0  # sampling seeds from the alphas: weights ** (1 / T)
+    width_step: float = 0.25  # change_width: x(1 +- width_step)
+    min_width: int = 4  # stage width bounds for mutations and CONet
     max_width: int = 256
-    conet_every: int = 4
-    conet_trial_stages: int = 2
-    macro_frame_scales: tuple[float, ...] = (0.5, 1.0)
+    conet_every: int = 4  # CONet width trial on the best every N cycles (0: never)
+    conet_trial_stages: int = 2  # proxy stages in a CONet trial (rank slope over them)
+    # Macro axes (TinyVideoNets / X3D) change_clip, change_depth and scale_width draw from:
+    macro_frame_scales: tuple[float, ...] = (0.5, 1.0)  # clip frames: data.frames x these
+    # every n-th frame of the data's sampling ([1, 2] on video; the built-in digits cannot
+    # render 16-frame clips at 12 px on a 32 px canvas)
     macro_frame_stride: tuple[int, ...] = (1,)
-    macro_size_scales: tuple[float, ...] = (0.75, 1.0)
-    macro_num_cells: tuple[int, ...] = (3, 5)
-    macro_width_mults: tuple[float, ...] = (0.75, 1.25)
-    latency_budget_ms: float = 2.5
-    latency_mode: LatencyMode = "penalty"
+    macro_size_scales: tuple[float, ...] = (0.75, 1.0)  # clip side: data.size x these
+    macro_num_cells: tuple[int, ...] = (3, 5)  # [min, max] cells
+    macro_width_mults: tuple[float, ...] = (0.75, 1.25)  # scale_width: widths and stem x these
+    latency_budget_ms: float = 2.5  # predicted time per clip (one thread); 0: none
+    latency_mode: LatencyMode = "penalty"  # reject | penalty (MnasNet soft constraint)
     latency_weight: float = 0.07
-    latency_source: LatencySource = "table"
-    latency_min_run_s: float = 0.05
+    latency_source: LatencySource = "table"  # table (per-device, deterministic) | measured
+    latency_min_run_s: float = 0.05  # latency_source=measured: benchmark time per candidate
+    # K > 0 targets (ms): family/<k>.json, the best candidate under each (else the K-point
+    # Pareto front of score vs predicted ms), family.png
     latency_targets: tuple[float, ...] = ()
-    family_size: int = 4
+    family_size: int = 4  # without latency_targets: how many front members family/ holds
     fitness: FitnessConfig = field(default_factory=FitnessConfig)
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
     faithfulness: FaithfulnessConfig = field(default_factory=FaithfulnessConfig)

@@ -32,10 +32,10 @@ class PatchMixConfig:
     pattern, pairing (and ``partners``, the hardest class per class) replace the keys here."""
 
     policy: str | None = None
-    grid: tuple[int, int, int] = (2, 2, 2)
-    pattern: Pattern = "random"
-    pairing: Pairing = "random"
-    patch_loss: float = 0.5
+    grid: tuple[int, int, int] = (2, 2, 2)  # tubes along T, H, W (1-8 each, 2+ in all)
+    pattern: Pattern = "random"  # which tubes come from the partner (about half)
+    pairing: Pairing = "random"  # hardest: the class the policy's model confuses
+    patch_loss: float = 0.5  # weight of the patch-level loss (per feature position)
     partners: tuple[int, ...] | None = None  # set from the policy file, never by hand
 
     def __post_init__(self) -> None:
@@ -50,6 +50,8 @@ class PatchMixConfig:
     def from_node(cls, node: Any) -> PatchMixConfig:
         """From a mapping (a DictConfig too); an unknown key is named; ``policy`` is loaded."""
         d = dict(node.items()) if hasattr(node, "items") else dict(node)
+        if d.get("partners") is None:  # the schema's null: only a policy file sets it
+            d.pop("partners", None)
         known = {f.name for f in fields(cls)} - {"partners"}
         for key in d:
             if key not in known:
@@ -110,45 +112,51 @@ class ModelConfig:
     """``model.*`` of training: which network, and (``name=genotype``) how to scale the
     genotype (null keeps the genotype's own value; see ``hybridnas.models.resolve_genotype``)."""
 
-    name: str = "genotype"  # a registered model (hybridnas.models checks the name)
-    genotype: str | None = None
-    num_cells: int | None = None
+    name: str = "genotype"  # genotype | x3d_xs | r2plus1d | c3d | frame2d | ... (hybridnas.models)
+    genotype: str | None = None  # a genotype.json, a search run folder, or "builtin"
+    num_cells: int | None = None  # scale the genotype: None keeps its own
     stage_widths: tuple[int, ...] | None = None
     stem_channels: int | None = None
-    width_mult: float = 1.0
-    stem_stride: Triple | None = None
+    width_mult: float = 1.0  # x the stage widths and stem channels (rounded half up, >= 1)
+    stem_stride: Triple | None = None  # e.g. (1, 2, 2): a strided stem for small-clip training
+    # before the classifier; None: the network's own (0 for genotype nets, c3d and frame2d;
+    # 0.5 for x3d_xs and r2plus1d), so 0 means none
     dropout: float | None = None
-    r2plus1d_width: int = 16
-    c3d_width: int = 16
-    x3d_width_factor: float = 2.0
+    r2plus1d_width: int = 16  # R(2+1)D stem width (64 in the paper; 16 fits a CPU)
+    c3d_width: int = 16  # C3D first-stage width w (stages w, 2w, 4w, 8w; 64 in the paper)
+    x3d_width_factor: float = 2.0  # X3D width factor (2.0: X3D-XS)
+    # X3D / R(2+1)D spatial strides [stem, stage 1-4]; None: [2, 2, 2, 2, 2], made for
+    # 160-224 px; [2, 1, 2, 2, 2] keeps a 2x2 map on 32 px clips
     spatial_strides: tuple[int, ...] | None = None
+    # genotype nets: each node sums its inputs with a learned sigmoid weight per input, as
+    # AssembleNet's nets do (and the proxies of evolution.rewire_guidance=connections)
     connection_weights: bool = False
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """``train.*``: the training loop (recipes/train.yaml says what each key does)."""
+    """``train.*``: the training loop."""
 
     epochs: int = 6
-    steps_per_epoch: int = 0
-    opt: str = "sgd"
+    steps_per_epoch: int = 0  # 0: the whole training shard
+    opt: str = "sgd"  # any timm optimizer name (sgd, adamw, lamb, ...)
     lr: float = 0.05
     min_lr: float = 0.0001
     momentum: float = 0.9
     weight_decay: float = 0.0003
-    sched: str = "cosine"
-    warmup_epochs: float = 0
+    sched: str = "cosine"  # any timm scheduler name, stepped per update
+    warmup_epochs: float = 0  # linear warm-up from 1% of lr, in epochs (a fraction: part of one)
     label_smoothing: float = 0.1
-    mixup: float = 0.0
+    mixup: float = 0.0  # mixup alpha (0: off); done on 5D clips by hybridnas.data.VideoMixup
     cutmix: float = 0.0
-    mix: Mix = "timm"
+    mix: Mix = "timm"  # timm: mixup/cutmix above (off when both are 0) | patchmix (tubes)
     patchmix: PatchMixConfig = field(default_factory=PatchMixConfig)
-    ema: bool = True
+    ema: bool = True  # keep an EMA of the weights (timm ModelEmaV3); validated and exported
     ema_decay: float = 0.99
-    drop_path: float = 0.0
-    grad_clip: float = 5.0
-    amp: bool = True
-    ckpt_every_steps: int = 0
+    drop_path: float = 0.0  # genotype nets: drop-path rising linearly to this over the epochs
+    grad_clip: float = 5.0  # 0: off
+    amp: bool = True  # bf16 autocast on GPU (ignored on CPU)
+    ckpt_every_steps: int = 0  # also checkpoint mid-epoch every N steps (0: epoch ends only)
     log_every_steps: int = 10
 
     def __post_init__(self) -> None:
