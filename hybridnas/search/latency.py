@@ -1,12 +1,14 @@
 """Cost of a candidate network: time per clip, forward FLOPs, parameters; latency-budget fitness."""
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 import torch.utils.benchmark as benchmark
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
+
+from hybridnas.config import choices
+from hybridnas.config.search import LatencyMode
 
 
 @dataclass(frozen=True)
@@ -96,12 +98,12 @@ class LatencyBudget:
     """
 
     budget_ms: float
-    mode: Literal["reject", "penalty"] = "reject"
-    weight: float = 0.07
+    mode: LatencyMode
+    weight: float
 
     def __post_init__(self) -> None:
-        if self.mode not in ("reject", "penalty"):
-            raise ValueError(f"LatencyBudget.mode must be 'reject' or 'penalty', got {self.mode!r}")
+        if self.mode not in choices(LatencyMode):
+            raise ValueError(f"LatencyBudget.mode must be one of {choices(LatencyMode)}")
         if self.budget_ms <= 0:
             raise ValueError(f"LatencyBudget.budget_ms must be > 0, got {self.budget_ms}")
 
