@@ -112,6 +112,14 @@ def test_bad_space_or_schedule_stops_before_training(tmp_path, override, message
     assert not (out / "config.yaml").exists() and not (out / "checkpoints").exists()
 
 
+def test_an_unknown_scorer_stops_before_the_supernet_trains(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError) as err:
+        search(out, "stage=hybrid", "evolution.fitness.scorer=synflw")
+    assert "evolution.fitness.scorer='synflw': unknown ['synflw']" in one_line(err.value)
+    assert not (out / "config.yaml").exists() and not (out / "checkpoints").exists()
+
+
 # ---------------------------------------------------------------- end to end
 
 

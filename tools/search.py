@@ -92,6 +92,10 @@ def run(cfg: DictConfig) -> Genotype | None:
             FixSchedule.from_config(run.search)
         except ValueError as err:
             raise ConfigError(str(err)) from None
+    if cfg.stage in ("hybrid", "evolution"):
+        from hybridnas.search.fitness import check_scorers
+
+        check_scorers(run.evolution.fitness)  # a scorer typo stops here, not after the supernet
     genotype = Genotype.load(cfg.genotype) if cfg.genotype else None
     if cfg.stage == "evolution" and genotype is None:
         raise ConfigError("stage=evolution needs genotype=<genotype.json or run folder>")
