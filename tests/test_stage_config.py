@@ -56,6 +56,30 @@ def test_every_stage_config_from_python_defaults_equals_the_recipe_through_hydra
     )
 
 
+def test_components_take_their_defaults_from_the_schema():
+    from hybridnas.bench.groundtruth import GroundTruthRecipe
+    from hybridnas.search.sdas import FixSchedule
+    from hybridnas.space.macro import MacroSpec
+    from hybridnas.space.supernet import SupernetConfig
+
+    space, data, macro = SpaceConfig(), DataConfig(), MacroSpec()
+    skeleton = ("stage_widths", "num_cells", "stem_channels", "stem_stride", "reduction_stride")
+    for name in skeleton:
+        assert getattr(macro, name) == getattr(space, name) == getattr(SupernetConfig(), name)
+    assert (macro.frames, macro.size) == (data.frames, data.size)
+    assert tuple(SupernetConfig().op_names) == space.op_names and SupernetConfig().steps == 3
+    recipe = GroundTruthRecipe()
+    assert (recipe.op_names, recipe.stage_widths, recipe.num_search_val) == (
+        space.op_names,
+        space.stage_widths,
+        data.dataset.num_search_val,
+    )
+    with pytest.raises(TypeError):
+        FixSchedule(epochs=10)  # no defaults of its own: it takes search.*
+    schedule = FixSchedule.from_config(SearchConfig())
+    assert (schedule.warmup_epochs, schedule.decide_at) == (1, 0.5)
+
+
 def test_the_config_package_imports_no_implementation_module():
     code = (
         "import sys, hybridnas.config; "
