@@ -24,6 +24,7 @@ from hybridnas.config import (
     SpaceConfig,
     TrainConfig,
     TrainRun,
+    check_config,
     choices,
 )
 from hybridnas.config.data import VideoData, VideoLayout
@@ -112,7 +113,10 @@ def test_a_wrong_key_or_value_is_refused_in_one_line(override, message):
 
 def test_the_choice_lists_come_from_the_literal_types():
     assert CHOICES["search.schedule"] == ("linear", "cosine", "step", "none")
-    assert CHOICES["evolution.fitness.rerank_scorer"] == ("proxy", "oneshot")
+    assert CHOICES["evolution.fitness.rerank_scorer"] == ("proxy", "oneshot", "none")
+    cfg = _compose("search", "evolution.fitness.rerank_scorer=none")
+    check_config(cfg, "search")
+    assert SearchRun.from_cfg(cfg).evolution.fitness.rerank_scorer is None
     assert set(choices(VideoLayout)) == set(LAYOUTS)
 
 

@@ -35,8 +35,9 @@ RewireGuidance = Literal["alphas", "connections"]
 DropPolicy = Literal["weighted", "weakest"]
 LatencyMode = Literal["reject", "penalty"]
 LatencySource = Literal["table", "measured"]
-RerankScorer = Literal["proxy", "oneshot"]
-ACCURACY_SCORERS = choices(RerankScorer)  # the scores that are accuracies in [0, 1]
+AccuracyScorer = Literal["proxy", "oneshot"]  # the scores that are accuracies in [0, 1]
+ACCURACY_SCORERS = choices(AccuracyScorer)
+RerankScorer = Literal[AccuracyScorer, "none"]  # none (or null): no rerank
 
 #: The default search space's op set.
 DEFAULT_OPS = (
