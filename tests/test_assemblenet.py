@@ -16,7 +16,7 @@ from helpers import TINY_DATA
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from hybridnas.config import ConfigError
+from hybridnas.config import ConfigError, EvolutionConfig, FitnessConfig
 from hybridnas.search.evolution.mutations import (
     Guidance,
     add_input,
@@ -26,7 +26,6 @@ from hybridnas.search.evolution.mutations import (
 )
 from hybridnas.space.genotype import CellSpec, Genotype, validate
 from hybridnas.space.network import build_network, read_connection_weights
-from hybridnas.stage_config import EvolutionConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 OPS = ("none", "skip", "max_pool_1x3x3", "conv3d_3x3x3", "conv2plus1d_3x3x3")
@@ -96,7 +95,7 @@ def test_weakest_policy_drops_the_weakest_but_explores():
     weakest = [e[:2] for e in g.normal.edges].index((2, 3))
     assert w[weakest] == pytest.approx(0.8 + 0.2 / removable)
     assert w.sum() == pytest.approx(1.0)
-    with pytest.raises(ConfigError, match="drop_policy must be one of"):
+    with pytest.raises(ConfigError, match="'evolution.drop_policy' must be one of"):
         EvolutionConfig(drop_policy="greedy")
 
 
@@ -122,12 +121,12 @@ def test_add_input_refuses_at_the_bound():
 
 
 def test_config_refuses_bad_guidance():
-    with pytest.raises(ConfigError, match="rewire_guidance must be one of"):
+    with pytest.raises(ConfigError, match="'evolution.rewire_guidance' must be one of"):
         EvolutionConfig(rewire_guidance="alpha")
     with pytest.raises(ConfigError, match="3 to 8 non-negative weights"):
         EvolutionConfig(mutation_probs=(0.5, 0.5))
     with pytest.raises(ConfigError, match="must train the proxy"):
-        EvolutionConfig(rewire_guidance="connections", scorer="zico")
+        EvolutionConfig(rewire_guidance="connections", fitness=FitnessConfig(scorer="zico"))
     assert EvolutionConfig(rewire_guidance="connections").scoring_proxy.connection_weights
     assert not EvolutionConfig().scoring_proxy.connection_weights
 
@@ -173,8 +172,8 @@ def test_hybrid_search_records_and_uses_each_candidates_weights(tmp_path):
 def test_training_config_builds_a_genotype_net_with_connection_weights():
     from hydra import compose, initialize_config_dir
 
+    from hybridnas.config import TrainRun
     from hybridnas.models import ModelSpec, build_model, model_spec
-    from hybridnas.stage_config import TrainRun
 
     with initialize_config_dir(config_dir=str(ROOT / "recipes"), version_base="1.3"):
         cfg = compose("train", overrides=["genotype=builtin", "model.connection_weights=true"])

@@ -60,8 +60,8 @@ def test_c3d_width_travels_through_the_train_config():
 
     from hydra import compose, initialize_config_dir
 
+    from hybridnas.config import TrainRun
     from hybridnas.models import ModelSpec, model_spec
-    from hybridnas.stage_config import TrainRun
 
     recipes = Path(__file__).resolve().parent.parent / "recipes"
     with initialize_config_dir(config_dir=str(recipes), version_base="1.3"):

@@ -157,7 +157,7 @@ def test_motion_code_is_cached_apart_and_bad_tasks_are_refused(tmp_path):
     a = MovingDigits("test", cache_dir=tmp_path, **SMALL)
     b = MovingDigits("test", cache_dir=tmp_path, task="motion_code", **SMALL)
     assert not torch.equal(a.clips, b.clips) and len(list(tmp_path.iterdir())) == 2
-    with pytest.raises(ValueError, match="unknown data.task 'rhythm'"):
+    with pytest.raises(ValueError, match="config key 'data.task' must be one of"):
         build_dataset({"name": "builtin", "cache_dir": str(tmp_path), "task": "rhythm"}, "train")
     with pytest.raises(ValueError, match="needs data.frames >= 6"):
         MovingDigits("test", cache_dir=tmp_path, task="motion_code", frames=4, **SMALL)

@@ -17,6 +17,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from scipy.stats import rankdata
 
+from hybridnas.config import SearchRun
 from hybridnas.engine.checkpoint import CheckpointError, load_checkpoint
 from hybridnas.engine.distributed import DistContext
 from hybridnas.engine.tracking import Tracker
@@ -31,7 +32,6 @@ from hybridnas.search.evolution.loop import (
 from hybridnas.search.evolution.mutations import Guidance, sample_genotype
 from hybridnas.search.scorers.proxy import build_proxy, train_stage
 from hybridnas.space.genotype import Genotype
-from hybridnas.stage_config import SearchRun
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = [
@@ -45,7 +45,7 @@ TINY = [
     "evolution.children_per_cycle=2",
     "evolution.conet_every=2",
     "evolution.conet_trial_stages=1",
-    "evolution.faithfulness_samples=0",
+    "evolution.faithfulness.samples=0",
     "evolution.latency_min_run_s=0.01",
     "evolution.latency_budget_ms=0",  # these tests read fitness as the proxy accuracy
     "evolution.mutation_probs=[0.4,0.4,0.2]",  # connectivity, ops and widths only
@@ -80,7 +80,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory, one_thread):
     run_dir = tmp_path_factory.mktemp("evo_full")
-    best = _run(run_dir, ["evolution.faithfulness_samples=8", "evolution.faithfulness_clips=48"])
+    best = _run(run_dir, ["evolution.faithfulness.samples=8", "evolution.faithfulness.clips=48"])
     return run_dir, best
 
 
@@ -148,7 +148,10 @@ def test_evaluate_compares_every_candidate_at_stage_one(tmp_path):
 
 def test_zero_cost_scorer_is_a_one_line_switch(tmp_path):
     run_dir = tmp_path / "zero_cost"
-    overrides = ["evolution.scorer=ensemble:params+flops", "evolution.rerank_scorer=none"]
+    overrides = [
+        "evolution.fitness.scorer=ensemble:params+flops",
+        "evolution.fitness.rerank_scorer=none",
+    ]
     best = _run(run_dir, [*overrides, "evolution.conet_every=0", "evolution.cycles=2"])
     history = [json.loads(line) for line in (run_dir / "evolution_history.jsonl").open()]
     assert {h["scorer"] for h in history} == {"ensemble:params+flops"}
@@ -219,7 +222,7 @@ def test_proxy_inherits_supernet_weight_slices():
     from hybridnas.space.supernet import Supernet, SupernetConfig
 
     ops = ["none", "skip", "conv3d_3x3x3", "conv2plus1d_3x3x3"]
-    sc = SupernetConfig(op_names=ops, stage_widths=(8, 8, 8), num_cells=3, stem_channels=8)
+    sc = SupernetConfig(op_names=ops, steps=4, stage_widths=(8, 8, 8), num_cells=3, stem_channels=8)
     torch.manual_seed(0)
     supernet = Supernet(sc)
     cfg = _cfg(["model.op_names=[none,skip,conv3d_3x3x3,conv2plus1d_3x3x3]"])

@@ -410,7 +410,7 @@ TASKS = {
         ["data.task=flash_gap", "data.frames=12", "data.digit_px=20"],
         "data.digit_px=20 is larger than the 16px canvas",
     ),
-    "bogus_task": (["data.task=bogus"], "unknown data.task 'bogus'"),
+    "bogus_task": (["data.task=bogus"], "config key 'data.task' must be one of"),
 }
 
 
@@ -432,7 +432,7 @@ def test_refused_search_leaves_no_log_or_hydra_record(tmp_path):
         env=tool_env(tmp_path), capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    assert "unknown data.task 'bogus'" in proc.stderr
+    assert "config key 'data.task' must be one of" in proc.stderr
     assert not out.exists(), sorted(p.name for p in out.rglob("*"))
 
 

@@ -6,20 +6,20 @@ from __future__ import annotations
 import pytest
 import torch
 
+from hybridnas.config import FaithfulnessConfig, FitnessConfig, ProxyConfig
 from hybridnas.engine.distributed import DistContext
 from hybridnas.search.evolution import rerank
-from hybridnas.search.evolution.faithfulness import FaithfulnessConfig
 from hybridnas.search.evolution.fitness import (
     REJECTED,
-    FitnessConfig,
     LatencyBudget,
     Scoring,
     cheap_scores,
+    check_scorers,
     normalised_ranks,
     proxy_stages,
     refit,
 )
-from hybridnas.search.scorers.proxy import ProxyConfig, ProxyData, build_proxy, train_stage
+from hybridnas.search.scorers.proxy import ProxyData, build_proxy, train_stage
 from hybridnas.space.genotype import CellSpec, Genotype
 
 OPS = ("conv3d_3x3x3", "max_pool_1x3x3", "conv2plus1d_3x3x3", "skip")
@@ -70,11 +70,13 @@ def _entry(key: str, fitness: float, latency_ms: float = 1.0, genotype: Genotype
 def test_fitness_config_validates_names():
     assert FitnessConfig("ensemble:synflow+naswot").components == ("synflow", "naswot")
     assert FitnessConfig("synflow").rank_based and not FitnessConfig("proxy").rank_based
-    assert FitnessConfig.from_cfg({"scorer": "zico", "rerank_scorer": "none"}).rerank_scorer is None
-    for bad in ({"scorer": "synflw"}, {"scorer": "ensemble:synflow+nope"},
-                {"rerank_scorer": "synflow"}, {"rerank_top": 0}):  # fmt: skip
+    assert FitnessConfig(scorer="zico", rerank_scorer="none").rerank_scorer is None
+    for bad in ({"scorer": "synflw"}, {"scorer": "ensemble:synflow+nope"}):
+        with pytest.raises(ValueError, match="unknown"):
+            check_scorers(FitnessConfig(**bad))
+    for bad in ({"rerank_scorer": "synflow"}, {"rerank_top": 0}):
         with pytest.raises(ValueError):
-            FitnessConfig.from_cfg(bad)
+            FitnessConfig(**bad)
 
 
 def test_zero_cost_scores_become_ranks_and_take_the_latency_penalty():
@@ -176,10 +178,10 @@ def test_rerank_at_the_cheap_budget_reuses_scores_and_none_keeps_the_cheap_best(
 
 
 def test_faithfulness_needs_eight_candidates_or_none():
-    assert FaithfulnessConfig.from_cfg({"faithfulness_samples": 0}).samples == 0
+    assert FaithfulnessConfig(samples=0).samples == 0
     assert FaithfulnessConfig(8).samples == 8
     with pytest.raises(ValueError, match=">= 8"):
-        FaithfulnessConfig.from_cfg({"faithfulness_samples": 3})
+        FaithfulnessConfig(samples=3)
 
 
 def test_trained_scorer_cycles_every_proxy_clip_and_says_its_budget():

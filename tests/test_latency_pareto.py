@@ -42,7 +42,7 @@ def test_measure_latency_restores_mode_and_reports_per_clip():
 
 
 def test_latency_budget():
-    reject = LatencyBudget(10.0)
+    reject = LatencyBudget(10.0, mode="reject", weight=0.07)
     assert reject.apply_budget(0.8, 9.0) == 0.8
     assert reject.apply_budget(0.8, 10.0) == 0.8
     assert reject.apply_budget(0.8, 11.0) is None
@@ -50,7 +50,7 @@ def test_latency_budget():
     assert soft.apply_budget(0.8, 40.0) == pytest.approx(0.4)
     assert soft.apply_budget(0.8, 5.0) == 0.8
     with pytest.raises(ValueError):
-        LatencyBudget(10.0, mode="soft")
+        LatencyBudget(10.0, mode="soft", weight=0.07)
 
 
 def _pts(*pairs):

@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from hybridnas.config import ConfigError
+from hybridnas.config import (
+    ConfigError,
+    DataConfig,
+    EvolutionConfig,
+    ModelConfig,
+    SearchRun,
+    TrainRun,
+)
 from hybridnas.data import build_dataset
 from hybridnas.search.evolution.family import pick_family, write_family
 from hybridnas.search.evolution.fitness import clip_view
@@ -24,7 +31,6 @@ from hybridnas.search.evolution.macro_mutations import (
 from hybridnas.search.evolution.mutations import Guidance, mutate
 from hybridnas.search.scorers.proxy import ProxyData
 from hybridnas.space.genotype import CellSpec, Genotype, GenotypeError
-from hybridnas.stage_config import DataConfig, EvolutionConfig, ModelConfig, SearchRun, TrainRun
 from hybridnas.train.clip import genotype_clip
 
 CELL = CellSpec(((0, 2, "conv3d_3x3x3"), (1, 2, "skip")), (2,))

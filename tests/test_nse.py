@@ -11,14 +11,20 @@ import torch
 from helpers import search, train
 
 from hybridnas.config import ConfigError
+from hybridnas.config.search import NSEConfig, SearchConfig
 from hybridnas.export import export_onnx, export_torch
 from hybridnas.models import build_model
 from hybridnas.ops.registry import MultiBranch, create_op, is_edge_op
-from hybridnas.search.differentiable.nse import fresh_ops, inherit_weights, rank_ops, widen_edges
-from hybridnas.search.differentiable.nse_config import NSEConfig
+from hybridnas.search.differentiable.nse import (
+    check_pool,
+    fresh_ops,
+    inherit_weights,
+    pool_ops,
+    rank_ops,
+    widen_edges,
+)
 from hybridnas.space.genotype import CellSpec, Genotype, GenotypeError
 from hybridnas.space.supernet import Supernet, SupernetConfig, derive_genotype
-from hybridnas.stage_config import SearchConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 POOL = "[none,skip,max_pool_1x3x3,conv3d_3x3x3,dil_temporal_d2,p3d_c]"
@@ -45,7 +51,7 @@ POOL = "[none,skip,max_pool_1x3x3,conv3d_3x3x3,dil_temporal_d2,p3d_c]"
 )
 def test_every_nse_key_is_refused_in_one_line(keys, message):
     with pytest.raises(ConfigError) as err:
-        SearchConfig(nse=keys)
+        check_pool(SearchConfig(nse=keys).nse)  # the registry's part where the search starts
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
@@ -53,7 +59,7 @@ def test_rounds_draw_fresh_ops_then_reuse_unkept_ones():
     a, b, c, d, e = "skip", "p3d_c", "p3d_a", "tsm", "conv3d_3x3x3"
     n = NSEConfig(rounds=3, pool=("none", a, b, c, d, e), keep=2, batch=2)
     order = [a, b, c, d, e]
-    assert n.candidates() == (a, b, c, d, e) and n.has_none
+    assert pool_ops(n) == (a, b, c, d, e) and n.has_none
     assert fresh_ops(order, [], set(), n) == [a, b, c, d]  # round 0: keep + batch
     assert fresh_ops(order, [b, d], {a, b, c, d}, n) == [e, a]
 

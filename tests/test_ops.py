@@ -7,8 +7,8 @@ from torch import nn
 from torchvision.models.video.resnet import Conv2Plus1D
 
 import hybridnas.ops as ops
+from hybridnas.config import DEFAULT_OPS
 from hybridnas.ops import (
-    DEFAULT_SEARCH_OPS,
     ITGMConv3d,
     P3DBlock,
     TemporalConv3d,
@@ -34,8 +34,8 @@ def conv_param_count(module: nn.Module) -> int:
 
 def test_all_families_registered_and_default_list_valid():
     assert set(list_ops()) >= EXPECTED_OPS
-    assert DEFAULT_SEARCH_OPS[:2] == ["none", "skip"]
-    assert set(DEFAULT_SEARCH_OPS) <= set(list_ops())
+    assert DEFAULT_OPS[:2] == ("none", "skip")
+    assert set(DEFAULT_OPS) <= set(list_ops())
 
 
 def test_unknown_op_names_known_ops():

@@ -13,9 +13,9 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from hybridnas.config import ConfigError, check_config
+from hybridnas.config import ConfigError, TrainConfig, TrainRun, check_config
+from hybridnas.config.train import PATTERNS
 from hybridnas.data.patchmix import (
-    PATTERNS,
     PatchMix,
     expand_mask,
     pair_indices,
@@ -23,7 +23,6 @@ from hybridnas.data.patchmix import (
     position_labels,
     tube_masks,
 )
-from hybridnas.stage_config import TrainConfig, TrainRun
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = [

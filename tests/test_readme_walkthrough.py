@@ -38,7 +38,7 @@ FAST = {  # appended to the README's commands: minutes on a shared CPU instead o
         "evolution.cycles=1",
         "evolution.children_per_cycle=1",
         "evolution.conet_every=0",
-        "evolution.faithfulness_samples=0",
+        "evolution.faithfulness.samples=0",
         "evolution.proxy.stage_clips=[16,16]",
         "evolution.proxy.val_clips=8",
     ],

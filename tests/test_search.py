@@ -33,13 +33,15 @@ from hybridnas.space.supernet import Supernet, SupernetConfig
 
 
 def test_linear_schedule_decides_everything_before_the_last_epoch():
-    sched = FixSchedule(epochs=6, warmup_epochs=2, kind="linear")
+    sched = FixSchedule(epochs=6, warmup_epochs=2, kind="linear", decide_at=1.0)
     counts = [sched.decided_after(e, 14) for e in range(6)]
     assert counts[:2] == [0, 0] and counts[-2:] == [14, 14]
     assert all(a <= b for a, b in zip(counts, counts[1:], strict=False))
-    assert FixSchedule(epochs=6, warmup_epochs=2, kind="none").decided_after(5, 14) == 0
+    assert (
+        FixSchedule(epochs=6, warmup_epochs=2, kind="none", decide_at=1.0).decided_after(5, 14) == 0
+    )
     with pytest.raises(ValueError, match="warmup_epochs"):
-        FixSchedule(epochs=3, warmup_epochs=3)
+        FixSchedule(epochs=3, warmup_epochs=3, kind="linear", decide_at=1.0)
 
 
 def test_decide_at_ends_the_fixing_early():
@@ -47,17 +49,17 @@ def test_decide_at_ends_the_fixing_early():
     counts = [sched.decided_after(e, 9) for e in range(10)]
     assert counts[0] == 0 and 0 < counts[1] < counts[2] < 9
     assert counts[3:] == [9] * 7  # epoch 4 onwards runs with every edge decided
-    default = FixSchedule(epochs=10, warmup_epochs=1, kind="linear")
+    default = FixSchedule(epochs=10, warmup_epochs=1, kind="linear", decide_at=1.0)
     assert [default.decided_after(e, 9) for e in range(10)].index(9) == 8
     half = FixSchedule(epochs=10, warmup_epochs=1, kind="linear", decide_at=0.5)
     assert [half.decided_after(e, 9) for e in range(10)].index(9) == 4  # epoch 5 on: all fixed
     with pytest.raises(ValueError, match="decide_at"):
-        FixSchedule(epochs=10, warmup_epochs=3, decide_at=0.0)
+        FixSchedule(epochs=10, warmup_epochs=3, kind="linear", decide_at=0.0)
 
 
 def test_fix_edges_keeps_two_inputs_per_node_and_caps_skips():
     ops = ["none", "skip", "max_pool_1x3x3", "conv3d_3x3x3"]
-    net = Supernet(SupernetConfig(op_names=ops, stage_widths=(4, 8, 8), num_cells=3))
+    net = Supernet(SupernetConfig(op_names=ops, steps=4, stage_widths=(4, 8, 8), num_cells=3))
     arch = net.new_architecture()
     with torch.no_grad():
         for a in arch.alphas:
@@ -107,6 +109,14 @@ def test_bad_space_or_schedule_stops_before_training(tmp_path, override, message
         search(out, override)
     assert message in one_line(err.value)
     # refused before the run was written
+    assert not (out / "config.yaml").exists() and not (out / "checkpoints").exists()
+
+
+def test_an_unknown_scorer_stops_before_the_supernet_trains(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError) as err:
+        search(out, "stage=hybrid", "evolution.fitness.scorer=synflw")
+    assert "evolution.fitness.scorer='synflw': unknown ['synflw']" in one_line(err.value)
     assert not (out / "config.yaml").exists() and not (out / "checkpoints").exists()
 
 

@@ -39,7 +39,7 @@ TINY_HYBRID = [
     "evolution.cycles=1",
     "evolution.children_per_cycle=1",
     "evolution.conet_every=0",
-    "evolution.faithfulness_samples=0",
+    "evolution.faithfulness.samples=0",
     "evolution.proxy.stage_clips=[16]",
     "evolution.proxy.val_clips=16",
     "evolution.proxy.batch_size=8",
@@ -151,13 +151,22 @@ def _genotypes() -> dict[str, Genotype]:
             frames=8,
             size=16,
         ),
-        "defaults": Genotype(normal=reduce, reduce=chain),
+        # the skeleton MacroSpec defaulted to before its defaults became the search space's
+        "defaults": Genotype(
+            normal=reduce,
+            reduce=chain,
+            stage_widths=(8, 16, 32),
+            num_cells=5,
+            stem_channels=24,
+            stem_stride=(1, 1, 1),
+        ),
         "deep": Genotype(
             normal=chain,
             reduce=chain,
             stage_widths=(6, 12, 12),
             num_cells=6,
             stem_channels=12,
+            stem_stride=(1, 1, 1),
             frames=4,
             size=16,
             num_classes=5,
@@ -252,11 +261,11 @@ PINNED_FIXING = {
 
 @pytest.mark.parametrize("kind", sorted(PINNED_FIXING))
 def test_default_fixing_schedule_is_unchanged(kind):
-    from omegaconf import OmegaConf
 
+    from hybridnas.config import SearchConfig
     from hybridnas.search.differentiable.sdas import FixSchedule
 
-    search = OmegaConf.load(ROOT / "recipes" / "search.yaml").search
+    search = SearchConfig()  # the default search's schedule keys
     schedule = FixSchedule(
         epochs=search.epochs,
         warmup_epochs=search.warmup_epochs,

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from helpers import cfg_of, run_cmd, search, search_cmd
 from videos import write_video
 
+from hybridnas.config import SearchRun
 from hybridnas.data import build_dataset, whole_train_set
 from hybridnas.engine.checkpoint import load_checkpoint
 from hybridnas.engine.distributed import DistContext
@@ -21,7 +22,6 @@ from hybridnas.search.differentiable.selection import PerturbationChooser
 from hybridnas.search.differentiable.splits import search_datasets
 from hybridnas.space.genotype import Genotype
 from hybridnas.space.supernet import Supernet, SupernetConfig
-from hybridnas.stage_config import SearchRun
 
 OPS = ["none", "skip", "max_pool_1x3x3", "conv3d_3x3x3", "dil_temporal_d2"]
 VIDEOS_PER_CLASS = 7
@@ -36,7 +36,10 @@ VIDEO = [
 
 def _tiny_supernet() -> Supernet:
     torch.manual_seed(0)
-    config = SupernetConfig(op_names=OPS, steps=2, stage_widths=(4, 8, 8), num_cells=3)
+    config = SupernetConfig(
+        op_names=OPS, steps=2, stage_widths=(4, 8, 8), num_cells=3, stem_channels=24,
+        stem_stride=(1, 1, 1),
+    )  # fmt: skip
     return Supernet(config).train()
 
 

@@ -163,8 +163,8 @@ def test_train_split_smaller_than_a_batch_is_refused(tmp_path):
 def test_evolution_skips_a_video_that_fails_to_decode(tmp_path):
     from videos import write_truncated
 
+    from hybridnas.config import SearchRun
     from hybridnas.search.evolution.loop import chain_genotype
-    from hybridnas.stage_config import SearchRun
 
     root = make_kinetics(tmp_path / "k400")
     broken = next((root / "train" / "bowling").glob("*.mp4"))
@@ -175,7 +175,7 @@ def test_evolution_skips_a_video_that_fails_to_decode(tmp_path):
         "model.stage_widths=[4,8,8]", "model.num_cells=3", "model.stem_channels=8",
         "stage=evolution", "tracking=none", "evolution.population=2", "evolution.cycles=1",
         "evolution.children_per_cycle=1", "evolution.conet_every=0",
-        "evolution.faithfulness_samples=0", "evolution.latency_min_run_s=0.01",
+        "evolution.faithfulness.samples=0", "evolution.latency_min_run_s=0.01",
         "evolution.proxy.stage_clips=[64]", "evolution.proxy.val_clips=64",
         "evolution.proxy.batch_size=2", "evolution.proxy.inherit=false",
     ]  # fmt: skip

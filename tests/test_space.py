@@ -15,7 +15,7 @@ OPS = ["none", "skip", "max_pool_1x3x3", "conv3d_3x3x3", "conv2plus1d_3x3x3", "d
 
 
 def small_config(**overrides) -> SupernetConfig:
-    base = dict(op_names=OPS, stage_widths=(4, 8, 16), num_cells=3, stem_channels=8)
+    base = dict(op_names=OPS, steps=4, stage_widths=(4, 8, 16), num_cells=3, stem_channels=8)
     base.update(overrides)
     return SupernetConfig(**base)
 

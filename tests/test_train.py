@@ -145,7 +145,7 @@ def test_supernet_weights_map_onto_the_derived_network():
     ops = ["none", "skip", "max_pool_1x3x3", "conv3d_3x3x3", "conv2plus1d_3x3x3"]
     torch.manual_seed(0)
     net = Supernet(
-        SupernetConfig(op_names=ops, stage_widths=(4, 8, 8), num_cells=3, stem_channels=8)
+        SupernetConfig(op_names=ops, steps=4, stage_widths=(4, 8, 8), num_cells=3, stem_channels=8)
     )
     g = derive_genotype(net, net.new_architecture())
     model = build_network(g)

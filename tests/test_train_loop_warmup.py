@@ -2,7 +2,7 @@
 
 import torch
 
-from hybridnas.stage_config import TrainConfig
+from hybridnas.config import TrainConfig
 from hybridnas.train.loop import make_scheduler
 
 

@@ -10,9 +10,9 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from hybridnas.config import TrainRun
 from hybridnas.models import build_model, model_spec, resolve_genotype, scaled_width
 from hybridnas.space.genotype import Genotype, GenotypeError
-from hybridnas.stage_config import TrainRun
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 

@@ -36,10 +36,10 @@ def random_search(n: int, overrides: list[str], family: bool = False) -> None:
     import torch
     from studies.harness import compose
 
+    from hybridnas.config import SearchRun
     from hybridnas.engine.distributed import init_distributed
     from hybridnas.search.evolution.random_search import random_family
     from hybridnas.search.evolution.random_search import random_search as search
-    from hybridnas.stage_config import SearchRun
 
     if os.environ.get("OMP_NUM_THREADS"):
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))

@@ -18,10 +18,10 @@ import torch
 from hydra import compose, initialize_config_dir
 
 import hybridnas  # noqa: F401
+from hybridnas.config import SearchRun
 from hybridnas.engine.distributed import cleanup, init_distributed
 from hybridnas.engine.tracking import Tracker
 from hybridnas.search.evolution.loop import chain_genotype, load_state, run_evolution
-from hybridnas.stage_config import SearchRun
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 

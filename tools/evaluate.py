@@ -44,7 +44,9 @@ def build_eval_loader(cfg: DictConfig, clips: int, crops: int):
     multi = (clips, crops) != (1, 1)
     if multi and (cfg.data.name == "builtin" or cfg.split != "test"):
         raise ConfigError("multi-view testing needs a video dataset and split=test")
-    dcfg = {**cfg.data, "test_clips": clips, "test_crops": crops}
+    dcfg = dict(cfg.data)
+    if cfg.data.name != "builtin":
+        dcfg |= {"test_clips": clips, "test_crops": crops}
     # the video "test" split is always multi-view; 1x1 there is one centre clip, one crop
     dataset = build_dataset(dcfg, cfg.split)
     batch = max(1, cfg.data.batch_size // (clips * crops))

@@ -24,13 +24,14 @@ import torch.utils.benchmark as benchmark
 from studies.harness import compose
 
 import hybridnas  # noqa: F401  (compat shims)
+from hybridnas.config import SearchRun
 from hybridnas.measure.counts import count_flops, count_params
 from hybridnas.measure.latency_parts import space_macros, space_parts
 from hybridnas.measure.latency_table import clock, open_table
 from hybridnas.search.evolution.macro_mutations import macro_ranges
 from hybridnas.space.genotype import Genotype
+from hybridnas.space.macro import MacroSpec
 from hybridnas.space.network import build_network
-from hybridnas.stage_config import SearchRun
 
 
 def build(args: argparse.Namespace) -> None:
@@ -39,7 +40,7 @@ def build(args: argparse.Namespace) -> None:
     if args.fresh:  # every part measured again, e.g. on a quieter machine
         table.entries = {}
         table.path.unlink(missing_ok=True)
-    base = run.model.macro(run.data, num_classes=10)
+    base = MacroSpec.from_config(vars(run.model), run.data, num_classes=10)
     macros = space_macros(base, macro_ranges(run))
     parts = space_parts(macros, run.model.op_names, run.model.steps)
     start = time.perf_counter()

@@ -30,8 +30,9 @@ from omegaconf import OmegaConf
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from hybridnas.config.train import PAIRINGS, PATTERNS, check_policy  # noqa: E402
 from hybridnas.data import build_dataset  # noqa: E402
-from hybridnas.data.patchmix import PAIRINGS, PATTERNS, PatchMix, check_policy  # noqa: E402
+from hybridnas.data.patchmix import PatchMix  # noqa: E402
 from hybridnas.models import load_trained  # noqa: E402
 
 GRID_CHOICES = (1, 2, 3, 4)

@@ -17,14 +17,13 @@ import hydra
 from omegaconf import DictConfig
 
 import hybridnas  # noqa: F401  (compat shims before pytorchvideo / deepspeed)
-from hybridnas.config import ConfigError
+from hybridnas.config import ConfigError, SearchRun
 from hybridnas.data import build_dataset
 from hybridnas.data.sanity import require_classes
 from hybridnas.engine.distributed import DistContext
 from hybridnas.engine.run import open_run
 from hybridnas.errors import exit_on_user_error
 from hybridnas.space.genotype import Genotype
-from hybridnas.stage_config import SearchRun
 
 
 def check_search_data(run: SearchRun, stage: str, ctx: DistContext) -> None:
@@ -61,13 +60,19 @@ def search_settings(cfg: DictConfig) -> tuple[SearchRun, Genotype | None]:
     run = SearchRun.from_cfg(cfg)
     if cfg.stage in ("hybrid", "differentiable"):
         from hybridnas.search.differentiable.loop import supernet_config
+        from hybridnas.search.differentiable.nse import check_pool
         from hybridnas.search.differentiable.sdas import FixSchedule
 
+        check_pool(run.search.nse)
         try:
             supernet_config(run, num_classes=1)
             FixSchedule.from_config(run.search)
         except ValueError as err:
             raise ConfigError(str(err)) from None
+    if cfg.stage in ("hybrid", "evolution"):
+        from hybridnas.search.evolution.fitness import check_scorers
+
+        check_scorers(run.evolution.fitness)  # a scorer typo stops here, not after the supernet
     genotype = Genotype.load(cfg.genotype) if cfg.genotype else None
     if cfg.stage == "evolution" and genotype is None:
         raise ConfigError("stage=evolution needs genotype=<genotype.json or run folder>")

@@ -20,12 +20,11 @@ import hydra
 from omegaconf import DictConfig
 
 import hybridnas  # noqa: F401  (compat shims before pytorchvideo / deepspeed)
-from hybridnas.config import config_changes
+from hybridnas.config import TrainRun, config_changes
 from hybridnas.data.sanity import require_classes
 from hybridnas.engine.distributed import DistContext
 from hybridnas.engine.run import open_run
 from hybridnas.errors import exit_on_user_error
-from hybridnas.stage_config import TrainRun
 from hybridnas.train.clip import genotype_clip
 
 

@@ -3,76 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import asdict, replace
 from functools import partial
 
 from torch.utils.data import Dataset
 
+from hybridnas.config import VideoData, dataset_config
+from hybridnas.config.data import DatasetConfig
 from hybridnas.data.builtin import MovingDigits
 from hybridnas.data.classes import load_class_index
 from hybridnas.data.layouts import LAYOUTS
-from hybridnas.data.transforms import (
-    KINETICS_MEAN,
-    KINETICS_STD,
-    eval_transform,
-    multi_crop,
-    train_transform,
-)
+from hybridnas.data.transforms import eval_transform, multi_crop, train_transform
 from hybridnas.data.video import VideoDataset
 
 SPLITS = ("train", "search_val", "val", "test")
 
-DEFAULTS = {
-    "name": "builtin",
-    "root": None,
-    "frames": 8,
-    "frame_stride": 1,  # every n-th frame of the sampling (a genotype's clip.frame_stride)
-    "size": None,  # builtin: 32; video: 112
-    "seed": 0,
-    "streams": ["rgb"],  # and/or "motion" (frame differences), stacked on channels in order
-    # builtin
-    "num_train": 1500,
-    "num_search_val": 500,
-    "num_test": 500,
-    "digit_px": 12,
-    "task": "which_moves",  # or "motion_code", "flash_gap": harder temporal labels (builtin.py)
-    "cache_dir": None,  # default $HYBRIDNAS_CACHE or ~/.cache/hybridnas
-    # video: sampling
-    "sampling": "clip",  # "clip" | "tsn"
-    "segments": None,  # TSN segments; default one frame per segment (= frames)
-    "sampling_rate": 4,  # frame stride at the nominal fps
-    "fps": 30.0,
-    "clip_duration": None,  # seconds; default frames * sampling_rate / fps
-    "test_clips": 10,
-    "test_crops": 3,
-    # video: transforms
-    "scale": None,  # train short side range; default [8/7, 10/7] x size
-    "test_scale": None,  # eval short side; default size
-    "flip": True,
-    "mean": list(KINETICS_MEAN),
-    "std": list(KINETICS_STD),
-    # video: splits and classes
-    "search_val_fraction": 0.1,
-    "class_index": None,  # JSON from save_class_index: fixes class -> index
-}
 
-# Keys of a recipe's data section that configure the loader, not the dataset.
-LOADER_KEYS = ("batch_size", "workers")
-
-
-def resolve(cfg: Mapping) -> dict:
-    """cfg (dict or DictConfig) over DEFAULTS; unknown keys are an error (typos)."""
-    cfg = {k: v for k, v in cfg.items() if k not in LOADER_KEYS}
-    unknown = set(cfg) - set(DEFAULTS)
-    if unknown:
-        raise ValueError(f"unknown data config keys {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-    out = {**DEFAULTS, **{k: v for k, v in cfg.items() if v is not None}}
-    if out["size"] is None:
-        out["size"] = 32 if out["name"] == "builtin" else 112
-    return out
-
-
-def build_dataset(cfg: Mapping, split: str) -> Dataset:
-    """The dataset ``cfg["name"]`` for ``split`` in {"train", "search_val", "val", "test"}.
+def build_dataset(cfg: Mapping | DatasetConfig, split: str) -> Dataset:
+    """The dataset ``cfg`` names (a ``BuiltinData`` or ``VideoData``, or a mapping of their
+    keys) for ``split`` in {"train", "search_val", "val", "test"}.
 
     Items: (clip float (C, T, H, W), label int), C = 3 per stream of ``cfg["streams"]``; for a
     video dataset's "test" split with clip sampling, (clips (V, C, T, H, W), label,
@@ -80,7 +29,8 @@ def build_dataset(cfg: Mapping, split: str) -> Dataset:
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    c = resolve(cfg)
+    data = dataset_config(cfg)
+    c = asdict(data)
     if c["name"] == "builtin":
         return MovingDigits(
             split,
@@ -96,17 +46,17 @@ def build_dataset(cfg: Mapping, split: str) -> Dataset:
             task=c["task"],
             frame_stride=int(c["frame_stride"]),
         )
-    if c["name"] not in LAYOUTS:
-        raise ValueError(f"unknown dataset {c['name']!r}: builtin, {', '.join(LAYOUTS)}")
-    if not c["root"]:
-        raise ValueError(f"dataset {c['name']!r} needs data.root")
+    data.require_root()
     return _video_dataset(c, split)
 
 
-def whole_train_set(cfg: Mapping) -> Dataset:
+def whole_train_set(cfg: Mapping | DatasetConfig) -> Dataset:
     """The whole training split, the search_val carve of on-disk datasets included: what a
     found network trains on (the carve only matters to the search)."""
-    return build_dataset({**cfg, "search_val_fraction": 0.0}, "train")
+    data = dataset_config(cfg)
+    if isinstance(data, VideoData):
+        data = replace(data, search_val_fraction=0.0)
+    return build_dataset(data, "train")
 
 
 def _video_dataset(c: dict, split: str) -> VideoDataset:
@@ -124,8 +74,6 @@ def _video_dataset(c: dict, split: str) -> VideoDataset:
     short = c["test_scale"] or size
     train = split in ("train", "search_val")
     tsn = c["sampling"] == "tsn"
-    if c["sampling"] not in ("clip", "tsn"):
-        raise ValueError(f"sampling must be 'clip' or 'tsn', got {c['sampling']!r}")
     eval_mode = "center" if split == "val" else "multiview"
     mode = "tsn" if tsn else ("random" if train else eval_mode)
     tf = (

@@ -31,13 +31,16 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from hybridnas.config import choices
+from hybridnas.config.data import BuiltinData, Task
 from hybridnas.data.bad import BadItemLog
 from hybridnas.data.classes import save_class_index
 from hybridnas.data.sanity import DataError
 from hybridnas.data.streams import add_streams, check_streams
 
 SPLITS = ("train", "search_val", "test")
-TASKS = ("which_moves", "motion_code", "flash_gap")
+TASKS = choices(Task)
+_DATA = BuiltinData()  # the defaults, declared in hybridnas/config/data.py
 TEMPORAL_CLASSES = 10  # classes of motion_code and flash_gap
 # Mean and std of a pixel over the built-in clips (scaled to [0, 1]), measured once at the
 # defaults; fixed so that every split and every cache file normalises the same way.
@@ -314,17 +317,17 @@ class MovingDigits(BadItemLog, Dataset):
         self,
         split: str = "train",
         *,
-        seed: int = 0,
-        frames: int = 8,
-        size: int = 32,
-        digit_px: int = 12,
-        num_train: int = 1500,
-        num_search_val: int = 500,
-        num_test: int = 500,
+        seed: int = _DATA.seed,
+        frames: int = _DATA.frames,
+        size: int = _DATA.size,
+        digit_px: int = _DATA.digit_px,
+        num_train: int = _DATA.num_train,
+        num_search_val: int = _DATA.num_search_val,
+        num_test: int = _DATA.num_test,
         cache_dir: str | os.PathLike | None = None,
-        streams: tuple[str, ...] = ("rgb",),
-        task: str = "which_moves",
-        frame_stride: int = 1,
+        streams: tuple[str, ...] = _DATA.streams,
+        task: str = _DATA.task,
+        frame_stride: int = _DATA.frame_stride,
     ) -> None:
         split = {"val": "test"}.get(split, split)
         if split not in SPLITS:

@@ -12,8 +12,7 @@ pattern, pairing) with a fixed trained model and writes it as YAML for ``train.p
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -21,97 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from hybridnas.config import ConfigError
+from hybridnas.config.train import PatchMixConfig
 from hybridnas.data.transforms import VideoMixup
-
-PATTERNS = ("random", "checkerboard", "stripes_t", "stripes_h", "stripes_w")
-PAIRINGS = ("random", "other_class", "hardest")
-MAX_GRID = 8
-
-
-def _one_line_error(key: str, message: str) -> ConfigError:
-    return ConfigError(f"train.patchmix.{key} {message}")
-
-
-@dataclass(frozen=True)
-class PatchMixConfig:
-    """``train.patchmix.*``. ``policy``: a YAML from tools/patchmix_search.py whose grid,
-    pattern, pairing (and ``partners``, the hardest class per class) replace the keys here."""
-
-    policy: str | None = None
-    grid: tuple[int, int, int] = (2, 2, 2)
-    pattern: str = "random"
-    pairing: str = "random"
-    patch_loss: float = 0.5
-    partners: tuple[int, ...] | None = None  # set from the policy file, never by hand
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "grid", tuple(int(g) for g in self.grid))
-        if self.partners is not None:
-            object.__setattr__(self, "partners", tuple(int(p) for p in self.partners))
-        check_policy(self.grid, self.pattern, self.pairing, self.partners, self.policy)
-        if not 0.0 <= float(self.patch_loss) <= 10.0:
-            raise _one_line_error("patch_loss", f"must be in [0, 10], got {self.patch_loss}")
-
-    @classmethod
-    def from_node(cls, node: Any) -> PatchMixConfig:
-        """From a mapping (a DictConfig too); an unknown key is named; ``policy`` is loaded."""
-        d = dict(node.items()) if hasattr(node, "items") else dict(node)
-        known = {f.name for f in fields(cls)} - {"partners"}
-        for key in d:
-            if key not in known:
-                raise ConfigError(f"unknown config key 'train.patchmix.{key}'")
-        if d.get("policy"):
-            d |= load_policy(d["policy"])
-        return cls(**d)
-
-
-def check_policy(
-    grid: Sequence[int],
-    pattern: str,
-    pairing: str,
-    partners: Sequence[int] | None = None,
-    policy: str | None = None,
-) -> None:
-    """Refuse, in one line naming the key, a grid, pattern or pairing out of range."""
-    if len(grid) != 3 or not all(1 <= int(g) <= MAX_GRID for g in grid):
-        raise _one_line_error(
-            "grid", f"must be 3 tube counts [g_t, g_h, g_w] in 1..{MAX_GRID}, got {list(grid)}"
-        )
-    if int(grid[0]) * int(grid[1]) * int(grid[2]) < 2:
-        raise _one_line_error("grid", f"must have at least 2 tubes, got {list(grid)}")
-    if pattern not in PATTERNS:
-        raise _one_line_error("pattern", f"must be one of {list(PATTERNS)}, got {pattern!r}")
-    axis = {"stripes_t": 0, "stripes_h": 1, "stripes_w": 2}.get(pattern)
-    if axis is not None and int(grid[axis]) < 2:
-        raise _one_line_error(
-            "pattern", f"{pattern} needs at least 2 tubes on its axis, got grid {list(grid)}"
-        )
-    if pairing not in PAIRINGS:
-        raise _one_line_error("pairing", f"must be one of {list(PAIRINGS)}, got {pairing!r}")
-    if pairing == "hardest" and partners is None:
-        raise _one_line_error(
-            "pairing",
-            "hardest needs a policy from tools/patchmix_search.py (its confusion partners), "
-            f"got policy={policy!r}",
-        )
-
-
-def load_policy(path: str | Path) -> dict[str, Any]:
-    """grid, pattern, pairing and partners from a tools/patchmix_search.py YAML."""
-    from omegaconf import OmegaConf
-
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(
-            f"train.patchmix.policy={path} is not a file (write one with tools/patchmix_search.py)"
-        )
-    node = OmegaConf.to_container(OmegaConf.load(p), resolve=True)
-    pol = node.get("policy", node)
-    out = {k: pol[k] for k in ("grid", "pattern", "pairing") if k in pol}
-    if pol.get("partners") is not None:
-        out["partners"] = tuple(pol["partners"])
-    return out
-
 
 # ---------------------------------------------------------------- masks and pairs
 

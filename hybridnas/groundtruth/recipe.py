@@ -34,14 +34,17 @@ from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
 import hybridnas
+from hybridnas.config import BuiltinData, SpaceConfig
 from hybridnas.data.builtin import MEAN, STD, load_or_build
 from hybridnas.measure.counts import count_flops, count_params, measure_latency
-from hybridnas.ops.registry import DEFAULT_OPS
 from hybridnas.search.evolution.mutations import Guidance, sample_genotype
 from hybridnas.space.genotype import CellSpec, Genotype
 from hybridnas.space.network import build_network
 
 _FIELDS_ADDED_LATER = {"stem_kernel": (3, 3, 3), "task": "which_moves", "bn_stats_clips": 0}
+
+
+_SPACE, _DATA = SpaceConfig(), BuiltinData()  # the default search's space and data
 
 
 @dataclass(frozen=True)
@@ -56,21 +59,21 @@ class GroundTruthRecipe:
     ``bn_stats_clips`` training clips with the final weights.
     """
 
-    op_names: tuple[str, ...] = DEFAULT_OPS
-    steps: int = 3
-    stage_widths: tuple[int, ...] = (4, 8, 16)
-    num_cells: int = 3
-    stem_channels: int = 8
+    op_names: tuple[str, ...] = _SPACE.op_names
+    steps: int = _SPACE.steps
+    stage_widths: tuple[int, ...] = _SPACE.stage_widths
+    num_cells: int = _SPACE.num_cells
+    stem_channels: int = _SPACE.stem_channels
     stem_kernel: tuple[int, int, int] = (3, 3, 3)
-    stem_stride: tuple[int, int, int] = (1, 2, 2)
-    frames: int = 8
+    stem_stride: tuple[int, int, int] = _SPACE.stem_stride
+    frames: int = _DATA.frames
     size: int = 16
-    render_size: int = 32
-    task: str = "which_moves"
-    data_seed: int = 0
-    num_train: int = 1500
-    num_search_val: int = 1000
-    num_test: int = 500
+    render_size: int = _DATA.size
+    task: str = _DATA.task
+    data_seed: int = _DATA.seed
+    num_train: int = _DATA.num_train
+    num_search_val: int = _DATA.num_search_val
+    num_test: int = _DATA.num_test
     train_clips: int = 1500
     val_clips: int = 500
     epochs: int = 6

@@ -20,7 +20,7 @@ from hybridnas.models.registry import list_models, model_entry
 from hybridnas.space.genotype import Genotype
 
 if TYPE_CHECKING:
-    from hybridnas.stage_config import DataConfig, ModelConfig
+    from hybridnas.config import DataConfig, ModelConfig
 
 
 @dataclass

@@ -14,21 +14,7 @@ from hybridnas.ops.registry import create_op, is_op, list_ops, normalize_stride,
 from hybridnas.ops.shift import TemporalShift, TemporalShiftConv
 from hybridnas.ops.temporal import DilatedTemporalConv
 
-DEFAULT_SEARCH_OPS: list[str] = [
-    "none",
-    "skip",
-    "max_pool_1x3x3",
-    "avg_pool_1x3x3",
-    "conv3d_3x3x3",
-    "conv2plus1d_3x3x3",
-    "p3d_c",
-    "dil_temporal_d2",
-    "itgm_3x3",
-    "sep_conv3d_3x3x3",
-]
-
 __all__ = [
-    "DEFAULT_SEARCH_OPS",
     "LONG_ITGM_OPS",
     "ChannelSeparatedConv3d",
     "ContextGating3d",

@@ -16,18 +16,6 @@ from torch import nn
 
 from hybridnas.ops.layers import Activation, Norm, swap_layers
 
-#: The default search space's op set (recipes/search.yaml's model.op_names).
-DEFAULT_OPS = (
-    "none",
-    "skip",
-    "max_pool_1x3x3",
-    "conv3d_3x3x3",
-    "conv2plus1d_3x3x3",
-    "p3d_c",
-    "dil_temporal_d2",
-    "itgm_3x3",
-)
-
 BRANCH_SEP = "+"
 
 Stride = int | tuple[int, int, int]

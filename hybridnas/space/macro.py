@@ -24,7 +24,10 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
+from hybridnas.config import BuiltinData, SpaceConfig
+
 Triple = tuple[int, int, int]
+_SPACE, _DATA = SpaceConfig(), BuiltinData()  # the skeleton's defaults: the default search's
 STREAMS = ("rgb", "motion")  # rgb frames; motion: frame differences (hybridnas.data.streams)
 DEFAULT_STREAMS = ("rgb",)
 CHANNELS_PER_STREAM = 3  # what the data layer gives each stream
@@ -34,15 +37,15 @@ CHANNELS_PER_STREAM = 3  # what the data layer gives each stream
 class MacroSpec:
     """Stage widths, depth, stem, reduction stride, clip shape and classes of a network."""
 
-    stage_widths: tuple[int, ...] = (8, 16, 32)
-    num_cells: int = 5
-    stem_channels: int = 24
+    stage_widths: tuple[int, ...] = _SPACE.stage_widths
+    num_cells: int = _SPACE.num_cells
+    stem_channels: int = _SPACE.stem_channels
     stem_kernel: Triple = (3, 3, 3)
-    stem_stride: Triple = (1, 1, 1)
-    reduction_stride: Triple = (1, 2, 2)
+    stem_stride: Triple = _SPACE.stem_stride
+    reduction_stride: Triple = _SPACE.reduction_stride
     in_channels: int = 3
-    frames: int = 8
-    size: int = 32
+    frames: int = _DATA.frames
+    size: int = _DATA.size
     num_classes: int = 10
     streams: tuple[str, ...] = DEFAULT_STREAMS
     frame_stride: int = 1

@@ -22,11 +22,14 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import nn
 
-from hybridnas.ops import DEFAULT_SEARCH_OPS, is_op
+from hybridnas.config import SpaceConfig
+from hybridnas.ops import is_op
 from hybridnas.space.cells import FREE, PRUNED, SearchCell, edge_list
 from hybridnas.space.genotype import CELL_TYPES, CellSpec, Genotype, num_stages
 from hybridnas.space.macro import MacroSpec, reads_macro, stream_problem
 from hybridnas.space.network import ClassifierHead, build_stems, cell_inputs, cell_plan
+
+_SPACE = SpaceConfig()  # the default search space
 
 
 @reads_macro
@@ -39,22 +42,22 @@ class SupernetConfig:
     takes them as keywords: ``SupernetConfig(op_names=ops, stage_widths=(4, 8, 8))``.
     """
 
-    op_names: list[str] = field(default_factory=lambda: list(DEFAULT_SEARCH_OPS))
-    steps: int = 4
-    partial_k: int = 1
-    edge_norm: bool = False
+    op_names: list[str] = field(default_factory=lambda: list(_SPACE.op_names))
+    steps: int = _SPACE.steps
+    partial_k: int = _SPACE.partial_k
+    edge_norm: bool = _SPACE.edge_norm
     macro: MacroSpec = field(default_factory=MacroSpec)
 
     def __init__(
         self,
         op_names: list[str] | None = None,
-        steps: int = 4,
-        partial_k: int = 1,
-        edge_norm: bool = False,
+        steps: int = _SPACE.steps,
+        partial_k: int = _SPACE.partial_k,
+        edge_norm: bool = _SPACE.edge_norm,
         macro: MacroSpec | None = None,
         **macro_fields,
     ) -> None:
-        self.op_names = list(DEFAULT_SEARCH_OPS if op_names is None else op_names)
+        self.op_names = list(_SPACE.op_names if op_names is None else op_names)
         self.steps, self.partial_k, self.edge_norm = steps, partial_k, edge_norm
         self.macro = replace(macro or MacroSpec(), **macro_fields)
         self.validate()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from hybridnas.config import TrainRun
 from hybridnas.models import BUILTIN_GENOTYPE
 from hybridnas.space.genotype import Genotype
-from hybridnas.stage_config import TrainRun
 
 
 def genotype_clip(cfg: TrainRun) -> TrainRun:
@@ -21,4 +21,4 @@ def genotype_clip(cfg: TrainRun) -> TrainRun:
     if g.meta.get("clip_searched") != cfg.data.name:
         return cfg
     clip = {"frames": g.frames, "size": g.size, "frame_stride": g.frame_stride}
-    return replace(cfg, data=replace(cfg.data, dataset={**cfg.data.dataset, **clip}))
+    return replace(cfg, data=replace(cfg.data, dataset=replace(cfg.data.dataset, **clip)))

@@ -24,6 +24,7 @@ from timm.scheduler.scheduler import Scheduler
 from timm.utils import ModelEmaV3
 from tqdm import tqdm
 
+from hybridnas.config import TrainConfig, TrainRun
 from hybridnas.data import VideoMixup, build_dataset, build_loader, whole_train_set
 from hybridnas.data.loader import require_one_batch
 from hybridnas.data.patchmix import PatchMix, build_mixer
@@ -33,7 +34,6 @@ from hybridnas.engine.distributed import DistContext, all_reduce_mean_
 from hybridnas.engine.resume import restore_resumable, save_resumable
 from hybridnas.engine.tracking import Tracker
 from hybridnas.models import ModelSpec, check_fingerprint, init_weights, model_spec
-from hybridnas.stage_config import TrainConfig, TrainRun
 
 LAST = "checkpoints/last.pt"
 BEST = "checkpoints/best.pt"

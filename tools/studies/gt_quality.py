@@ -50,7 +50,7 @@ METHODS: dict[str, str] = {
     "hybrid": "hybrid (SDAS + evolution), warm-up 2, decide_at 1.0",
     "hybrid_fast": "hybrid (SDAS + evolution), warm-up 1, decide_at 0.5 (today's default)",
     "hybrid_beta": "hybrid, warm-up 1, decide_at 0.5, beta_decay 0.05",
-    "hybrid_zico": "hybrid, warm-up 1, decide_at 0.5, evolution.scorer=zico",
+    "hybrid_zico": "hybrid, warm-up 1, decide_at 0.5, evolution.fitness.scorer=zico",
     "hybrid_norerank": "hybrid_fast with no rerank: the cheap score (proxy) picks the genotype",
     "hybrid_ens": "hybrid_fast scored by ensemble:naswot+proxy_1cycle, no rerank",
     "hybrid_ens2": "hybrid_fast scored by ensemble:naswot+proxy_1cycle+proxy_1cycle_x2, no rerank",
@@ -80,12 +80,12 @@ MULTI_INPUT = ["evolution.mutation_probs=[0.3,0.3,0.2,0.1,0.1]", "evolution.max_
 # training clips to cycle (the search's proxy data is what its stages consume) and 500 held-out
 # clips. Not equal compute: each candidate trains 1536 full-width clips instead of 64 at half.
 ENSEMBLE = [
-    "evolution.scorer=ensemble:naswot+proxy_1cycle",
+    "evolution.fitness.scorer=ensemble:naswot+proxy_1cycle",
     "evolution.proxy.stage_clips=[1536]",
     "evolution.proxy.val_clips=500",
 ]
 # The calibration half's choice once the two-seed proxy_1cycle_x2 was scored on the table.
-ENSEMBLE2_SCORER = "evolution.scorer=ensemble:naswot+proxy_1cycle+proxy_1cycle_x2"
+ENSEMBLE2_SCORER = "evolution.fitness.scorer=ensemble:naswot+proxy_1cycle+proxy_1cycle_x2"
 # the defaults when the first rows were measured: edges decided by the last epoch, no beta term
 EARLIER = ["search.decide_at=1.0", "search.beta_decay=0.0"]
 
@@ -120,12 +120,13 @@ def _search(R: Results, method: str, seed: int) -> dict | None:
     elif method == "hybrid_beta":
         measure_search(R, key, "sdas_video", _fast(_hybrid(MODE, b, seed), 0.05), info)
     elif method == "hybrid_zico":
-        zico = [*_fast(_hybrid(MODE, b, seed)), "evolution.scorer=zico"]
+        zico = [*_fast(_hybrid(MODE, b, seed)), "evolution.fitness.scorer=zico"]
         measure_search(R, key, "sdas_video", zico, info)
     elif method in ("hybrid_norerank", "hybrid_ens", "hybrid_ens2"):
         extra = {"hybrid_ens": ENSEMBLE, "hybrid_ens2": _with(ENSEMBLE, [ENSEMBLE2_SCORER])}
         overrides = _with(
-            _fast(_hybrid(MODE, b, seed)), [*extra.get(method, []), "evolution.rerank_scorer=none"]
+            _fast(_hybrid(MODE, b, seed)),
+            [*extra.get(method, []), "evolution.fitness.rerank_scorer=none"],
         )
         measure_search(R, key, "sdas_video", overrides, info)
     elif method == "sdas":

@@ -81,6 +81,8 @@ def compose(config: str, overrides: list[str]):
     from hydra import compose as hcompose
     from hydra import initialize_config_dir
 
+    import hybridnas.config  # noqa: F401  (registers the schemas recipes/*.yaml name)
+
     with initialize_config_dir(config_dir=str(RECIPES), version_base="1.3"):
         return hcompose(config, overrides=overrides)
 

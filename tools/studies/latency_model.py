@@ -125,12 +125,12 @@ def correlations(x: list[float], y: list[float]) -> dict[str, float]:
 
 
 def run_check(args: argparse.Namespace) -> dict:
-    from hybridnas.stage_config import SearchRun
+    from hybridnas.config import SearchRun
     from studies.harness import compose
 
     torch.set_num_threads(args.threads)
     run = SearchRun.from_cfg(compose("search", args.overrides))
-    base = run.model.macro(run.data, num_classes=10)
+    base = MacroSpec.from_config(vars(run.model), run.data, num_classes=10)
     ranges = macro_ranges(run)
     genotypes = draw_genotypes(
         base, list(run.model.op_names), run.model.steps, ranges, args.n, args.seed

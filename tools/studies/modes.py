@@ -74,7 +74,7 @@ MODES: dict[str, dict[str, Any]] = {
             "evolution.proxy.val_clips=64",
             "evolution.proxy.batch_size=16",
             "evolution.conet_every=0",
-            "evolution.faithfulness_samples=0",
+            "evolution.faithfulness.samples=0",
         ],
     },
     "full": {
@@ -101,7 +101,7 @@ MODES: dict[str, dict[str, Any]] = {
         "evo_ranks": [
             "evolution.cycles=4",
             "evolution.conet_every=0",
-            "evolution.faithfulness_samples=0",
+            "evolution.faithfulness.samples=0",
         ],
     },
 }
@@ -128,7 +128,7 @@ def evo_overrides(m: dict, population: int, cycles: int) -> list[str]:
         f"evolution.proxy.val_clips={m['proxy_val_clips']}",
         f"evolution.proxy.batch_size={min(16, m['proxy_clips'])}",
         "evolution.conet_every=0",
-        "evolution.faithfulness_samples=0",
+        "evolution.faithfulness.samples=0",
     ]
 
 

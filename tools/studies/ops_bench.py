@@ -50,10 +50,10 @@ class OpShape:
 def default_op_shapes() -> list[OpShape]:
     """The distinct (channels, stride, input) an edge op meets in the default recipe's
     supernet, found by running it once with hooks on its mixed ops."""
+    from hybridnas.config import SearchRun
     from hybridnas.search.differentiable.loop import supernet_config
     from hybridnas.space.cells import MixedOp
     from hybridnas.space.supernet import Supernet
-    from hybridnas.stage_config import SearchRun
     from studies.harness import compose
 
     cfg = SearchRun.from_cfg(compose("search", ["tracking=none"]))

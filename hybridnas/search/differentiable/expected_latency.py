@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from hybridnas.config import SearchRun
 from hybridnas.engine.distributed import DistContext, barrier
 from hybridnas.measure.latency_parts import (
     cell_sites,
@@ -26,7 +27,6 @@ from hybridnas.space.cells import PRUNED, edge_list
 from hybridnas.space.genotype import CELL_TYPES, Genotype
 from hybridnas.space.macro import MacroSpec
 from hybridnas.space.supernet import SupernetConfig
-from hybridnas.stage_config import SearchRun
 
 
 def search_latency_table(cfg: SearchRun, ctx: DistContext, sc: SupernetConfig) -> LatencyTable:

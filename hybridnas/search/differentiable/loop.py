@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from hybridnas.config import SearchConfig, SearchRun
 from hybridnas.data import build_loader
 from hybridnas.data.loader import require_one_batch
 from hybridnas.engine.backend import WeightTrainer
@@ -45,8 +46,8 @@ from hybridnas.search.differentiable.splits import note_epoch_cap, search_datase
 from hybridnas.search.differentiable.state import SearchState
 from hybridnas.space.cells import edge_list
 from hybridnas.space.genotype import CELL_TYPES, Genotype
+from hybridnas.space.macro import MacroSpec
 from hybridnas.space.supernet import Architecture, Supernet, SupernetConfig, derive_genotype
-from hybridnas.stage_config import SearchConfig, SearchRun
 from hybridnas.viz import draw_genotype, plot_alpha_history
 
 CHECKPOINT = "checkpoints/search_last.pt"
@@ -60,7 +61,7 @@ def supernet_config(cfg: SearchRun, num_classes: int) -> SupernetConfig:
         steps=m.steps,
         partial_k=m.partial_k,
         edge_norm=m.edge_norm,
-        macro=m.macro(cfg.data, num_classes),
+        macro=MacroSpec.from_config(vars(m), cfg.data, num_classes),
     )
 
 

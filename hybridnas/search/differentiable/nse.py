@@ -30,17 +30,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from hybridnas.config import ConfigError, SearchRun
+from hybridnas.config.search import NSEConfig
 from hybridnas.engine.distributed import DistContext, barrier
 from hybridnas.engine.tracking import Tracker
-from hybridnas.ops.registry import BRANCH_SEP
+from hybridnas.ops.registry import BRANCH_SEP, is_op, list_ops
 from hybridnas.search.differentiable.architect import LossFn
 from hybridnas.search.differentiable.loop import run_differentiable
-from hybridnas.search.differentiable.nse_config import NSEConfig
 from hybridnas.search.differentiable.state import SearchState
 from hybridnas.space.cells import edge_list
 from hybridnas.space.genotype import CELL_TYPES, CellSpec, Genotype
 from hybridnas.space.supernet import Architecture, Supernet
-from hybridnas.stage_config import SearchRun
 
 #: An edge's alphas separate when its chosen op weighs at least this many times any other op;
 #: ops closer than that join it as branches (multi_branch_k > 1).
@@ -48,9 +48,29 @@ SEPARATION = 2.0
 _OP_KEY = re.compile(r"^(cells\.\d+\.mixed_ops\.\d+\.ops\.)(\d+)(\..+)$")
 
 
+def pool_ops(n: NSEConfig) -> tuple[str, ...]:
+    """The pool's ops other than ``none`` (which every round's supernet holds when the pool
+    does): the ops rounds draw, rank and keep."""
+    pool = tuple(list_ops()) if n.pool is None else n.pool
+    return tuple(op for op in pool if op != "none")
+
+
+def check_pool(n: NSEConfig) -> None:
+    """Refuse, in one line, a pool naming an unregistered op or too small for keep + batch."""
+    unknown = [op for op in n.pool or () if not is_op(op)]
+    if unknown:
+        raise ConfigError(f"search.nse.pool: unknown op(s) {unknown}; known: {list_ops()}")
+    ops = pool_ops(n)
+    if n.rounds and n.keep + n.batch > len(ops):
+        raise ConfigError(
+            f"search.nse.keep + search.nse.batch = {n.keep + n.batch} must be at most the "
+            f"pool's {len(ops)} ops other than none"
+        )
+
+
 def draw_order(n: NSEConfig, seed: int) -> list[str]:
     """The pool's candidate ops in the order rounds draw them (a seeded permutation)."""
-    ops = list(n.candidates())
+    ops = list(pool_ops(n))
     return [ops[k] for k in np.random.default_rng([seed, 26]).permutation(len(ops))]
 
 
@@ -165,6 +185,7 @@ def run_nse(
     """Run ``search.nse.rounds`` rounds; return (and write) the last round's genotype, widened
     to multi-branch edges with ``multi_branch_k`` > 1, and the last round's state."""
     n = cfg.search.nse
+    check_pool(n)
     order = draw_order(n, cfg.seed)
     kept: list[str] = []
     seen: set[str] = set()
@@ -256,7 +277,7 @@ def write_nse_outputs(
     genotype.save(run_dir / "genotype.json")
     shutil.copyfile(st.run_dir / "alphas.json", run_dir / "alphas.json")
     doc = {
-        "pool": list(n.candidates()),
+        "pool": list(pool_ops(n)),
         "draw_order": order,
         "config": {"rounds": n.rounds, "batch": n.batch, "keep": n.keep,
                    "multi_branch_k": n.multi_branch_k},

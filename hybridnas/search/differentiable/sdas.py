@@ -23,12 +23,10 @@ from typing import Any
 
 import torch
 
+from hybridnas.config.search import Schedule
 from hybridnas.space.cells import edge_list
 from hybridnas.space.genotype import CELL_TYPES
 from hybridnas.space.supernet import Architecture, best_op
-
-SCHEDULES = ("linear", "cosine", "step", "none")
-CONFIDENCES = ("top1", "margin")
 
 # (arch, cell_type, edge, banned op names) -> index of the op to fix the edge to
 OpChooser = Callable[[Architecture, str, int, set[str]], int]
@@ -46,9 +44,9 @@ class FixSchedule:
     """
 
     epochs: int
-    warmup_epochs: int = 2
-    kind: str = "linear"
-    decide_at: float = 1.0
+    warmup_epochs: int
+    kind: Schedule
+    decide_at: float
 
     @classmethod
     def from_config(cls, s: Any) -> FixSchedule:
@@ -61,8 +59,6 @@ class FixSchedule:
         )
 
     def __post_init__(self) -> None:
-        if self.kind not in SCHEDULES:
-            raise ValueError(f"search.schedule must be one of {SCHEDULES}, got {self.kind!r}")
         if self.warmup_epochs < 0 or self.warmup_epochs >= max(self.epochs, 1):
             raise ValueError(
                 f"search.warmup_epochs={self.warmup_epochs} must be in [0, search.epochs="
@@ -92,8 +88,6 @@ class FixSchedule:
 def edge_confidence(arch: Architecture, cell_type: str, steps: int, kind: str) -> torch.Tensor:
     """(E,) confidence of every edge: top-1 weight (excluding none) or top-1 minus top-2 margin,
     times the edge-normalisation weight when betas are on."""
-    if kind not in CONFIDENCES:
-        raise ValueError(f"search.confidence must be one of {CONFIDENCES}, got {kind!r}")
     weights = arch.alpha_matrix(cell_type).clone()
     if "none" in arch.op_names:
         weights[:, arch.op_names.index("none")] = 0.0

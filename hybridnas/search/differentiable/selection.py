@@ -32,8 +32,6 @@ from hybridnas.data import build_loader
 from hybridnas.engine.distributed import DistContext, all_reduce_mean_, broadcast_
 from hybridnas.space.supernet import Architecture, Supernet
 
-SELECTS = ("alpha", "perturbation")
-
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 

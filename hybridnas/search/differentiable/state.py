@@ -10,13 +10,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from hybridnas.config import SearchRun
 from hybridnas.engine.backend import WeightTrainer
 from hybridnas.engine.distributed import DistContext
 from hybridnas.measure.latency_table import LatencyTable
 from hybridnas.search.differentiable.architect import Architect, LossFn
 from hybridnas.search.differentiable.sdas import FixSchedule
 from hybridnas.space.supernet import Architecture, Supernet
-from hybridnas.stage_config import SearchRun
 
 
 @dataclass

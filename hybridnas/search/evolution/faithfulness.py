@@ -2,53 +2,25 @@
 cheap score of ``samples`` candidates spread over the history's ranking and their accuracy
 after a longer, wider training.
 
-Off by default (``evolution.faithfulness_samples: 0``): fewer than 8 candidates give a tau
+Off by default (``evolution.faithfulness.samples: 0``): fewer than 8 candidates give a tau
 that can only take a handful of values and an interval spanning most of [-1, 1], and 8 full-width
 trainings of ``faithfulness_clips`` clips take several minutes on 2 CPU cores. The ground-truth
-benchmark (``python -m hybridnas.bench``) is the measurement to trust; this check is a sanity
+benchmark (``python tools/bench.py``) is the measurement to trust; this check is a sanity
 check for a run on a larger machine.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from hybridnas.config import FaithfulnessConfig, ProxyConfig
 from hybridnas.measure.rank import rank_agreement
 from hybridnas.search.evolution.fitness import Scoring, gather, shard
-from hybridnas.search.scorers.proxy import ProxyConfig, build_proxy, train_stage
+from hybridnas.search.scorers.proxy import build_proxy, train_stage
 from hybridnas.space.genotype import Genotype
-
-MIN_SAMPLES = 8
-
-
-@dataclass(frozen=True)
-class FaithfulnessConfig:
-    """``samples``: candidates retrained (0: no check, else at least ``MIN_SAMPLES``);
-    ``width_scale`` and ``clips``: the reference training's widths and clips."""
-
-    samples: int = 0
-    width_scale: float = 1.0
-    clips: int = 768
-
-    def __post_init__(self) -> None:
-        if self.samples and self.samples < MIN_SAMPLES:
-            raise ValueError(
-                f"evolution.faithfulness_samples must be 0 or >= {MIN_SAMPLES} (a tau over fewer "
-                f"candidates says next to nothing), got {self.samples}"
-            )
-
-    @classmethod
-    def from_cfg(cls, e: Mapping[str, Any]) -> FaithfulnessConfig:
-        return cls(
-            int(e.get("faithfulness_samples", 0)),
-            float(e.get("faithfulness_width_scale", 1.0)),
-            int(e.get("faithfulness_clips", 768)),
-        )
 
 
 def _none_if_nan(x: float) -> float | None:

@@ -24,18 +24,20 @@ Each history entry keeps ``scores`` (raw value per component scorer), ``scorer``
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import stats
 
+from hybridnas.config import ConfigError, FitnessConfig, ProxyConfig, choices
+from hybridnas.config.search import LatencyMode
 from hybridnas.engine.distributed import DistContext, all_gather_object
-from hybridnas.search.scorers.proxy import ProxyConfig, ProxyData, build_proxy, train_stage
+from hybridnas.search.scorers.proxy import ProxyData, build_proxy, train_stage
 from hybridnas.search.scorers.proxy_variants import TRAINED as TRAINED_SCORERS
 from hybridnas.search.scorers.proxy_variants import preset_for, seed_mean_of
 from hybridnas.search.scorers.registry import ScoreContext, get_scorer, list_scorers
@@ -43,55 +45,16 @@ from hybridnas.space.genotype import Genotype
 from hybridnas.space.network import read_connection_weights
 
 REJECTED = -1.0  # fitness of an over-budget candidate in "reject" mode: never wins a tournament
-ACCURACY_SCORERS = ("proxy", "oneshot")  # scores that are accuracies in [0, 1]
-RERANK_SCORERS = ("proxy", "oneshot")
 
 
-@dataclass(frozen=True)
-class FitnessConfig:
-    """``scorer``: ``proxy``, a registered scorer name or ``ensemble:a+b+...``;
-    ``rerank_scorer``: ``proxy``, ``oneshot`` or None; ``rerank_top``: how many candidates
-    (best cheap fitness first) the rerank scores."""
-
-    scorer: str = "proxy"
-    rerank_scorer: str | None = "proxy"
-    rerank_top: int = 4
-
-    def __post_init__(self) -> None:
-        known = {"proxy", *list_scorers()}
-        bad = [n for n in self.components if n not in known]
-        if bad or not self.components:
-            raise ValueError(
-                f"evolution.scorer={self.scorer!r}: unknown {bad}; known: {sorted(known)} "
-                "or ensemble:<a>+<b>"
-            )
-        if self.rerank_scorer not in (None, *RERANK_SCORERS):
-            raise ValueError(
-                f"evolution.rerank_scorer must be one of {RERANK_SCORERS} or none, "
-                f"got {self.rerank_scorer!r}"
-            )
-        if self.rerank_top < 1:
-            raise ValueError(f"evolution.rerank_top must be >= 1, got {self.rerank_top}")
-
-    @property
-    def components(self) -> tuple[str, ...]:
-        """The scorers whose raw values make up the score (one unless an ensemble)."""
-        name = self.scorer.removeprefix("ensemble:")
-        return tuple(n for n in name.split("+") if n)
-
-    @property
-    def rank_based(self) -> bool:
-        """True when the score is a normalised rank over the history, not an accuracy."""
-        return self.scorer.startswith("ensemble:") or self.scorer not in ACCURACY_SCORERS
-
-    @classmethod
-    def from_cfg(cls, e: Mapping[str, Any]) -> FitnessConfig:
-        """From the ``evolution`` config node (``rerank_scorer`` null or "none": no rerank)."""
-        rerank = e.get("rerank_scorer", cls.rerank_scorer)
-        return cls(
-            scorer=str(e.get("scorer", cls.scorer)),
-            rerank_scorer=None if rerank in (None, "none", "") else str(rerank),
-            rerank_top=int(e.get("rerank_top", cls.rerank_top)),
+def check_scorers(cfg: FitnessConfig) -> None:
+    """Refuse, in one line, a scorer name the registry does not know."""
+    known = {"proxy", *list_scorers()}
+    bad = [n for n in cfg.components if n not in known]
+    if bad:
+        raise ConfigError(
+            f"evolution.fitness.scorer={cfg.scorer!r}: unknown {bad}; known: {sorted(known)} "
+            "or ensemble:<a>+<b>"
         )
 
 
@@ -263,12 +226,12 @@ class LatencyBudget:
     """
 
     budget_ms: float
-    mode: Literal["reject", "penalty"] = "reject"
-    weight: float = 0.07
+    mode: LatencyMode
+    weight: float
 
     def __post_init__(self) -> None:
-        if self.mode not in ("reject", "penalty"):
-            raise ValueError(f"LatencyBudget.mode must be 'reject' or 'penalty', got {self.mode!r}")
+        if self.mode not in choices(LatencyMode):
+            raise ValueError(f"LatencyBudget.mode must be one of {choices(LatencyMode)}")
         if self.budget_ms <= 0:
             raise ValueError(f"LatencyBudget.budget_ms must be > 0, got {self.budget_ms}")
 

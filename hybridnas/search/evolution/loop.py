@@ -3,11 +3,13 @@
 Read top to bottom: ``EvolutionState`` is the population (FIFO, oldest first), every evaluated
 candidate (``history``, which doubles as a cache: a genotype seen before is never rescored),
 the CONet scaler and the cycle counter; ``evaluate`` scores a batch of genotypes with the cheap
-scorer (``evolution.scorer``, fitness.py: the stage-1 proxy by default), sharded over ranks and
-gathered so every rank holds the same results (with ``rewire_guidance=connections`` each result
-also keeps the connection weights its proxy learned, which guide its children's rewiring);
+scorer (``evolution.fitness.scorer``, fitness.py: the stage-1 proxy by default), sharded over
+ranks and gathered so every rank holds the same results (with ``rewire_guidance=connections``
+each result also keeps the connection weights its proxy learned, which guide its children's
+rewiring);
 ``seed_population`` and ``cycle`` are the evolution proper; ``rerank.choose`` picks the final
-genotype with the expensive scorer (``evolution.rerank_scorer``) among the best candidates only;
+genotype with the expensive scorer (``evolution.fitness.rerank_scorer``) among the best
+candidates only;
 ``write_outputs`` (in outputs.py) saves the Pareto front, the history and the best
 genotype.
 ``run_evolution`` strings them together.
@@ -29,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hybridnas.config import SearchRun
 from hybridnas.data import build_dataset
 from hybridnas.engine.checkpoint import load_checkpoint
 from hybridnas.engine.distributed import DistContext, all_gather_object, barrier
@@ -43,6 +46,7 @@ from hybridnas.search.evolution.fitness import (
     Scoring,
     budget_label,
     cheap_scores,
+    check_scorers,
     clip_view,
     gather,
     refit,
@@ -58,7 +62,6 @@ from hybridnas.search.scorers.proxy import conet_step, load_proxy_data
 from hybridnas.space.genotype import CellSpec, Genotype
 from hybridnas.space.macro import MacroSpec
 from hybridnas.space.network import build_network
-from hybridnas.stage_config import SearchRun
 
 CHECKPOINT = "checkpoints/evolution_last.pt"
 
@@ -298,7 +301,7 @@ def make_context(cfg: SearchRun, ctx: DistContext, run_dir: Path) -> Context:
     e = cfg.evolution
     pcfg = e.scoring_proxy
     macro = macro_ranges(cfg)
-    dataset = {**cfg.data.dataset, "frames": macro.span}
+    dataset = replace(cfg.data.dataset, frames=macro.span)
     splits = [build_dataset(dataset, split) for split in ("train", "search_val")]
     data = load_proxy_data(*splits, pcfg, cfg.seed)
     dirs = _guidance_dirs(cfg, run_dir)
@@ -308,7 +311,7 @@ def make_context(cfg: SearchRun, ctx: DistContext, run_dir: Path) -> Context:
     )
     guidance = replace(guidance, drop=e.drop_policy)
     fcfg = e.fitness
-    _ = e.faithfulness  # a bad value fails here, before any candidate trains
+    check_scorers(fcfg)
     wants = pcfg.inherit or "oneshot" in (*fcfg.components, fcfg.rerank_scorer)
     supernet = _supernet_weights(cfg, dirs) if wants else None
     if supernet is None and "oneshot" in (*fcfg.components, fcfg.rerank_scorer):
@@ -340,7 +343,7 @@ def chain_genotype(cfg: SearchRun) -> Genotype:
     )
     cell = CellSpec(edges=edges, concat=tuple(range(2, 2 + cfg.model.steps)))
     # no dataset is read here: the class count stays the skeleton's default
-    macro = cfg.model.macro(cfg.data, num_classes=MacroSpec.num_classes)
+    macro = MacroSpec.from_config(vars(cfg.model), cfg.data, num_classes=MacroSpec.num_classes)
     return Genotype(normal=cell, reduce=cell, macro=macro)
 
 

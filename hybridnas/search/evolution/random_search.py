@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from hybridnas.config import SearchRun
 from hybridnas.engine.distributed import DistContext
 from hybridnas.search.evolution.mutations import MacroRanges
 from hybridnas.space.genotype import Genotype
-from hybridnas.stage_config import SearchRun
 
 
 def random_search(cfg: SearchRun, ctx: DistContext, run_dir: Path, n: int) -> Genotype:

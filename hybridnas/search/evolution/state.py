@@ -7,13 +7,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hybridnas.config import SearchRun
 from hybridnas.engine.distributed import DistContext
 from hybridnas.measure.latency_table import LatencyTable
 from hybridnas.search.evolution.fitness import LatencyBudget, Scoring
 from hybridnas.search.evolution.macro_mutations import MacroRanges
 from hybridnas.search.evolution.mutations import Guidance
 from hybridnas.search.scorers.proxy import ProxyConfig, ProxyData
-from hybridnas.stage_config import SearchRun
 
 
 @dataclass

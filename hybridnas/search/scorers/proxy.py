@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from threadpoolctl import threadpool_limits
 from torch import nn
 
+from hybridnas.config import ProxyConfig
 from hybridnas.data.bad import BadItem
 from hybridnas.search.scorers.channels import (
     ChannelScaler,
@@ -41,33 +42,6 @@ from hybridnas.search.scorers.channels import (
 from hybridnas.space.cells import edge_list
 from hybridnas.space.genotype import Genotype
 from hybridnas.space.network import Network, build_network
-
-
-@dataclass(frozen=True)
-class ProxyConfig:
-    """How candidates are scored; see the module docstring."""
-
-    width_scale: float = 0.5
-    min_width: int = 4
-    size: int = 16
-    stage_clips: tuple[int, ...] = (256, 256)
-    promote_fraction: float = 0.5
-    val_clips: int = 256
-    batch_size: int = 32
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 3e-4
-    inherit: bool = True
-    connection_weights: bool = False  # set by evolution.rewire_guidance=connections
-    # The proxy trains a few dozen steps: at the base lr its connection weights stay within
-    # 0.01 of their start (0.5) over 512 clips, at 30x they spread to an SD of 0.07-0.11.
-    connection_lr_mult: float = 30.0
-
-    @classmethod
-    def from_cfg(cls, cfg: Mapping[str, Any]) -> ProxyConfig:
-        kw = dict(cfg)
-        kw["stage_clips"] = tuple(int(n) for n in kw.get("stage_clips", cls.stage_clips))
-        return cls(**kw)
 
 
 @dataclass

@@ -147,7 +147,7 @@ def train_variant(
     return out
 
 
-# Registered trained scorers (``evolution.scorer=proxy_1cycle``; ``python tools/bench.py
+# Registered trained scorers (``evolution.fitness.scorer=proxy_1cycle``; ``python tools/bench.py
 # scorers --names proxy_1cycle`` on the table): (variant, reading). Chosen on 30 calibration
 # architectures of the ground-truth table: full width, 1536 clips, one-cycle SGD to lr 0.2,
 # scored by the negated loss on 500 held-out clips (batch statistics).

@@ -54,7 +54,7 @@ def run(R: Results, m: dict) -> None:
     if len(trained) < 3:
         print("[bench] faithfulness: fewer than 3 trained genotypes, skipped", flush=True)
         return
-    from hybridnas.stage_config import SearchRun
+    from hybridnas.config import SearchRun
 
     run = SearchRun.from_cfg(compose("search", [*m["space"]]))
     splits = [build_dataset(run.data.dataset, s) for s in ("train", "search_val")]

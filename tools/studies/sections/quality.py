@@ -24,8 +24,8 @@ def _evolution_alone(R: Results, m: dict, b: dict, seed: int) -> list[str]:
     """Evolution alone: no supernet, starts from a plain chain genotype, uniform guidance."""
     chain = R.out / "runs" / f"chain_s{seed}.json"
     if not chain.is_file():
+        from hybridnas.config import SearchRun
         from hybridnas.search.evolution.loop import chain_genotype
-        from hybridnas.stage_config import SearchRun
 
         chain.parent.mkdir(parents=True, exist_ok=True)
         chain_genotype(SearchRun.from_cfg(compose("search", [*m["space"]]))).save(chain)

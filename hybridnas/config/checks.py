@@ -4,32 +4,40 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+from hybridnas.config.base import ConfigError, choices
+from hybridnas.config.data import BuiltinData, VideoData, dataset_config
+from hybridnas.config.search import SearchRun, Stage, Tracking
+from hybridnas.config.store import data_defaults, tool_defaults
+from hybridnas.config.train import TrainRun
 
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+
+
+def _literal_keys(cls: type, prefix: str = "") -> dict[str, tuple]:
+    """``{"search.method": ("sdas", "darts"), ...}``: the choices of every Literal field of
+    ``cls`` and its nested sections, by config key."""
+    out: dict[str, tuple] = {}
+    for name, kind in get_type_hints(cls).items():
+        if is_dataclass(kind):
+            out |= _literal_keys(kind, f"{prefix}{name}.")
+        elif allowed := choices(kind):
+            out[f"{prefix}{name}"] = allowed
+    return out
+
+
+# every choice a tool config holds, derived from the schema's Literal types
 CHOICES = {
-    "engine": ("none", "ddp", "deepspeed"),
-    "tracking": ("auto", "online", "offline", "none"),
-    "stage": ("hybrid", "differentiable", "evolution"),
-    "zero_stage": (0, 1, 2, 3),
-    "search.method": ("sdas", "darts"),
-    "search.schedule": ("linear", "cosine", "step", "none"),
-    "search.confidence": ("top1", "margin"),
-    "search.select": ("alpha", "perturbation"),
-    "search.alpha_split": ("auto", "half_train", "search_val"),
-    "search.order": (1, 2),
-    "train.mix": ("timm", "patchmix"),
-    "train.patchmix.pattern": ("random", "checkerboard", "stripes_t", "stripes_h", "stripes_w"),
-    "train.patchmix.pairing": ("random", "other_class", "hardest"),
+    **_literal_keys(SearchRun),
+    **_literal_keys(TrainRun),
+    "tracking": choices(Tracking),
+    "stage": choices(Stage),
 }
-
-
-class ConfigError(ValueError):
-    """A configuration key is unknown, of the wrong type or out of range; names the key."""
 
 
 def _leaves(node: Any, prefix: str = ""):
@@ -77,7 +85,7 @@ def check_types(cfg: DictConfig, schema: DictConfig, skip: tuple[str, ...] = ("h
             raise ConfigError(f"config key '{key}' expects an integer, got {value!r}")
 
 
-def check_choices(cfg: DictConfig) -> None:
+def check_tool_choices(cfg: DictConfig) -> None:
     for key, allowed in CHOICES.items():
         value = OmegaConf.select(cfg, key, default=None)
         if value is not None and value not in allowed:
@@ -85,11 +93,14 @@ def check_choices(cfg: DictConfig) -> None:
 
 
 def load_schema(tool: str) -> DictConfig:
-    """The primary YAML of a tool plus every data config: the keys it understands."""
+    """The keys a tool understands: its primary YAML's own keys over the schema's defaults
+    (``search_schema`` or ``train_schema``), and every dataset's keys under ``data``."""
     schema = OmegaConf.load(RECIPES / f"{tool}.yaml")
     schema.pop("defaults", None)
-    data = [OmegaConf.load(p) for p in sorted((RECIPES / "data").glob("*.yaml"))]
-    schema.data = OmegaConf.merge(*data) if data else {}
+    sections = {"search": SearchRun, "train": TrainRun}
+    base = tool_defaults(sections[tool]()) if tool in sections else {}
+    schema = OmegaConf.merge(base, schema)
+    schema.data = OmegaConf.merge(data_defaults(VideoData()), data_defaults(BuiltinData()))
     return schema
 
 
@@ -101,21 +112,14 @@ def check_config(cfg: DictConfig, tool: str) -> None:
             f"not tools/{tool}.py"
         )
     check_types(cfg, load_schema(tool))
-    check_choices(cfg)
+    check_tool_choices(cfg)
 
 
 def check_data_root(cfg: DictConfig) -> None:
     """A clear error before any work when an on-disk dataset has no (or an empty) root."""
-    if cfg.data.name == "builtin":
-        return
-    root = cfg.data.get("root")
-    if not root:
-        raise FileNotFoundError(f"data={cfg.data.name} needs data.root=<folder with the videos>")
-    path = Path(root)
-    if not path.exists():
-        raise FileNotFoundError(f"data.root={root} does not exist")
-    if path.is_dir() and not any(path.iterdir()):
-        raise FileNotFoundError(f"data.root={root} is empty: no annotations or videos in it")
+    data = dataset_config(cfg.data)
+    if isinstance(data, VideoData):
+        data.require_root()
 
 
 # Keys a resumed run may change: they say how to run, not what is computed.
