@@ -18,8 +18,9 @@ PACKAGE = "hybridnas"
 
 #: The top-level parts of hybridnas/, lowest first: a module imports its own layer or lower ones.
 #: ``config`` (the schema) imports no implementation; ``engine`` (checkpoints, distributed,
-#: tracking) is below ``models``, which loads weights through it; ``errors`` gathers the user-error types of data/, engine/ and space/ for the tools;
-#: ``groundtruth`` (the table, its recipe, ``regret``) samples cells with the evolution's sampler.
+#: tracking) is below ``models``, which loads weights through it; ``errors`` gathers the
+#: user-error types of data/, engine/ and space/ for the tools; ``groundtruth`` (the table, its
+#: recipe, ``regret``) samples cells with the evolution's sampler.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("compat", "config"),
     ("ops",),
