@@ -103,6 +103,18 @@ def test_claims_fail_when_found_is_slower_or_within_noise():
     assert dominators(ref, [slow]) == []
 
 
+def test_claims_judge_a_comma_list_of_families():
+    rows = [
+        _row("c3d_w10", "baseline", 3.0, [0.80, 0.80]),
+        _row("a_1", "found", 2.0, [0.70], "hybrid"),
+        _row("b_1", "found", 2.0, [0.90], "hybrid_s1"),
+        _row("c_1", "found", 2.0, [0.95], "other"),
+    ]
+    c = check_claims({"rows": rows}, "hybrid,hybrid_s1")
+    assert c["found"] == ["a_1", "b_1"]
+    assert c["baselines"][0]["dominated_by"] == ["b_1"]
+
+
 def test_hypervolume_counts_only_what_beats_the_reference_point():
     # (1, 0.5) then (2, 0.8) to ms 3: 1 x 0.4 + 1 x 0.7
     assert hypervolume([(2.0, 0.8), (1.0, 0.5)], 3.0, 0.1) == pytest.approx(1.1)

@@ -210,7 +210,8 @@ def _front_parser(sub: argparse._SubParsersAction) -> None:
     f.add_argument(
         "--judge-family",
         default=None,
-        help="claims on this found family only (default: --found-family with --found, else all)",
+        help="claims on these found families only, a comma list (default: --found-family with "
+        "--found, else all)",
     )
 
 
