@@ -138,6 +138,11 @@ def test_hybrid_against_random_pairs_families_by_search_seed():
     assert h["per_seed"]["hybrid"][0]["hypervolume"] == pytest.approx(3 * 0.6)
     assert h["baselines_dominated"] == {"hybrid": [1.0, 0.0], "random": [1.0, 1.0]}
     assert h["hybrid_wins_hypervolume"] == [True, False]
+    variant = [_row("hybrid_b35_s1_1", "found", 1.0, [0.8], "hybrid_b35_s1")]
+    c = check_claims({"rows": rows + variant})
+    assert list(c["variants_vs_random"]) == ["hybrid_b35"]  # hybrid_ops10 has no seed suffix
+    v = c["variants_vs_random"]["hybrid_b35"]
+    assert v["seeds"] == [1] and v["per_seed"]["hybrid"][1]["rows"] == ["hybrid_b35_s1_1"]
 
 
 def test_temporal_shift_moves_channels_between_frames():

@@ -106,10 +106,18 @@ def check_claims(task_doc: dict, found_family: str | None = None, tol: float = T
         "random": randoms,
         "all_random_dominated": (all(r["holds"] for r in randoms) if randoms else None),
         "hybrid_vs_random": hybrid_vs_random(rows, tol),
+        "variants_vs_random": {m: hybrid_vs_random(rows, tol, m) for m in search_variants(rows)},
     }
 
 
-SEARCH_FAMILY = re.compile(r"^(hybrid|random)(?:_s(\d+))?$")
+VARIANT_FAMILY = re.compile(r"^(hybrid_[a-z0-9]+)_s\d+$")
+
+
+def search_variants(rows: list[dict]) -> list[str]:
+    """Variants of the hybrid search with search seeds, from found families named
+    ``hybrid_<variant>_s<k>`` (e.g. ``hybrid_b35_s0``), each compared with random search."""
+    matches = (VARIANT_FAMILY.match(r["family"]) for r in rows if r["kind"] == "found")
+    return sorted({m.group(1) for m in matches if m})
 
 
 def hypervolume(points: list[tuple[float, float]], ms_ref: float, acc_ref: float) -> float:
@@ -125,27 +133,32 @@ def hypervolume(points: list[tuple[float, float]], ms_ref: float, acc_ref: float
     return area
 
 
-def search_seed_families(rows: list[dict]) -> dict[str, dict[int, list[dict]]]:
-    """``{"hybrid": {seed: rows}, "random": {seed: rows}}`` from the family names: ``hybrid``
-    and ``random`` are search seed 0, ``hybrid_s<k>`` / ``random_s<k>`` seed k."""
+def search_seed_families(
+    rows: list[dict], method: str = "hybrid"
+) -> dict[str, dict[int, list[dict]]]:
+    """``{"hybrid": {seed: rows}, "random": {seed: rows}}`` from the family names: ``<method>``
+    and ``random`` are search seed 0, ``<method>_s<k>`` / ``random_s<k>`` seed k."""
+    pattern = re.compile(rf"^({re.escape(method)}|random)(?:_s(\d+))?$")
     out: dict[str, dict[int, list[dict]]] = {"hybrid": {}, "random": {}}
     for r in rows:
-        m = SEARCH_FAMILY.match(r["family"])
+        m = pattern.match(r["family"])
         if m and r["kind"] in ("found", "random"):
-            out[m.group(1)].setdefault(int(m.group(2) or 0), []).append(r)
+            key = "random" if m.group(1) == "random" else "hybrid"
+            out[key].setdefault(int(m.group(2) or 0), []).append(r)
     return out
 
 
-def hybrid_vs_random(rows: list[dict], tol: float = TOL) -> dict:
-    """The hybrid search's families against random search's, one pair per search seed: how
-    many baseline rows each family dominates, and its hypervolume against (2x C3D w10's ms,
-    chance 0.1). Mean and sample SD over the search seeds both methods have."""
+def hybrid_vs_random(rows: list[dict], tol: float = TOL, method: str = "hybrid") -> dict:
+    """The hybrid search's families (``method``: or a variant's) against random search's, one
+    pair per search seed: how many baseline rows each family dominates, and its hypervolume
+    against (2x C3D w10's ms, chance 0.1). Mean and sample SD over the search seeds both
+    methods have."""
     ref = next((r for r in rows if r["name"] == REFERENCE), None)
     if ref is None:
         return {"why": f"no {REFERENCE} row yet"}
     baselines = [r for r in rows if r["kind"] == "baseline"]
     ms_ref, acc_ref = 2.0 * ref["ms"], 0.1
-    fams = search_seed_families(rows)
+    fams = search_seed_families(rows, method)
     per: dict[str, dict[int, dict]] = {}
     for method, by_seed in fams.items():
         per[method] = {
@@ -165,7 +178,7 @@ def hybrid_vs_random(rows: list[dict], tol: float = TOL) -> dict:
 
     hv_h, hv_r = summary("hybrid", "hypervolume"), summary("random", "hypervolume")
     return {
-        "seeds": seeds, "ms_ref": ms_ref, "acc_ref": acc_ref, "per_seed": per,
+        "method": method, "seeds": seeds, "ms_ref": ms_ref, "acc_ref": acc_ref, "per_seed": per,
         "hypervolume": {"hybrid": mean_sd(hv_h) if seeds else None,
                         "random": mean_sd(hv_r) if seeds else None},
         "baselines_dominated": {"hybrid": summary("hybrid", "baselines_dominated"),
@@ -258,7 +271,10 @@ def _claims(c: dict) -> list[str]:
             f"dominated by {', '.join(r['dominated_by'])}" if r["holds"] else "**not dominated**"
         )
         lines.append(f"- random {r['name']} ({r['ms']:.2f} ms, {r['mean']:.3f}): {verdict}")
-    return lines + _hybrid_vs_random(c.get("hybrid_vs_random", {}))
+    lines += _hybrid_vs_random(c.get("hybrid_vs_random", {}))
+    for variant in c.get("variants_vs_random", {}).values():
+        lines += _hybrid_vs_random(variant)
+    return lines
 
 
 def _hybrid_vs_random(h: dict) -> list[str]:
@@ -266,11 +282,13 @@ def _hybrid_vs_random(h: dict) -> list[str]:
         return []
     lines = [
         "",
-        f"Hybrid against random search at equal compute, search seeds {h['seeds']} "
+        f"{h.get('method', 'hybrid')} against random search at equal compute, search seeds "
+        f"{h['seeds']} "
         f"(hypervolume of each family's (ms, mean top-1) points against "
         f"({h['ms_ref']:.2f} ms, {h['acc_ref']}), and the baseline rows it dominates):",
         "",
-        "| search seed | hybrid HV | random HV | hybrid dominates | random dominates |",
+        f"| search seed | {h.get('method', 'hybrid')} HV | random HV | "
+        f"{h.get('method', 'hybrid')} dominates | random dominates |",
         "| --- | --- | --- | --- | --- |",
     ]
     for s in h["seeds"]:
@@ -283,8 +301,9 @@ def _hybrid_vs_random(h: dict) -> list[str]:
     wins = sum(h["hybrid_wins_hypervolume"])
     lines += [
         "",
-        f"Hypervolume mean +- SD: hybrid {hm:.3f} +- {hs:.3f}, random {rm:.3f} +- {rs:.3f}; "
-        f"the hybrid's is larger on {wins} of {len(h['seeds'])} seeds.",
+        f"Hypervolume mean +- SD: {h.get('method', 'hybrid')} {hm:.3f} +- {hs:.3f}, random "
+        f"{rm:.3f} +- {rs:.3f}; {h.get('method', 'hybrid')}'s is larger on {wins} of "
+        f"{len(h['seeds'])} seeds.",
     ]
     return lines
 
