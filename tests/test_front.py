@@ -133,7 +133,7 @@ def test_hybrid_against_random_pairs_families_by_search_seed():
         _row("random_s2_1", "random", 1.0, [0.9], "random_s2"),  # no hybrid seed 2: unpaired
     ]
     h = hybrid_vs_random(rows)
-    assert h["seeds"] == [0, 1]
+    assert h["seeds"] == [0, 1] and h["method"] == "hybrid"
     assert h["per_seed"]["hybrid"][0]["rows"] == ["hybrid_1"]
     assert h["per_seed"]["hybrid"][0]["hypervolume"] == pytest.approx(3 * 0.6)
     assert h["baselines_dominated"] == {"hybrid": [1.0, 0.0], "random": [1.0, 1.0]}
@@ -142,7 +142,11 @@ def test_hybrid_against_random_pairs_families_by_search_seed():
     c = check_claims({"rows": rows + variant})
     assert list(c["variants_vs_random"]) == ["hybrid_b35"]  # hybrid_ops10 has no seed suffix
     v = c["variants_vs_random"]["hybrid_b35"]
-    assert v["seeds"] == [1] and v["per_seed"]["hybrid"][1]["rows"] == ["hybrid_b35_s1_1"]
+    assert (
+        v["method"] == "hybrid_b35"
+        and v["seeds"] == [1]
+        and v["per_seed"]["hybrid"][1]["rows"] == ["hybrid_b35_s1_1"]
+    )
 
 
 def test_temporal_shift_moves_channels_between_frames():

@@ -160,8 +160,8 @@ def hybrid_vs_random(rows: list[dict], tol: float = TOL, method: str = "hybrid")
     ms_ref, acc_ref = 2.0 * ref["ms"], 0.1
     fams = search_seed_families(rows, method)
     per: dict[str, dict[int, dict]] = {}
-    for method, by_seed in fams.items():
-        per[method] = {
+    for side, by_seed in fams.items():
+        per[side] = {
             seed: {
                 "rows": [r["name"] for r in fam],
                 "baselines_dominated": sum(bool(dominators(b, fam, tol)) for b in baselines),
@@ -173,8 +173,8 @@ def hybrid_vs_random(rows: list[dict], tol: float = TOL, method: str = "hybrid")
         }
     seeds = sorted(set(per["hybrid"]) & set(per["random"]))
 
-    def summary(method: str, key: str) -> list[float]:
-        return [float(per[method][s][key]) for s in seeds]
+    def summary(side: str, key: str) -> list[float]:
+        return [float(per[side][s][key]) for s in seeds]
 
     hv_h, hv_r = summary("hybrid", "hypervolume"), summary("random", "hypervolume")
     return {
@@ -280,15 +280,15 @@ def _claims(c: dict) -> list[str]:
 def _hybrid_vs_random(h: dict) -> list[str]:
     if not h.get("seeds"):
         return []
+    name = h["method"]
     lines = [
         "",
-        f"{h.get('method', 'hybrid')} against random search at equal compute, search seeds "
+        f"{name} against random search at equal compute, search seeds "
         f"{h['seeds']} "
         f"(hypervolume of each family's (ms, mean top-1) points against "
         f"({h['ms_ref']:.2f} ms, {h['acc_ref']}), and the baseline rows it dominates):",
         "",
-        f"| search seed | {h.get('method', 'hybrid')} HV | random HV | "
-        f"{h.get('method', 'hybrid')} dominates | random dominates |",
+        f"| search seed | {name} HV | random HV | {name} dominates | random dominates |",
         "| --- | --- | --- | --- | --- |",
     ]
     for s in h["seeds"]:
@@ -301,8 +301,8 @@ def _hybrid_vs_random(h: dict) -> list[str]:
     wins = sum(h["hybrid_wins_hypervolume"])
     lines += [
         "",
-        f"Hypervolume mean +- SD: {h.get('method', 'hybrid')} {hm:.3f} +- {hs:.3f}, random "
-        f"{rm:.3f} +- {rs:.3f}; {h.get('method', 'hybrid')}'s is larger on {wins} of "
+        f"Hypervolume mean +- SD: {name} {hm:.3f} +- {hs:.3f}, random "
+        f"{rm:.3f} +- {rs:.3f}; {name}'s is larger on {wins} of "
         f"{len(h['seeds'])} seeds.",
     ]
     return lines
