@@ -216,6 +216,8 @@ def _plain_conv(fast: nn.Conv3d) -> nn.Conv3d:
 def _reference(module: nn.Module) -> nn.Module:
     """A copy of ``module`` (same parameters) with every fast formulation swapped for the
     plain PyTorch one it replaces."""
+    if isinstance(module, ops.ConvBN):  # the op itself: unfolded, with plain parts
+        return _reference(nn.Sequential(*module))
     for name, child in module.named_children():
         if isinstance(child, ops.ConvBN):
             child = nn.Sequential(*child)
@@ -262,19 +264,91 @@ def test_fast_formulation_matches_the_plain_one(name, stride, batch):
         assert (a - b).abs().max() <= 1e-5 * max(1.0, float(b.abs().max())), name
 
 
-def test_both_conv_kernels_agree_and_the_choice_is_remembered():
-    from hybridnas.ops import layers
+def _with_trained_statistics(op: nn.Module) -> nn.Module:
+    for bn in (m for m in op.modules() if isinstance(m, nn.BatchNorm3d)):
+        for t in (bn.weight.data, bn.bias.data, bn.running_mean):
+            t.copy_(torch.randn_like(t))
+        bn.running_var.uniform_(0.5, 2.0)  # statistics a trained net has, to fold into convs
+    return op
+
+
+@pytest.mark.parametrize("name", sorted(set(list_ops()) - {"none"}))
+@pytest.mark.parametrize("stride", [(1, 1, 1), (1, 2, 2), (2, 2, 2)])
+def test_every_inference_formulation_matches_the_plain_one(name, stride):
+    """In inference on one clip each op may run any of its formulations (the timed choice):
+    every one of them, pinned in turn, gives the plain modules' output to <= 1e-5."""
+    import copy
+
+    from hybridnas.ops.choice import pinned_choice
+
+    torch.manual_seed(0)
+    fast = _with_trained_statistics(create_op(name, 6, 6, stride)).eval()
+    plain = _reference(copy.deepcopy(fast)).eval()
+    x = torch.randn(1, 6, 5, 9, 8)
+    with torch.no_grad():
+        expected = plain(x)
+        for index in range(3):
+            with pinned_choice(index):
+                y = fast(x)
+            assert (y - expected).abs().max() <= 1e-5 * max(1.0, float(expected.abs().max()))
+
+
+def test_the_kernel_choice_is_timed_in_place_then_remembered():
+    from hybridnas.ops import choice, layers
 
     torch.manual_seed(0)
     x, w = torch.randn(1, 8, 8, 16, 16), torch.randn(8, 8, 3, 3, 3) / 15
     args = (x, w, None, (1, 1, 1), (1, 1, 1), (1, 1, 1), 1)
     assert (layers._onednn_conv(*args) - layers._plain_conv(*args)).abs().max() <= 1e-5
-    layers._ONEDNN_WINS.clear()
+    choice.forget_choices()
     with torch.no_grad():
-        layers.fast_conv(*args)
-    assert len(layers._ONEDNN_WINS) == 1  # timed once for this signature
+        for _ in range(choice.TRIALS * 2):
+            assert not choice._FASTEST  # still on trial: each kernel timed TRIALS times
+            layers.fast_conv(*args)
+    assert len(choice._FASTEST) == 1 and not choice._TRIAL_TIMES
     layers.fast_conv(x, w, None, (1, 1, 1), (1, 1, 1))  # with gradients: PyTorch's choice
-    assert len(layers._ONEDNN_WINS) == 1
+    assert len(choice._FASTEST) == 1
+
+
+@pytest.mark.parametrize("size", [(5, 9, 8), (4, 8, 8), (6, 7, 10)])
+@pytest.mark.parametrize("stride", [(1, 2, 2), (2, 2, 2), (3, 2, 3)])
+def test_factorized_reduce_equals_the_padded_darts_form(size, stride):
+    """conv_a on every stride-th voxel, conv_b on the input shifted one voxel (zero-padded at
+    the end), concat, BN: in training and, with the BN folded, in inference."""
+    torch.manual_seed(0)
+    op = _with_trained_statistics(ops.FactorizedReduce3d(6, 8, stride))
+    x = torch.randn(2, 6, *size)
+
+    def padded(x: torch.Tensor) -> torch.Tensor:
+        r = F.relu(x)
+        shift = op.shift
+        moved = F.pad(r, (0, shift[2], 0, shift[1], 0, shift[0]))[
+            :, :, shift[0] :, shift[1] :, shift[2] :
+        ]
+        a = F.conv3d(r, op.conv_a.weight, stride=stride)
+        b = F.conv3d(moved, op.conv_b.weight, stride=stride)
+        return op.bn(torch.cat([a, b], 1))
+
+    for mode in (op.train, op.eval):
+        mode()
+        with torch.no_grad():
+            expected = padded(x)
+            assert (op(x) - expected).abs().max() <= 1e-5
+            assert (op(x[:1]) - padded(x[:1])).abs().max() <= 1e-5
+
+
+def test_folded_weights_follow_in_place_changes():
+    """The BN folded into a conv is rebuilt when a weight or statistic changes in place (an
+    EMA update, load_state_dict), not served stale from the cache."""
+    op = _with_trained_statistics(create_op("conv3d_3x3x3", 4, 4, (1, 1, 1))).eval()
+    x = torch.randn(1, 4, 4, 6, 6)
+    with torch.no_grad():
+        before = op(x)
+        op[-1].running_var.mul_(4)
+        after = op(x)
+        expected = nn.Sequential(*op)(x)
+    assert not torch.allclose(before, after)
+    assert (after - expected).abs().max() <= 1e-5
 
 
 def test_none_allocates_nothing_and_is_zero():

@@ -6,7 +6,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hybridnas.ops.layers import Triple, conv_bn, out_size
+from hybridnas.ops.choice import may_choose, run_fastest
+from hybridnas.ops.layers import (
+    Triple,
+    _foldable,
+    _state_key,
+    conv_bn,
+    fast_conv,
+    fold_norm,
+    out_size,
+)
 from hybridnas.ops.registry import register_op
 
 
@@ -39,7 +48,8 @@ class FactorizedReduce3d(nn.Module):
                        (strided axes) -> conv 1x1x1 / stride ---> C_out - C_out//2 -+-> concat -> BN
 
     The end padding keeps every axis at its size before the stride, so odd sizes work
-    (DARTS' ``x[:, :, 1:, 1:]`` loses a row there).
+    (DARTS' ``x[:, :, 1:, 1:]`` loses a row there). In inference the BatchNorm is folded into
+    the two convs.
     """
 
     def __init__(self, c_in: int, c_out: int, stride: Triple) -> None:
@@ -53,20 +63,35 @@ class FactorizedReduce3d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu(x)
-        dt, dh, dw = self.shift
-        shifted = F.pad(x, (0, dw, 0, dh, 0, dt))[:, :, dt:, dh:, dw:]
-        return self.bn(
-            torch.cat(
-                [self._pointwise(self.conv_a, x), self._pointwise(self.conv_b, shifted)], dim=1
-            )
-        )
+        halves = (self._every_stride(x, (0, 0, 0)), self._every_stride(x, self.shift))
+        convs = (self.conv_a, self.conv_b)
+        if self.training or torch.is_grad_enabled() or not _foldable(self.bn):
+            outs = [fast_conv(h, conv.weight) for h, conv in zip(halves, convs, strict=True)]
+            return self.bn(torch.cat(outs, dim=1))
+        folded = self._folded()
+        return torch.cat([fast_conv(h, *wb) for h, wb in zip(halves, folded, strict=True)], 1)
 
-    @staticmethod
-    def _pointwise(conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
-        """A strided 1x1x1 conv as subsampling, then an unstrided one: the same products,
-        without the strided conv's unfold copy (PyTorch's reference path at small sizes)."""
-        st, sh, sw = conv.stride
-        return F.conv3d(x[:, :, ::st, ::sh, ::sw], conv.weight, conv.bias)
+    def _every_stride(self, x: torch.Tensor, start: Triple) -> torch.Tensor:
+        """Every stride-th voxel from ``start`` on each axis, a zero voxel appended where that
+        reading runs past the end (n % s == 1). A strided 1x1x1 conv is then an unstrided one
+        on this: the same products without the strided conv's unfold copy."""
+        (dt, dh, dw), stride = start, self.conv_a.stride
+        y = x[:, :, dt :: stride[0], dh :: stride[1], dw :: stride[2]]
+        sizes = zip(x.shape[2:], stride, y.shape[2:], strict=True)
+        short = [out_size(n, s) - m for n, s, m in sizes]
+        return F.pad(y, (0, short[2], 0, short[1], 0, short[0])) if any(short) else y
+
+    def _folded(self) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+        """Each half's (weight, bias) with the BatchNorm after the concat folded in: it
+        scales channels one by one, so each half takes its own channels' share."""
+        key = _state_key(self.conv_a, self.conv_b, self.bn)
+        cached = getattr(self, "_folded_cache", None)
+        if cached is None or cached[0] != key:
+            weight = torch.cat([self.conv_a.weight, self.conv_b.weight])
+            w, b = fold_norm(weight, None, self.bn)
+            half = self.conv_a.out_channels
+            self._folded_cache = cached = (key, ((w[:half], b[:half]), (w[half:], b[half:])))
+        return cached[1]
 
 
 def _every(x: torch.Tensor, dim: int, step: int) -> torch.Tensor:
@@ -94,14 +119,19 @@ class WindowPool3d(nn.Module):
     """Max or average pooling over 1x3x3 or 3x3x3 windows (padding 1 on each pooled axis),
     any input size: (B, C, T, H, W) -> (B, C, ceil(T/st), ceil(H/sh), ceil(W/sw)).
 
-    Written as one 3-wide reduction per axis (a max or mean over a box is the same reduction
-    applied axis by axis) over shifted views, which measured 10-30x faster than PyTorch's CPU
-    ``max_pool3d`` at the default shapes (``python tools/bench.py ops``). Max pads with -inf,
-    so padding never wins (as nn.MaxPool3d); average divides by the in-bounds voxel count
-    (``count_include_pad=False``), which nn.AvgPool3d cannot do for inputs smaller than the
-    kernel. A max that needs a gradient takes a 2D max pool for its spatial window instead
-    (``_max_with_cheap_backward``): the same values, a faster backward. Where several inputs
-    tie for a temporal max, the gradient is shared between them (nn.MaxPool3d gives it to one).
+    Two formulations of the same math, both measured faster than PyTorch's CPU
+    ``max_pool3d`` at the default shapes (``python tools/bench.py ops``):
+    ``pool_shifted_views`` (one 3-wide reduction per axis over shifted views: a max or mean
+    over a box is the same reduction applied axis by axis) and ``pool_channels_last`` (the
+    3x3 spatial window as a 2D pool over a channels-last (B, C*T, H, W) view, then the
+    temporal window over shifted views). In inference on one clip the faster for the shape
+    is timed and kept (``choice.run_fastest``); a max that needs a gradient takes the
+    channels-last one, whose backward routes each gradient to one index (as nn.MaxPool3d)
+    and measured 5x faster; an average with a gradient takes the shifted views. Max pads
+    with -inf, so padding never wins (as nn.MaxPool3d); average divides by the in-bounds
+    voxel count (``count_include_pad=False``), which nn.AvgPool3d cannot do for inputs
+    smaller than the kernel. Where several inputs tie for a temporal max, the gradient is
+    shared between them (nn.MaxPool3d gives it to one).
     """
 
     def __init__(self, kind: str, kernel: Triple, stride: Triple) -> None:
@@ -112,38 +142,63 @@ class WindowPool3d(nn.Module):
         self.kernel = kernel
         self.stride = stride
 
-    def _reduce(self, x: torch.Tensor, fill: float, reduce: str) -> torch.Tensor:
-        for dim, k, s in zip((2, 3, 4), self.kernel, self.stride, strict=True):
-            if k == 3:
-                x = _window_reduce(x, dim, s, reduce, fill)
-            elif s > 1:
-                x = _every(x, dim, s)
-        return x
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        args = (x, self.kind, self.kernel, self.stride)
+        if may_choose(x):
+            key = ("pool", x.shape, *args[1:])
+            return run_fastest(key, lambda: _POOLS, *args)
         if self.kind == "max" and torch.is_grad_enabled() and x.requires_grad:
-            return self._max_with_cheap_backward(x)
-        if self.kind == "max":
-            return self._reduce(x, float("-inf"), "max")
-        ones = x.new_ones(1, 1, *x.shape[2:])
-        return self._reduce(x, 0.0, "sum") / self._reduce(ones, 0.0, "sum")
-
-    def _max_with_cheap_backward(self, x: torch.Tensor) -> torch.Tensor:
-        """The max for training: the spatial 3x3 window as a 2D max pool over a channels-last
-        (B, C*T, H, W) view, whose backward routes each gradient to one index (as
-        nn.MaxPool3d) and measured 5x faster than the backward of the shifted-view maxima;
-        then the temporal window, if any, over shifted views."""
-        b, c, t, h, w = x.shape
-        _, sh, sw = self.stride
-        frames = x.reshape(b, c * t, h, w).contiguous(memory_format=torch.channels_last)
-        y = F.max_pool2d(frames, 3, (sh, sw), 1).contiguous()
-        y = y.view(b, c, t, *y.shape[2:])
-        if self.kernel[0] == 3:
-            return _window_reduce(y, 2, self.stride[0], "max", float("-inf"))
-        return _every(y, 2, self.stride[0])
+            return pool_channels_last(*args)
+        return pool_shifted_views(*args)
 
     def extra_repr(self) -> str:
         return f"kind={self.kind}, kernel={self.kernel}, stride={self.stride}"
+
+
+def pool_shifted_views(x: torch.Tensor, kind: str, kernel: Triple, stride: Triple) -> torch.Tensor:
+    """``WindowPool3d``'s pooling as one 3-wide reduction per pooled axis over shifted views."""
+    if kind == "max":
+        return _reduce_axes(x, kernel, stride, float("-inf"), "max")
+    ones = x.new_ones(1, 1, *x.shape[2:])
+    return _reduce_axes(x, kernel, stride, 0.0, "sum") / _reduce_axes(
+        ones, kernel, stride, 0.0, "sum"
+    )
+
+
+def pool_channels_last(x: torch.Tensor, kind: str, kernel: Triple, stride: Triple) -> torch.Tensor:
+    """``WindowPool3d``'s pooling with the 3x3 spatial window as a 2D pool over a
+    channels-last (B, C*T, H, W) view, then the temporal window, if any, over shifted views."""
+    b, c, t, h, w = x.shape
+    _, sh, sw = stride
+    frames = x.reshape(b, c * t, h, w).contiguous(memory_format=torch.channels_last)
+    if kind == "max":
+        y = F.max_pool2d(frames, 3, (sh, sw), 1)
+    else:
+        y = F.avg_pool2d(frames, 3, (sh, sw), 1, count_include_pad=False)
+    y = y.contiguous().view(b, c, t, *y.shape[2:])
+    if kernel[0] == 1:
+        return _every(y, 2, stride[0])
+    if kind == "max":
+        return _window_reduce(y, 2, stride[0], "max", float("-inf"))
+    # a box mean excluding padding is the mean over frames of the in-frame means
+    ones = y.new_ones(1, 1, t, 1, 1)
+    return _window_reduce(y, 2, stride[0], "sum", 0.0) / _window_reduce(
+        ones, 2, stride[0], "sum", 0.0
+    )
+
+
+_POOLS = (pool_shifted_views, pool_channels_last)
+
+
+def _reduce_axes(
+    x: torch.Tensor, kernel: Triple, stride: Triple, fill: float, reduce: str
+) -> torch.Tensor:
+    for dim, k, s in zip((2, 3, 4), kernel, stride, strict=True):
+        if k == 3:
+            x = _window_reduce(x, dim, s, reduce, fill)
+        elif s > 1:
+            x = _every(x, dim, s)
+    return x
 
 
 def skip(c_in: int, c_out: int, stride: Triple) -> nn.Module:

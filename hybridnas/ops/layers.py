@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils._python_dispatch import _get_current_dispatch_mode
+
+from hybridnas.ops.choice import may_choose, run_fastest
 
 Triple = tuple[int, int, int]
 Stride3 = int | Triple
@@ -29,57 +28,35 @@ def same_padding(kernel: Triple, dilation: Triple = (1, 1, 1)) -> Triple:
     return tuple(d * (k - 1) // 2 for k, d in zip(kernel, dilation, strict=True))  # type: ignore[return-value]
 
 
-#: Per call signature, whether oneDNN beat PyTorch's reference kernel on this machine.
-_ONEDNN_WINS: dict[tuple, bool] = {}
-
-
 def _plain_conv(x, weight, bias, stride, padding, dilation, groups) -> torch.Tensor:
     conv = F.conv3d if x.dim() == 5 else F.conv2d
     return conv(x, weight, bias, stride, padding, dilation, groups)
 
 
 def _onednn_conv(x, weight, bias, stride, padding, dilation, groups) -> torch.Tensor:
-    return torch.ops.aten.mkldnn_convolution(
-        x.contiguous(), weight, bias, padding, stride, dilation, groups
-    )
+    return _MKLDNN_CONV(x.contiguous(), weight, bias, padding, stride, dilation, groups)
 
 
-def _onednn_may_pay(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether oneDNN is worth trying for this call: a batch of one clip (PyTorch picks oneDNN
-    itself for larger batches), float32 on the CPU, a kernel of more than one tap (pointwise
-    kernels are fastest on the reference path), no gradient wanted, and no dispatch mode
-    (FLOP counting, fake tensors) or tracing (torch.export, ONNX) that must see
-    ``aten.convolution``."""
-    return (
-        x.shape[0] == 1
-        and x.device.type == "cpu"
-        and x.dtype == torch.float32
-        and weight.shape[2:].numel() > 1
-        and not torch.is_grad_enabled()
-        and torch.backends.mkldnn.is_available()
-        and torch.backends.mkldnn.enabled
-        and not torch.compiler.is_compiling()
-        and not torch.jit.is_tracing()
-        and _get_current_dispatch_mode() is None
-    )
+# the overload itself: calling it skips the ~2 us overload resolution of torch.ops.aten.<op>
+_MKLDNN_CONV = torch.ops.aten.mkldnn_convolution.default
 
 
-def _onednn_wins(args: tuple) -> bool:
-    """Time both kernels on this call (interleaved, 5 rounds of 2 calls, the best round of
-    each: the minimum is what load noise inflates least) and remember the winner for its
-    signature, as cuDNN's benchmark mode does."""
-    x, weight = args[0], args[1]
-    key = (tuple(x.shape), tuple(weight.shape), *args[3:], torch.get_num_threads())
-    if key not in _ONEDNN_WINS:
-        best = {_plain_conv: math.inf, _onednn_conv: math.inf}
-        for _ in range(5):
-            for conv in best:
-                start = time.perf_counter()
-                conv(*args)
-                conv(*args)
-                best[conv] = min(best[conv], time.perf_counter() - start)
-        _ONEDNN_WINS[key] = best[_onednn_conv] < best[_plain_conv]
-    return _ONEDNN_WINS[key]
+def _pointwise_matmul(x, weight, bias, stride, padding, dilation, groups) -> torch.Tensor:
+    """An unstrided 1x1(x1) conv of one clip as one matrix product (C_out, C_in) @ (C_in, N)."""
+    flat = x.reshape(x.shape[1], -1)
+    w = weight.reshape(weight.shape[0], -1)
+    y = w @ flat if bias is None else torch.addmm(bias[:, None], w, flat)
+    return y.view(1, -1, *x.shape[2:])
+
+
+def _conv_candidates(weight: torch.Tensor, stride, padding, groups) -> tuple:
+    candidates: tuple = (_plain_conv,)
+    if torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled:
+        candidates += (_onednn_conv,)
+    pointwise = weight.shape[2:].numel() == 1 and groups == 1
+    if pointwise and all(s == 1 for s in stride) and not any(padding):
+        candidates += (_pointwise_matmul,)
+    return candidates
 
 
 def fast_conv(
@@ -96,14 +73,17 @@ def fast_conv(
     PyTorch's CPU dispatcher sends a batch of one clip with a <= 3-tap kernel and fewer than
     20480 N*C*T*H elements to its reference kernels (``slow_conv3d_forward``), which measured
     2-6x slower than oneDNN on some shapes of the default space and faster on others (oneDNN
-    costs ~40 us a call before any work; ``python tools/bench.py ops``). So in inference on
-    one clip, the first call of each shape times both and keeps the faster one. Outputs agree
-    to float rounding (<= 1e-5); training and larger batches take PyTorch's own choice.
+    costs ~40 us a call before any work; ``python tools/bench.py ops``), and runs a pointwise
+    conv slower than the one matrix product it is. So in inference on one clip
+    (``choice.may_choose``), the first call of each shape times the reference kernel, oneDNN
+    and (pointwise) the matrix product, and keeps the fastest. Outputs agree to float rounding
+    (<= 1e-5); training and larger batches take PyTorch's own choice.
     """
     args = (x, weight, bias, tuple(stride), tuple(padding), tuple(dilation), groups)
-    if _onednn_may_pay(x, weight) and _onednn_wins(args):
-        return _onednn_conv(*args)
-    return _plain_conv(*args)
+    if not may_choose(x):
+        return _plain_conv(*args)
+    key = ("conv", x.shape, weight.shape, *args[3:])
+    return run_fastest(key, lambda: _conv_candidates(weight, args[3], args[4], groups), *args)
 
 
 class FastConv3d(nn.Conv3d):
@@ -121,7 +101,8 @@ class FastConv3d(nn.Conv3d):
 
 
 class TemporalConv3d(nn.Conv3d):
-    """A (k, 1, 1) Conv3d computed as a (k, 1) Conv2d on a (B, C, T, H*W) view.
+    """A (k, 1, 1) Conv3d computed on a (B, C, T, H*W) view: as a (k, 1) Conv2d or, for one
+    clip in inference, as one matrix product (``temporal_matmul``) where that is faster.
 
     (B, C_in, T, H, W) -> (B, C_out, ceil(T/st), ceil(H/sh), ceil(W/sw)).
 
@@ -129,12 +110,6 @@ class TemporalConv3d(nn.Conv3d):
     counts and ``isinstance(m, nn.Conv3d)`` are unchanged; only the kernel call differs, because
     PyTorch's CPU Conv3d runs temporal-only kernels several times below its FLOP rate. A spatial
     stride is applied by subsampling first, which is exact for a 1x1 spatial kernel.
-
-    A dilation d with temporal stride 1 folds time into phases: frame t = d*t' + p, and the
-    taps t - d, t, t + d are t' - 1, t', t' + 1 of phase p. So the clip, zero-padded to a
-    multiple of d frames, is viewed (no copy) as (B, C, T/d, d*H*W) and convolved without
-    dilation, which PyTorch runs on its fast path (a dilated one falls to
-    ``slow_conv_dilated2d``, 4.5x slower at the default shapes).
     """
 
     def __init__(
@@ -162,37 +137,74 @@ class TemporalConv3d(nn.Conv3d):
         st, sh, sw = self.stride
         if sh > 1 or sw > 1:
             x = x[:, :, :, ::sh, ::sw]
-        b, c, t, h, w = x.shape
-        d = self.dilation[0]
-        if d > 1 and st == 1:
-            return self._phase_folded(x, weight, bias, d)
-        y = F.conv2d(
-            x.reshape(b, c, t, h * w),
-            weight.squeeze(-1),
-            bias,
-            stride=(st, 1),
-            padding=(self.padding[0], 0),
-            dilation=(d, 1),
-            groups=self.groups,
-        )
-        return y.view(b, y.shape[1], y.shape[2], h, w)
+        args = (x, weight, bias, st, self.dilation[0], self.groups)
+        if st == 1 and self.groups == 1 and may_choose(x):
+            key = ("temporal", x.shape, weight.shape, self.dilation[0])
+            return run_fastest(key, lambda: (temporal_conv2d, temporal_matmul), *args)
+        return temporal_conv2d(*args)
 
-    def _phase_folded(
-        self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, d: int
-    ) -> torch.Tensor:
-        b, c, t, h, w = x.shape
-        extra = -t % d
+
+def temporal_conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: int,
+    dilation: int,
+    groups: int,
+) -> torch.Tensor:
+    """A (k, 1, 1) conv with 'same' padding as a (k, 1) Conv2d over (B, C, T, H*W).
+
+    (B, C_in, T, H, W), weight (C_out, C_in/groups, k, 1, 1) -> (B, C_out, ceil(T/stride), H, W).
+
+    A dilation d with stride 1 folds time into phases: frame t = d*t' + p, and the taps
+    t - d, t, t + d are t' - 1, t', t' + 1 of phase p. So the clip, zero-padded to a multiple
+    of d frames, is viewed (no copy) as (B, C, T/d, d*H*W) and convolved without dilation,
+    which PyTorch runs on its fast path (a dilated one falls to ``slow_conv_dilated2d``, 4.5x
+    slower at the default shapes).
+    """
+    b, c, t, h, w = x.shape
+    pad = dilation * (weight.shape[2] - 1) // 2
+    w2d = weight.squeeze(-1)
+    if dilation > 1 and stride == 1:
+        extra = -t % dilation
         if extra:
             x = F.pad(x, (0, 0, 0, 0, 0, extra))
-        folded = x.reshape(b, c, (t + extra) // d, d * h * w)
-        y = F.conv2d(
-            folded,
-            weight.squeeze(-1),
-            bias,
-            padding=(self.padding[0] // d, 0),
-            groups=self.groups,
-        )
+        folded = x.reshape(b, c, (t + extra) // dilation, dilation * h * w)
+        y = fast_conv(folded, w2d, bias, (1, 1), (pad // dilation, 0), (1, 1), groups)
         return y.view(b, y.shape[1], t + extra, h, w)[:, :, :t]
+    flat = x.reshape(b, c, t, h * w)
+    y = fast_conv(flat, w2d, bias, (stride, 1), (pad, 0), (dilation, 1), groups)
+    return y.view(b, y.shape[1], y.shape[2], h, w)
+
+
+def temporal_matmul(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: int,
+    dilation: int,
+    groups: int,
+) -> torch.Tensor:
+    """``temporal_conv2d`` for one clip, stride 1, groups 1, as one matrix product: every
+    tap's (C_out, C_in) matrix stacked, times the clip's (C_in, T*H*W) frames, then the taps'
+    outputs summed at their frame offsets (tap i reads frame f + (i - k//2) * d for output
+    frame f). (1, C_in, T, H, W) -> (1, C_out, T, H, W)."""
+    if x.shape[0] != 1 or stride != 1 or groups != 1:
+        raise ValueError("temporal_matmul takes one clip, stride 1, groups 1")
+    _, c, t, h, w = x.shape
+    c_out, k = weight.shape[0], weight.shape[2]
+    taps = weight.reshape(c_out, c, k).permute(2, 0, 1).reshape(k * c_out, c)
+    y = (taps @ x.reshape(c, t * h * w)).view(k, c_out, t, h * w)
+    out = y[k // 2]
+    for i in range(k):
+        offset = (i - k // 2) * dilation
+        if offset < 0 and -offset < t:
+            out[:, -offset:] += y[i, :, : t + offset]
+        elif 0 < offset < t:
+            out[:, : t - offset] += y[i, :, offset:]
+    if bias is not None:
+        out += bias[:, None, None]
+    return out.view(1, c_out, t, h, w)
 
 
 class ConvBN(nn.Sequential):
@@ -205,26 +217,51 @@ class ConvBN(nn.Sequential):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        conv, norm = self[-2], self[-1]
-        if self.training or torch.is_grad_enabled() or not _foldable(norm):
+        if self.training or torch.is_grad_enabled():
             return super().forward(x)
-        if len(self) == 3:
-            x = self[0](x)
+        *first, conv, norm = self._modules.values()
+        if not _foldable(norm):
+            return super().forward(x)
+        for layer in first:
+            x = torch.relu(x) if _bare_relu(layer) else layer(x)
         return conv._conv_forward(x, *self._folded(conv, norm))
 
     def _folded(self, conv: nn.Module, norm: nn.BatchNorm3d) -> tuple[torch.Tensor, torch.Tensor]:
-        tensors = (*conv.parameters(), norm.running_mean, norm.running_var, *norm.parameters())
-        key = tuple((t.data_ptr(), t._version) for t in tensors)
+        key = _state_key(conv, norm)
         cached = getattr(self, "_folded_cache", None)
         if cached is None or cached[0] != key:
             kernel = conv.kernel() if hasattr(conv, "kernel") else conv.weight  # iTGM builds one
-            scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
-            weight = kernel * scale.view(-1, *[1] * (kernel.dim() - 1))
-            bias = norm.bias - norm.running_mean * scale
-            if getattr(conv, "bias", None) is not None:
-                bias = bias + conv.bias * scale
-            self._folded_cache = cached = (key, (weight, bias))
+            bias = getattr(conv, "bias", None)
+            self._folded_cache = cached = (key, fold_norm(kernel, bias, norm))
         return cached[1]
+
+
+def _bare_relu(layer: nn.Module) -> bool:
+    """A ReLU without hooks, which can be applied without the module call (whose hooks
+    machinery costs as much as a small ReLU itself)."""
+    return type(layer) is nn.ReLU and not (layer._forward_hooks or layer._forward_pre_hooks)
+
+
+def _state_key(*modules: nn.Module) -> tuple:
+    """Where and at which version every parameter and buffer of ``modules`` is: it changes
+    whenever one is replaced or written in place (optimizer step, load_state_dict)."""
+    return tuple(
+        (t.data_ptr(), t._version)
+        for m in modules
+        for t in (*m._parameters.values(), *m._buffers.values())
+        if t is not None
+    )
+
+
+def fold_norm(
+    weight: torch.Tensor, bias: torch.Tensor | None, norm: nn.BatchNorm3d
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weight, bias) of a conv followed by ``norm`` in eval mode, as one conv: weight *
+    gamma / sigma, bias (b - mu) * gamma / sigma + beta. weight (C_out, ...) -> same shape."""
+    scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
+    folded = weight * scale.view(-1, *[1] * (weight.dim() - 1))
+    shift = norm.bias - norm.running_mean * scale
+    return folded, shift if bias is None else shift + bias * scale
 
 
 def _foldable(norm: nn.Module) -> bool:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hybridnas.ops import create_op
-from hybridnas.ops.layers import Activation, ConvBN, Norm
+from hybridnas.ops.layers import Activation, ConvBN, FastConv3d, Norm
 from hybridnas.space.genotype import CellSpec
 
 FREE, PRUNED = -1, -2
@@ -36,7 +36,7 @@ class ReLUConvBN(ConvBN):
     def __init__(
         self, c_in: int, c_out: int, norm: Norm = nn.BatchNorm3d, activation: Activation = nn.ReLU
     ) -> None:
-        super().__init__(activation(), nn.Conv3d(c_in, c_out, 1, bias=False), norm(c_out))
+        super().__init__(activation(), FastConv3d(c_in, c_out, 1, bias=False), norm(c_out))
 
 
 def make_preprocess(
@@ -219,6 +219,12 @@ class Cell(nn.Module):
             nn.Parameter(torch.zeros(len(spec.edges))) if connection_weights else None
         )
         self.drop_prob = 0.0
+        nodes = sorted({j for _, j, _ in spec.edges})
+        # per node in order, its incoming edges: (edge index, from node, op name)
+        self._schedule = [
+            (j, [(k, i, name) for k, (i, jj, name) in enumerate(spec.edges) if jj == j])
+            for j in nodes
+        ]
 
     def connection_strengths(self) -> torch.Tensor | None:
         """(E,) sigmoid connection weights in edge order, or None without connection weights."""
@@ -229,12 +235,10 @@ class Cell(nn.Module):
     def forward(self, s0: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
         states = {0: self.pre0(s0), 1: self.pre1(s1)}
         gates = None if self.connection_logits is None else torch.sigmoid(self.connection_logits)
-        for j in sorted({j for _, j, _ in self.spec.edges}):
+        for j, inputs in self._schedule:
             total = None
-            for k, ((i, jj, name), op) in enumerate(zip(self.spec.edges, self.ops, strict=True)):
-                if jj != j:
-                    continue
-                y = op(states[i])
+            for k, i, name in inputs:
+                y = self.ops[k](states[i])
                 if gates is not None:
                     y = gates[k] * y
                 if self.training and self.drop_prob > 0 and name != "skip":

@@ -27,8 +27,11 @@ from types import ModuleType
 import torch
 from torch import nn
 
+from hybridnas.ops.choice import TRIALS
+
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE_OP = "conv3d_3x3x3"
+WARMUP_CALLS = 4 * TRIALS  # more than any signature's kernel trial (up to 3 candidates)
 
 
 @dataclass(frozen=True)
@@ -114,8 +117,8 @@ def interleaved_ms(
     each pass times a block of calls long enough (``block_s``) to be above timer noise."""
     repeats = {}
     for name, job in jobs.items():
-        for _ in range(2):
-            job()  # warm-up: allocator, oneDNN primitive caches
+        for _ in range(WARMUP_CALLS):
+            job()  # warm-up: allocator, oneDNN primitive caches, each signature's kernel trial
         t = time.perf_counter()
         job()
         repeats[name] = max(1, int(block_s / max(time.perf_counter() - t, 1e-6)))
