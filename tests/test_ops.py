@@ -274,9 +274,10 @@ def _with_trained_statistics(op: nn.Module) -> nn.Module:
 
 @pytest.mark.parametrize("name", sorted(set(list_ops()) - {"none"}))
 @pytest.mark.parametrize("stride", [(1, 1, 1), (1, 2, 2), (2, 2, 2)])
-def test_every_inference_formulation_matches_the_plain_one(name, stride):
-    """In inference on one clip each op may run any of its formulations (the timed choice):
-    every one of them, pinned in turn, gives the plain modules' output to <= 1e-5."""
+@pytest.mark.parametrize("batch", [1, 3])
+def test_every_inference_formulation_matches_the_plain_one(name, stride, batch):
+    """In inference each op may run any of its formulations (the timed choice): every one of
+    them, pinned in turn, gives the plain modules' output to <= 1e-5."""
     import copy
 
     from hybridnas.ops.choice import pinned_choice
@@ -284,7 +285,7 @@ def test_every_inference_formulation_matches_the_plain_one(name, stride):
     torch.manual_seed(0)
     fast = _with_trained_statistics(create_op(name, 6, 6, stride)).eval()
     plain = _reference(copy.deepcopy(fast)).eval()
-    x = torch.randn(1, 6, 5, 9, 8)
+    x = torch.randn(batch, 6, 5, 9, 8)
     with torch.no_grad():
         expected = plain(x)
         for index in range(3):

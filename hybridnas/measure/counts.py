@@ -7,6 +7,8 @@ import torch.utils.benchmark as benchmark
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from hybridnas.ops.choice import TRIALS
+
 
 @dataclass(frozen=True)
 class LatencyResult:
@@ -28,11 +30,12 @@ def measure_latency(
     device: str | torch.device = "cpu",
     min_run_time: float = 0.2,
     threads: int | None = None,
-    warmup: int = 3,
+    warmup: int = 3 * TRIALS,
 ) -> LatencyResult:
     """Time a forward pass of a (batch_size, C, T, H, W) random batch; clip_shape is (C, T, H, W).
 
-    The model runs in eval mode under torch.inference_mode and gets `warmup` untimed passes first;
+    The model runs in eval mode under torch.inference_mode and gets `warmup` untimed passes first
+    (by default enough for every op's kernel trial, ``ops.choice``, to end before timing);
     torch.utils.benchmark synchronises CUDA. Times are per clip (divided by batch_size). The
     model's training flag and device are restored afterwards.
     """

@@ -6,8 +6,8 @@ a channels-last 2D pool) hands them all to ``run_fastest``. The first calls of e
 (op, shapes, thread count) try every candidate in turn, timed, and the winner is remembered,
 as in cuDNN's benchmark mode; later calls go straight to it. Which formulation wins depends on the
 CPU, the shape and the thread count (``python tools/bench.py ops``), so it is measured here,
-not assumed. The choice applies only where ``may_choose`` holds: inference on one clip. With
-gradients or larger batches every op keeps its one training formulation.
+not assumed. The choice applies only where ``may_choose`` holds, in inference; with
+gradients every op keeps its one training formulation.
 """
 
 from __future__ import annotations
@@ -29,15 +29,14 @@ _PINNED: list[int] = []  # a candidate index forced by ``pinned_choice`` (checks
 
 
 def may_choose(x: torch.Tensor) -> bool:
-    """Whether a call on ``x`` may take the timed choice: a batch of one clip, float32 on the
-    CPU, no gradient wanted, and no dispatch mode (FLOP counting, fake tensors), tracing
+    """Whether a call on ``x`` may take the timed choice: inference (no gradient wanted),
+    float32 on the CPU, and no dispatch mode (FLOP counting, fake tensors), tracing
     (torch.export, ONNX) or compiling that must see the plain op."""
     return (
         not torch.is_grad_enabled()
         and not torch.jit.is_tracing()  # first: a traced shape test would warn
         and not torch.compiler.is_compiling()
         and _get_current_dispatch_mode() is None
-        and x.shape[0] == 1
         and x.is_cpu
         and x.dtype == torch.float32
     )
