@@ -11,8 +11,11 @@ from typing import Any
 
 import numpy as np
 
+from hybridnas.config import EvolutionConfig
 from hybridnas.space.genotype import Genotype
 from hybridnas.space.macro import round_width
+
+_EVOLUTION = EvolutionConfig()  # the default recipe's ranges
 
 
 @dataclass(frozen=True)
@@ -22,11 +25,11 @@ class MacroRanges:
     frames the evolution's clips hold), ``num_cells`` in [min, max], and the multipliers
     ``scale_width`` applies to every stage width and the stem."""
 
-    frames: tuple[int, ...] = (8,)
-    frame_stride: tuple[int, ...] = (1,)
+    frames: tuple[int, ...] = (8,)  # without a recipe the clip keeps its frames and size
+    frame_stride: tuple[int, ...] = tuple(_EVOLUTION.macro_frame_stride)
     size: tuple[int, ...] = (32,)
-    num_cells: tuple[int, int] = (3, 5)
-    width_mults: tuple[float, ...] = (0.75, 1.25)
+    num_cells: tuple[int, int] = tuple(_EVOLUTION.macro_num_cells)  # type: ignore[assignment]
+    width_mults: tuple[float, ...] = tuple(_EVOLUTION.macro_width_mults)
     span: int = 8
 
 
