@@ -311,6 +311,18 @@ def test_the_kernel_choice_is_timed_in_place_then_remembered():
     assert len(choice._FASTEST) == 1
 
 
+def test_no_kernel_choice_under_autocast_other_dtypes_or_gradients():
+    from hybridnas.ops.choice import may_choose
+
+    x = torch.randn(1, 2, 2, 2, 2)
+    with torch.no_grad():
+        assert may_choose(x)
+        with torch.autocast("cpu", torch.bfloat16):
+            assert not may_choose(x)  # oneDNN called directly would skip autocast's cast
+        assert not may_choose(x.double())
+    assert not may_choose(x)  # gradients wanted: training keeps its one formulation
+
+
 @pytest.mark.parametrize("size", [(5, 9, 8), (4, 8, 8), (6, 7, 10)])
 @pytest.mark.parametrize("stride", [(1, 2, 2), (2, 2, 2), (3, 2, 3)])
 def test_factorized_reduce_equals_the_padded_darts_form(size, stride):

@@ -30,7 +30,7 @@ _PINNED: list[int] = []  # a candidate index forced by ``pinned_choice`` (checks
 
 def may_choose(x: torch.Tensor) -> bool:
     """Whether a call on ``x`` may take the timed choice: inference (no gradient wanted),
-    float32 on the CPU, and no dispatch mode (FLOP counting, fake tensors), tracing
+    float32 on the CPU without autocast, and no dispatch mode (FLOP counting, fake tensors), tracing
     (torch.export, ONNX) or compiling that must see the plain op."""
     return (
         not torch.is_grad_enabled()
@@ -39,6 +39,7 @@ def may_choose(x: torch.Tensor) -> bool:
         and _get_current_dispatch_mode() is None
         and x.is_cpu
         and x.dtype == torch.float32
+        and not torch.is_autocast_enabled("cpu")  # candidates outside autocast's op list
     )
 
 
