@@ -320,7 +320,29 @@ def test_no_kernel_choice_under_autocast_other_dtypes_or_gradients():
         with torch.autocast("cpu", torch.bfloat16):
             assert not may_choose(x)  # oneDNN called directly would skip autocast's cast
         assert not may_choose(x.double())
+        batch = torch.randn(4, 2, 2, 2, 2)
+        assert not may_choose(batch)  # a batch's outputs never depend on a timing race
+        assert may_choose(batch, exact=True)  # unless every formulation gives the same bits
+        torch.use_deterministic_algorithms(True)
+        try:
+            assert not may_choose(x, exact=True)
+        finally:
+            torch.use_deterministic_algorithms(False)
     assert not may_choose(x)  # gradients wanted: training keeps its one formulation
+
+
+def test_a_batch_in_inference_gives_the_same_bits_every_run():
+    """Validation and proxy scores run batches in inference: no kernel race may reach them."""
+    from hybridnas.ops import choice
+
+    torch.manual_seed(0)
+    ops_ = [create_op(n, 6, 6, (1, 2, 2)).eval() for n in ("conv2plus1d_3x3x3", "avg_pool_3x3x3")]
+    x = torch.randn(4, 6, 5, 9, 8)
+    with torch.no_grad():
+        first = [op(x) for op in ops_]
+        for index in range(3):
+            with choice.pinned_choice(index):
+                assert all(torch.equal(op(x), y) for op, y in zip(ops_, first, strict=True))
 
 
 @pytest.mark.parametrize("size", [(5, 9, 8), (4, 8, 8), (6, 7, 10)])

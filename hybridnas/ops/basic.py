@@ -124,8 +124,9 @@ class WindowPool3d(nn.Module):
     ``pool_shifted_views`` (one 3-wide reduction per axis over shifted views: a max or mean
     over a box is the same reduction applied axis by axis) and ``pool_channels_last`` (the
     3x3 spatial window as a 2D pool over a channels-last (B, C*T, H, W) view, then the
-    temporal window over shifted views). In inference on one clip the faster for the shape
-    is timed and kept (``choice.run_fastest``); a max that needs a gradient takes the
+    temporal window over shifted views). In inference the faster for the shape is timed and
+    kept (``choice.run_fastest``; an average only on one clip, since the two round
+    differently, a max at any batch); a max that needs a gradient takes the
     channels-last one, whose backward routes each gradient to one index (as nn.MaxPool3d)
     and measured 5x faster; an average with a gradient takes the shifted views. Max pads
     with -inf, so padding never wins (as nn.MaxPool3d); average divides by the in-bounds
@@ -144,7 +145,7 @@ class WindowPool3d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         args = (x, self.kind, self.kernel, self.stride)
-        if may_choose(x):
+        if may_choose(x, exact=self.kind == "max"):
             key = ("pool", x.shape, *args[1:])
             return run_fastest(key, lambda: _POOLS, *args)
         if self.kind == "max" and torch.is_grad_enabled() and x.requires_grad:

@@ -6,8 +6,9 @@ a channels-last 2D pool) hands them all to ``run_fastest``. The first calls of e
 (op, shapes, thread count) try every candidate in turn, timed, and the winner is remembered,
 as in cuDNN's benchmark mode; later calls go straight to it. Which formulation wins depends on the
 CPU, the shape and the thread count (``python tools/bench.py ops``), so it is measured here,
-not assumed. The choice applies only where ``may_choose`` holds, in inference; with
-gradients every op keeps its one training formulation.
+not assumed. The choice applies only where ``may_choose`` holds: in inference, and for
+formulations that round differently only on one clip; with gradients every op keeps its one
+training formulation.
 """
 
 from __future__ import annotations
@@ -28,18 +29,26 @@ TRIALS = 3  # timed calls per candidate before a signature's choice is made
 _PINNED: list[int] = []  # a candidate index forced by ``pinned_choice`` (checks only)
 
 
-def may_choose(x: torch.Tensor) -> bool:
+def may_choose(x: torch.Tensor, exact: bool = False) -> bool:
     """Whether a call on ``x`` may take the timed choice: inference (no gradient wanted),
-    float32 on the CPU without autocast, and no dispatch mode (FLOP counting, fake tensors), tracing
-    (torch.export, ONNX) or compiling that must see the plain op."""
+    float32 on the CPU without autocast, no dispatch mode (FLOP counting, fake tensors),
+    tracing (torch.export, ONNX) or compiling that must see the plain op, and
+    ``torch.use_deterministic_algorithms`` off.
+
+    Formulations that round differently (``exact`` False: convs, averages) are chosen for one
+    clip only, the latency and deployment case: a batch's outputs (validation accuracy, proxy
+    scores, anything a search decides on) then never depend on which kernel won a race.
+    Exact ones (a max is a max in any order) are chosen at any batch."""
     return (
         not torch.is_grad_enabled()
         and not torch.jit.is_tracing()  # first: a traced shape test would warn
         and not torch.compiler.is_compiling()
         and _get_current_dispatch_mode() is None
+        and (exact or x.shape[0] == 1)
         and x.is_cpu
         and x.dtype == torch.float32
         and not torch.is_autocast_enabled("cpu")  # candidates outside autocast's op list
+        and not torch.are_deterministic_algorithms_enabled()
     )
 
 

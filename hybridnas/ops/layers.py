@@ -49,11 +49,11 @@ def _pointwise_matmul(x, weight, bias, stride, padding, dilation, groups) -> tor
     return y.view(1, -1, *x.shape[2:])
 
 
-def _conv_candidates(x: torch.Tensor, weight: torch.Tensor, stride, padding, groups) -> tuple:
+def _conv_candidates(weight: torch.Tensor, stride, padding, groups) -> tuple:
     candidates: tuple = (_plain_conv,)
     if torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled:
         candidates += (_onednn_conv,)
-    pointwise = weight.shape[2:].numel() == 1 and groups == 1 and x.shape[0] == 1
+    pointwise = weight.shape[2:].numel() == 1 and groups == 1
     if pointwise and all(s == 1 for s in stride) and not any(padding):
         candidates += (_pointwise_matmul,)
     return candidates
@@ -73,16 +73,16 @@ def fast_conv(
     PyTorch's CPU dispatcher sends a batch of one clip with a <= 3-tap kernel and fewer than
     20480 N*C*T*H elements to its reference kernels (``slow_conv3d_forward``), which measured
     2-6x slower than oneDNN on some shapes of the default space and faster on others (oneDNN
-    costs ~40 us a call before any work; ``python tools/bench.py ops``). So in inference
-    (``choice.may_choose``) the first calls of each shape try the reference kernel, oneDNN
-    and, for a pointwise conv of one clip, the one matrix product it is, and the fastest is
-    kept. Outputs agree to float rounding (<= 1e-5); training takes PyTorch's own choice.
+    costs ~40 us a call before any work; ``python tools/bench.py ops``). So in inference on
+    one clip (``choice.may_choose``) the first calls of each shape try the reference kernel,
+    oneDNN and, for a pointwise conv, the one matrix product it is, and the fastest is kept.
+    Outputs agree to float rounding (<= 1e-5); training and batches take PyTorch's choice.
     """
     args = (x, weight, bias, tuple(stride), tuple(padding), tuple(dilation), groups)
     if not may_choose(x):
         return _plain_conv(*args)
     key = ("conv", x.shape, weight.shape, *args[3:])
-    return run_fastest(key, lambda: _conv_candidates(x, weight, args[3], args[4], groups), *args)
+    return run_fastest(key, lambda: _conv_candidates(weight, args[3], args[4], groups), *args)
 
 
 class FastConv3d(nn.Conv3d):
@@ -137,7 +137,7 @@ class TemporalConv3d(nn.Conv3d):
         if sh > 1 or sw > 1:
             x = x[:, :, :, ::sh, ::sw]
         args = (x, weight, bias, st, self.dilation[0], self.groups)
-        if st == 1 and self.groups == 1 and x.shape[0] == 1 and may_choose(x):
+        if st == 1 and self.groups == 1 and may_choose(x):
             key = ("temporal", x.shape, weight.shape, self.dilation[0])
             return run_fastest(key, lambda: (temporal_conv2d, temporal_matmul), *args)
         return temporal_conv2d(*args)
