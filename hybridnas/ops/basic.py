@@ -9,12 +9,12 @@ from torch import nn
 from hybridnas.ops.choice import may_choose, run_fastest
 from hybridnas.ops.layers import (
     Triple,
-    _foldable,
-    _state_key,
     conv_bn,
     fast_conv,
     fold_norm,
+    foldable_norm,
     out_size,
+    state_key,
 )
 from hybridnas.ops.registry import register_op
 
@@ -65,7 +65,7 @@ class FactorizedReduce3d(nn.Module):
         x = F.relu(x)
         halves = (self._every_stride(x, (0, 0, 0)), self._every_stride(x, self.shift))
         convs = (self.conv_a, self.conv_b)
-        if self.training or torch.is_grad_enabled() or not _foldable(self.bn):
+        if self.training or torch.is_grad_enabled() or not foldable_norm(self.bn):
             outs = [fast_conv(h, conv.weight) for h, conv in zip(halves, convs, strict=True)]
             return self.bn(torch.cat(outs, dim=1))
         folded = self._folded()
@@ -84,7 +84,7 @@ class FactorizedReduce3d(nn.Module):
     def _folded(self) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
         """Each half's (weight, bias) with the BatchNorm after the concat folded in: it
         scales channels one by one, so each half takes its own channels' share."""
-        key = _state_key(self.conv_a, self.conv_b, self.bn)
+        key = state_key(self.conv_a, self.conv_b, self.bn)
         cached = getattr(self, "_folded_cache", None)
         if cached is None or cached[0] != key:
             weight = torch.cat([self.conv_a.weight, self.conv_b.weight])

@@ -219,14 +219,14 @@ class ConvBN(nn.Sequential):
         if self.training or torch.is_grad_enabled():
             return super().forward(x)
         *first, conv, norm = self._modules.values()
-        if not _foldable(norm):
+        if not foldable_norm(norm):
             return super().forward(x)
         for layer in first:
             x = torch.relu(x) if _bare_relu(layer) else layer(x)
         return conv._conv_forward(x, *self._folded(conv, norm))
 
     def _folded(self, conv: nn.Module, norm: nn.BatchNorm3d) -> tuple[torch.Tensor, torch.Tensor]:
-        key = _state_key(conv, norm)
+        key = state_key(conv, norm)
         cached = getattr(self, "_folded_cache", None)
         if cached is None or cached[0] != key:
             kernel = conv.kernel() if hasattr(conv, "kernel") else conv.weight  # iTGM builds one
@@ -241,7 +241,7 @@ def _bare_relu(layer: nn.Module) -> bool:
     return type(layer) is nn.ReLU and not (layer._forward_hooks or layer._forward_pre_hooks)
 
 
-def _state_key(*modules: nn.Module) -> tuple:
+def state_key(*modules: nn.Module) -> tuple:
     """Where and at which version every parameter and buffer of ``modules`` is: it changes
     whenever one is replaced or written in place (optimizer step, load_state_dict)."""
     return tuple(
@@ -263,7 +263,8 @@ def fold_norm(
     return folded, shift if bias is None else shift + bias * scale
 
 
-def _foldable(norm: nn.Module) -> bool:
+def foldable_norm(norm: nn.Module) -> bool:
+    """Whether ``norm`` is a BatchNorm3d with an affine map and running statistics."""
     return type(norm) is nn.BatchNorm3d and norm.affine and norm.running_var is not None
 
 
