@@ -140,3 +140,12 @@ def test_bench_cli_lists_the_sections_and_keeps_the_ground_truth_commands(capsys
     from studies.cli import COMMANDS
 
     assert {"groundtruth", "regret", "gt-report"} <= set(COMMANDS)
+
+
+@pytest.mark.parametrize(("name", "usage"), [("nse", "{run,summary}"), ("patchmix", "--policy")])
+def test_study_scripts_are_bench_subcommands(capsys, name, usage):
+    with pytest.raises(SystemExit) as exit_:
+        tool("bench").main([name, "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert f"tools/bench.py {name}" in out and usage in out

@@ -6,6 +6,8 @@
     python tools/bench.py groundtruth --workers 2                     # the ground-truth table
     python tools/bench.py regret runs/<search>/genotype.json          # percentile vs random
     python tools/bench.py latency                                     # latency table vs measured
+    python tools/bench.py nse run --out runs/nse_bench                # search-space evolution
+    python tools/bench.py patchmix run                                # PatchMix vs mixup, cutmix
 
 ``run`` measures every item in turn and rewrites ``DIR/results.json`` after each one, so a
 crash or a kill loses at most the item in flight; running the same command again skips what
@@ -19,6 +21,7 @@ section (what it runs, what it reports) a module of tools/studies/sections/.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -27,6 +30,8 @@ from studies.cli import COMMANDS as GT_COMMANDS
 from studies.cli import main as gt_main
 
 ROOT = Path(__file__).resolve().parent.parent
+#: bench.py <name> ...: the study module whose own ``main(argv)`` takes the rest
+STUDY_SCRIPTS = {"nse": "studies.nse_bench", "patchmix": "studies.patchmix_bench"}
 DEFAULT_REPORT_DIR = ROOT / "tools" / "studies" / "results"
 
 
@@ -79,6 +84,9 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in GT_COMMANDS:
         gt_main(argv)
+        return
+    if argv and argv[0] in STUDY_SCRIPTS:  # studies with their own sub-commands
+        importlib.import_module(STUDY_SCRIPTS[argv[0]]).main(argv[1:])
         return
     if argv and argv[0] == "latency":
         from studies.latency_model import main as latency_main

@@ -1,4 +1,4 @@
-"""BENCHMARKS' "PatchMix" section from patchmix_summary.json (tools/patchmix_bench.py) and
+"""BENCHMARKS' "PatchMix" section from patchmix_summary.json (tools/studies/patchmix_bench.py) and
 the searched policy (patchmix_policy.yaml, tools/patchmix_search.py)."""
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def patchmix_section(s: dict[str, Any], reading: str = "") -> list[str]:
         "train.patchmix.policy=tools/studies/results/patchmix_policy.yaml` (searched); "
         "`train.mix=patchmix` (random grid: 2x2x2 tubes, a random half from the partner, "
         "random pairs); both PatchMix rows with `train.patchmix.patch_loss=0.5`. Command: "
-        "`python tools/patchmix_bench.py run --policy tools/studies/results/patchmix_policy.yaml`"
+        "`python tools/bench.py patchmix run --policy tools/studies/results/patchmix_policy.yaml`"
         " (one run at a time, resumable), raw rows with each run's command in "
         "[patchmix_runs.jsonl](patchmix_runs.jsonl).\n",
         *results_table(s),

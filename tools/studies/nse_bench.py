@@ -1,8 +1,8 @@
 """Search-space evolution on the built-in task: NSE over a pool of every registered op vs one
 supernet holding the whole pool vs the default 8-op supernet, at equal supernet steps.
 
-    python tools/nse_bench.py run --out runs/nse_bench --worker 0 --workers 2  # one of two
-    python tools/nse_bench.py summary --out runs/nse_bench             # -> tools/studies/results
+    python tools/bench.py nse run --out runs/nse_bench --worker 0 --workers 2  # one of two
+    python tools/bench.py nse summary --out runs/nse_bench             # -> tools/studies/results
 
 Each search runs alone in a child process on one thread; its peak memory is the child's
 ru_maxrss (``getrusage`` via ``os.wait4``: the whole process's resident set, Python, torch and
@@ -16,15 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from studies.harness import run_child, search_cmd  # noqa: E402
+from hybridnas.ops import list_ops
+from studies.harness import run_child, search_cmd
 
-from hybridnas.ops import list_ops  # noqa: E402
-
-RESULTS = Path(__file__).resolve().parent / "studies" / "results"
+RESULTS = Path(__file__).resolve().parent / "results"
 # The ground truth's skeleton (the default space) on its 16 px clips, no latency term (a
 # table per op set would be measured first); 54 supernet steps of 16 clips per search.
 COMMON = [
@@ -197,8 +194,8 @@ def table_markdown(doc: dict) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="tools/bench.py nse", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run")
     r.add_argument("--out", type=Path, required=True)
@@ -206,12 +203,8 @@ def main() -> None:
     r.add_argument("--workers", type=int, default=1)
     s = sub.add_parser("summary")
     s.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.command == "run":
         run(args.out, args.worker, args.workers)
     else:
         print(table_markdown(summary(args.out)))
-
-
-if __name__ == "__main__":
-    main()

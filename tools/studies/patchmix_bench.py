@@ -2,8 +2,8 @@
 (searched policy) / patchmix (random grid) on a small and the full built-in training set, a
 few seeds each, one run at a time; resumable (each finished run is a line of the JSONL).
 
-    python tools/patchmix_bench.py run --policy runs/patchmix_search/policy.yaml
-    python tools/patchmix_bench.py summary   # mean +- SD per set and method -> summary JSON
+    python tools/bench.py patchmix run --policy runs/patchmix_search/policy.yaml
+    python tools/bench.py patchmix summary   # mean +- SD per set and method -> summary JSON
 
 Test top-1 is the last epoch's (train.py validates on the built-in test split, so the best
 epoch would select on test).
@@ -20,10 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from studies.patchmix_report import load_policy_record  # noqa: E402
+from studies.patchmix_report import load_policy_record
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "runs" / "patchmix_bench"
 RESULTS = ROOT / "tools" / "studies" / "results" / "patchmix_runs.jsonl"
 SUMMARY = ROOT / "tools" / "studies" / "results" / "patchmix_summary.json"
@@ -145,8 +144,10 @@ def summarise(results: Path) -> dict:
     return summary
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(
+        prog="tools/bench.py patchmix", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument("what", choices=("run", "summary"))
     p.add_argument("--policy", default=str(ROOT / "runs" / "patchmix_search" / "policy.yaml"))
     p.add_argument("--sets", default="small,full", help=f"of {list(SETS)}")
@@ -154,7 +155,7 @@ def main() -> None:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--results", type=Path, default=RESULTS)
     p.add_argument("--code", type=Path, default=ROOT, help="the checkout whose tools/train.py runs")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     if args.what == "run":
         run_all(args)
     s = summarise(args.results)
@@ -168,7 +169,3 @@ def main() -> None:
     for set_name, methods in s.items():
         for method, m in methods.items():
             print(f"{set_name:6s} {method:18s} {m['mean']:.3f} +- {m['sd']:.3f} (n={m['n']})")
-
-
-if __name__ == "__main__":
-    main()
