@@ -24,6 +24,7 @@ CNNs, the baselines that cannot (Frame2D) or barely (TSM: shifted channels) see 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -108,27 +109,11 @@ def create_x3d_xs(
     return reset_to_torch_init(model) if torch_init else model
 
 
-@register_model("x3d_xs_ti", spec_keys=X3D_SPEC_KEYS)
-def create_x3d_xs_ti(
-    *,
-    num_classes: int,
-    frames: int,
-    size: int,
-    dropout: float = 0.5,
-    width_factor: float = 2.0,
-    spatial_strides: Sequence[int] | None = None,
-) -> nn.Module:
-    """:func:`create_x3d_xs` from PyTorch's initialisation (``torch_init=True``): the same
-    block and shapes, (B, 3, frames, size, size) -> (B, num_classes)."""
-    return create_x3d_xs(
-        num_classes=num_classes,
-        frames=frames,
-        size=size,
-        dropout=dropout,
-        width_factor=width_factor,
-        spatial_strides=spatial_strides,
-        torch_init=True,
-    )
+# X3D-XS from PyTorch's initialisation: the same builder with ``torch_init=True``, so the
+# (B, 3, frames, size, size) -> (B, num_classes) block and its keywords are declared once.
+create_x3d_xs_ti = register_model("x3d_xs_ti", spec_keys=X3D_SPEC_KEYS)(
+    functools.partial(create_x3d_xs, torch_init=True)
+)
 
 
 @register_model("r2plus1d", spec_keys=R2PLUS1D_SPEC_KEYS)
