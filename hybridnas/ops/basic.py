@@ -14,7 +14,7 @@ from hybridnas.ops.layers import (
     fold_norm,
     foldable_norm,
     out_size,
-    state_key,
+    rebuilt_on_change,
 )
 from hybridnas.ops.registry import register_op
 
@@ -84,14 +84,14 @@ class FactorizedReduce3d(nn.Module):
     def _folded(self) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
         """Each half's (weight, bias) with the BatchNorm after the concat folded in: it
         scales channels one by one, so each half takes its own channels' share."""
-        key = state_key(self.conv_a, self.conv_b, self.bn)
-        cached = getattr(self, "_folded_cache", None)
-        if cached is None or cached[0] != key:
+
+        def fold() -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
             weight = torch.cat([self.conv_a.weight, self.conv_b.weight])
             w, b = fold_norm(weight, None, self.bn)
             half = self.conv_a.out_channels
-            self._folded_cache = cached = (key, ((w[:half], b[:half]), (w[half:], b[half:])))
-        return cached[1]
+            return (w[:half], b[:half]), (w[half:], b[half:])
+
+        return rebuilt_on_change(self, (self.conv_a, self.conv_b, self.bn), fold)
 
 
 def _every(x: torch.Tensor, dim: int, step: int) -> torch.Tensor:

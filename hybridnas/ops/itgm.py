@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from hybridnas.ops.layers import ConvBN, Stride3, fast_conv, same_padding
+from hybridnas.ops.layers import ConvBN, Stride3, fast_conv, rebuilt_on_change, same_padding
 from hybridnas.ops.registry import normalize_stride, register_op
 
 
@@ -44,7 +44,6 @@ class ITGMConv3d(nn.Module):
         self.mix_logits = nn.Parameter(torch.empty(c_out, c_in, num_bumps))
         self.centre_raw = nn.Parameter(torch.empty(num_bumps))
         self.width_raw = nn.Parameter(torch.empty(num_bumps))
-        self._frozen: tuple[tuple, torch.Tensor] | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -79,12 +78,8 @@ class ITGMConv3d(nn.Module):
         """``weight()``, built once and reused while no gradient is wanted and no parameter
         has changed (evaluation builds it once, not once a forward pass)."""
         if torch.is_grad_enabled():
-            self._frozen = None
             return self.weight()
-        key = tuple((p.data_ptr(), p._version) for p in self.parameters(recurse=False))
-        if self._frozen is None or self._frozen[0] != key:
-            self._frozen = (key, self.weight())
-        return self._frozen[1]
+        return rebuilt_on_change(self, (self,), self.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._conv_forward(x, self.kernel(), None)

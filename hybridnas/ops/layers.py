@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -10,6 +11,7 @@ from torch import nn
 
 from hybridnas.ops.choice import may_choose, run_fastest
 
+T = TypeVar("T")
 Triple = tuple[int, int, int]
 Stride3 = int | Triple
 Norm = Callable[[int], nn.Module]  # channels -> a normalisation layer (default BatchNorm3d)
@@ -226,19 +228,30 @@ class ConvBN(nn.Sequential):
         return conv._conv_forward(x, *self._folded(conv, norm))
 
     def _folded(self, conv: nn.Module, norm: nn.BatchNorm3d) -> tuple[torch.Tensor, torch.Tensor]:
-        key = state_key(conv, norm)
-        cached = getattr(self, "_folded_cache", None)
-        if cached is None or cached[0] != key:
+        def fold() -> tuple[torch.Tensor, torch.Tensor]:
             kernel = conv.kernel() if hasattr(conv, "kernel") else conv.weight  # iTGM builds one
-            bias = getattr(conv, "bias", None)
-            self._folded_cache = cached = (key, fold_norm(kernel, bias, norm))
-        return cached[1]
+            return fold_norm(kernel, getattr(conv, "bias", None), norm)
+
+        return rebuilt_on_change(self, (conv, norm), fold)
 
 
 def _bare_relu(layer: nn.Module) -> bool:
     """A ReLU without hooks, which can be applied without the module call (whose hooks
     machinery costs as much as a small ReLU itself)."""
     return type(layer) is nn.ReLU and not (layer._forward_hooks or layer._forward_pre_hooks)
+
+
+def rebuilt_on_change(
+    owner: nn.Module, sources: tuple[nn.Module, ...], build: Callable[[], T]
+) -> T:
+    """``build()``, kept on ``owner`` and reused while no parameter or buffer of ``sources``
+    is replaced or written in place (``state_key``): what inference derives from weights
+    (a BN-folded conv, iTGM's inflated kernel) is built once, not once a forward pass."""
+    key = state_key(*sources)
+    cached = getattr(owner, "_state_cache", None)
+    if cached is None or cached[0] != key:
+        cached = owner._state_cache = (key, build())
+    return cached[1]
 
 
 def state_key(*modules: nn.Module) -> tuple:
