@@ -7,7 +7,7 @@ import torch.utils.benchmark as benchmark
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from hybridnas.ops.choice import TRIALS
+from hybridnas.ops.choice import CALLS_TO_CHOOSE
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ def measure_latency(
     device: str | torch.device = "cpu",
     min_run_time: float = 0.2,
     threads: int | None = None,
-    warmup: int = 3 * TRIALS,
+    warmup: int = CALLS_TO_CHOOSE,
 ) -> LatencyResult:
     """Time a forward pass of a (batch_size, C, T, H, W) random batch; clip_shape is (C, T, H, W).
 

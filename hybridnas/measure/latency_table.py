@@ -39,7 +39,7 @@ from hybridnas.measure.latency_parts import (
     genotype_parts,
 )
 from hybridnas.ops import create_op
-from hybridnas.ops.choice import TRIALS
+from hybridnas.ops.choice import CALLS_TO_CHOOSE
 from hybridnas.space.cells import ReLUConvBN
 from hybridnas.space.genotype import Genotype
 from hybridnas.space.network import ClassifierHead, build_stem
@@ -124,7 +124,7 @@ def part_timer(key: str, device: torch.device, threads: int) -> benchmark.Timer:
 def calibrate(timer: benchmark.Timer, block_s: float) -> int:
     """Warm ``timer`` up (past every op's kernel trial, ``ops.choice``); the number of calls
     that makes one timed block about ``block_s``."""
-    timer.timeit(3 * TRIALS)
+    timer.timeit(CALLS_TO_CHOOSE)
     once = max(timer.timeit(1).median, 1e-6)
     return max(1, min(1000, int(block_s / once)))
 

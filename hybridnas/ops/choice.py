@@ -26,6 +26,9 @@ Candidate = Callable[..., torch.Tensor]
 _FASTEST: dict[tuple, Candidate] = {}
 _TRIAL_TIMES: dict[tuple, list[list[float]]] = {}  # signature -> each candidate's call times
 TRIALS = 3  # timed calls per candidate before a signature's choice is made
+MAX_CANDIDATES = 3  # the most formulations any op offers (a conv: reference, oneDNN, matmul)
+#: calls of a signature after which its choice is surely made: warm-up before timing anything
+CALLS_TO_CHOOSE = TRIALS * MAX_CANDIDATES
 _PINNED: list[int] = []  # a candidate index forced by ``pinned_choice`` (checks only)
 
 
@@ -74,6 +77,8 @@ def run_fastest(
 def _trial(key: tuple, candidates: Sequence[Candidate], args: tuple) -> torch.Tensor:
     if _PINNED:
         return candidates[min(_PINNED[-1], len(candidates) - 1)](*args)
+    if len(candidates) > MAX_CANDIDATES:
+        raise ValueError(f"{len(candidates)} candidates: raise MAX_CANDIDATES ({MAX_CANDIDATES})")
     times = _TRIAL_TIMES.setdefault(key, [[] for _ in candidates])
     i = min(range(len(candidates)), key=lambda k: len(times[k]))
     start = time.perf_counter()

@@ -80,9 +80,9 @@ def fast_conv(
     oneDNN and, for a pointwise conv, the one matrix product it is, and the fastest is kept.
     Outputs agree to float rounding (<= 1e-5); training and batches take PyTorch's choice.
     """
+    if not may_choose(x):  # training and batches: straight to PyTorch, nothing built
+        return _plain_conv(x, weight, bias, stride, padding, dilation, groups)
     args = (x, weight, bias, tuple(stride), tuple(padding), tuple(dilation), groups)
-    if not may_choose(x):
-        return _plain_conv(*args)
     key = ("conv", x.shape, weight.shape, *args[3:])
     return run_fastest(key, lambda: _conv_candidates(weight, args[3], args[4], groups), *args)
 

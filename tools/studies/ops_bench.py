@@ -27,11 +27,10 @@ from types import ModuleType
 import torch
 from torch import nn
 
-from hybridnas.ops.choice import TRIALS
+from hybridnas.ops.choice import CALLS_TO_CHOOSE
 
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE_OP = "conv3d_3x3x3"
-WARMUP_CALLS = 4 * TRIALS  # more than any signature's kernel trial (up to 3 candidates)
 
 
 @dataclass(frozen=True)
@@ -117,7 +116,7 @@ def interleaved_ms(
     each pass times a block of calls long enough (``block_s``) to be above timer noise."""
     repeats = {}
     for name, job in jobs.items():
-        for _ in range(WARMUP_CALLS):
+        for _ in range(CALLS_TO_CHOOSE):
             job()  # warm-up: allocator, oneDNN primitive caches, each signature's kernel trial
         t = time.perf_counter()
         job()
